@@ -1,0 +1,541 @@
+"""The configuration tree: one dataclass per component, validated on construction.
+
+The whole method is data: :class:`Config` holds one section per component
+(``model``, ``render``, ``loss``, ``sampling``, ``keyframes``, ``trainer``,
+``extract``, ``data``). Every field has a default (the values of the paper and
+of the authors' public code, see ``docs``/REFERENCE facts quoted per field), a
+one-line help text, and optional bounds or choices that are checked when the
+section is built. A bad value raises :class:`ConfigError` naming the dotted path
+of the field (``loss.lambda_diff``).
+
+The same tree drives the offline command line (YAML files in ``config/``) and the
+ROS node (its parameters are the flattened tree: ``loss.lambda_diff``), see
+:func:`flatten` and :func:`unflatten`. YAML is written with ``yaml.safe_dump``
+of plain dictionaries, never pickled objects, so renaming a class never breaks
+a saved file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Mapping
+
+import yaml
+
+__all__ = [
+    "ConfigError",
+    "ModelConfig",
+    "RenderConfig",
+    "LossConfig",
+    "SamplingConfig",
+    "KeyframeConfig",
+    "TrainerConfig",
+    "ExtractConfig",
+    "DataConfig",
+    "Config",
+    "flatten",
+    "unflatten",
+    "load_yaml",
+    "save_yaml",
+    "field_help",
+    "field_specs",
+    "build_section",
+    "read_yaml_tree",
+    "dump_yaml",
+    "param",
+    "Section",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration value is unknown, missing, of the wrong type or out of range.
+
+    ``path`` is the dotted name of the offending field (``loss.lambda_diff``).
+    """
+
+    def __init__(self, path: str, message: str):
+        self.path = path
+        super().__init__(f"{path}: {message}" if path else message)
+
+
+def param(default: Any, help: str, *, min: float | None = None, max: float | None = None,
+          choices: tuple | None = None, min_exclusive: bool = False) -> Any:
+    """A config field: default, help text and the constraints checked on construction."""
+    meta = {"help": help, "min": min, "max": max, "choices": choices, "min_exclusive": min_exclusive}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+_SCALARS = (bool, int, float, str)
+
+
+class Section:
+    """Base of every config section: type coercion and validation after ``__init__``."""
+
+    name: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            path = f"{self.name}.{f.name}" if self.name else f.name
+            value = _coerce(path, getattr(self, f.name), hints[f.name])
+            object.__setattr__(self, f.name, value)
+            _check_bounds(path, value, f.metadata)
+        self.validate()
+
+    def validate(self) -> None:
+        """Cross-field checks of a section; raise :class:`ConfigError` naming the field."""
+
+    def replace(self, **changes: Any):
+        """A validated copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+
+def _coerce(path: str, value: Any, hint: Any) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (list, tuple):
+        (item_type, *_) = typing.get_args(hint) or (Any,)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(path, f"expected a list, got {value!r}")
+        return [_coerce(f"{path}[{i}]", v, item_type) for i, v in enumerate(value)]
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(path, f"expected a number, got {value!r}")
+        value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(path, f"must be finite, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(path, f"expected an integer, got {value!r}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(path, f"expected true or false, got {value!r}")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(path, f"expected a string, got {value!r}")
+        return value
+    return value
+
+
+def _check_bounds(path: str, value: Any, meta: Mapping[str, Any]) -> None:
+    values = value if isinstance(value, list) else [value]
+    for v in values:
+        if meta.get("choices") is not None and v not in meta["choices"]:
+            raise ConfigError(path, f"must be one of {list(meta['choices'])}, got {v!r}")
+        lo, hi = meta.get("min"), meta.get("max")
+        if lo is not None and (v < lo or (meta.get("min_exclusive") and v == lo)):
+            sign = ">" if meta.get("min_exclusive") else ">="
+            raise ConfigError(path, f"must be {sign} {lo}, got {v!r}")
+        if hi is not None and v > hi:
+            raise ConfigError(path, f"must be <= {hi}, got {v!r}")
+
+
+def build_section(section_cls: type, values: Any, *, partial: bool = False, base: Any = None):
+    """Build one section from a mapping; unknown fields always raise, missing ones
+    raise unless ``partial`` (then they come from ``base``, default: the defaults)."""
+    name = section_cls.name
+    if not isinstance(values, Mapping):
+        raise ConfigError(name, f"expected a mapping, got {values!r}")
+    names = {f.name for f in dataclasses.fields(section_cls)}
+    unknown = set(values) - names
+    if unknown:
+        raise ConfigError(f"{name}.{sorted(unknown)[0]}", "unknown field")
+    missing = names - set(values)
+    if missing and not partial:
+        raise ConfigError(f"{name}.{sorted(missing)[0]}", "missing field")
+    base = base if base is not None else section_cls()
+    return section_cls(**{**dataclasses.asdict(base), **values})
+
+
+# --------------------------------------------------------------------------- sections
+
+
+@dataclass(frozen=True)
+class ModelConfig(Section):
+    """The object-compositional SDF network and its colour network."""
+
+    name: ClassVar[str] = "model"
+
+    num_channels: int = param(50, "SDF channels c; channel 0 is the background/stuff channel, "
+                              "scene SDF = min over channels (public code: 50)", min=2)
+    encoding: str = param("hashgrid", "input encoding of points",
+                          choices=("hashgrid", "densegrid", "triplane", "none"))
+    grid_levels: int = param(16, "resolution levels of the grid encoding", min=1)
+    grid_features_per_level: int = param(2, "features per level of the grid encoding", min=1)
+    grid_base_resolution: int = param(16, "coarsest grid resolution (cells per side)", min=2)
+    grid_max_resolution: int = param(2048, "finest grid resolution (cells per side)", min=2)
+    grid_log2_hashmap_size: int = param(19, "log2 of the hash table size per level", min=8, max=26)
+    positional_frequencies: int = param(6, "frequencies of the positional encoding "
+                                        "concatenated to the grid features (0 = none)", min=0)
+    sdf_hidden: list[int] = param([256, 256], "hidden widths of the SDF MLP", min=1)
+    activation: str = param("softplus", "hidden activation of both MLPs (softplus(beta=100) is "
+                            "the public code's; relu/silu are ~7x faster on CPU)",
+                            choices=("softplus", "relu", "silu"))
+    softplus_beta: float = param(100.0, "beta of the softplus activation", min=0.0, min_exclusive=True)
+    weight_norm: bool = param(True, "weight normalisation of the MLP layers")
+    feature_dim: int = param(256, "geometry feature width passed to the colour network", min=0)
+    color_hidden: list[int] = param([256, 256], "hidden widths of the colour MLP", min=1)
+    geometric_init: bool = param(True, "geometric initialisation: channel 0 an inverted room "
+                                 "sphere, object channels small spheres")
+    init_background_radius: float = param(1.0, "radius of the inverted background sphere, in "
+                                          "normalised scene units", min=0.0, min_exclusive=True)
+    init_object_radius: float = param(0.1, "radius of the initial object spheres, normalised "
+                                      "scene units", min=0.0, min_exclusive=True)
+    beta_init: float = param(0.1, "initial beta of the Laplace density (VolSDF)", min=0.0,
+                             min_exclusive=True)
+    beta_min: float = param(1.0e-4, "lower bound of the learnable beta", min=0.0, min_exclusive=True)
+
+    def validate(self) -> None:
+        if self.grid_max_resolution < self.grid_base_resolution:
+            raise ConfigError("model.grid_max_resolution",
+                              f"must be >= model.grid_base_resolution ({self.grid_base_resolution})")
+        if self.beta_init < self.beta_min:
+            raise ConfigError("model.beta_init", f"must be >= model.beta_min ({self.beta_min})")
+
+
+@dataclass(frozen=True)
+class RenderConfig(Section):
+    """Rays, samplers and volume rendering."""
+
+    name: ClassVar[str] = "render"
+
+    sampler: str = param("error_bounded", "ray sampler: VolSDF error-bounded, uniform, or "
+                         "depth-guided (samples around the measured depth, uniform where none)",
+                         choices=("error_bounded", "uniform", "depth_guided"))
+    num_samples: int = param(64, "samples per ray used for rendering", min=1)
+    num_samples_eval: int = param(128, "samples per ray of the error-bounded sampler's search", min=1)
+    num_samples_extra: int = param(32, "extra uniform samples of the error-bounded sampler", min=0)
+    error_bound_eps: float = param(0.1, "opacity error bound of the error-bounded sampler",
+                                   min=0.0, min_exclusive=True)
+    depth_guided_samples: int = param(16, "samples in the band around the measured depth", min=1)
+    depth_guided_band_m: float = param(0.1, "half-width of the depth band, metres", min=0.0,
+                                       min_exclusive=True)
+    near_m: float = param(0.05, "nearest sample distance along a ray, metres", min=0.0)
+    far_m: float = param(12.0, "farthest sample distance along a ray, metres", min=0.0,
+                         min_exclusive=True)
+    bounds_padding_m: float = param(0.1, "padding added around the scene bounds, metres", min=0.0)
+    eval_chunk_rays: int = param(4096, "rays rendered per chunk at evaluation", min=1)
+
+    def validate(self) -> None:
+        if self.far_m <= self.near_m:
+            raise ConfigError("render.far_m", f"must be > render.near_m ({self.near_m})")
+
+
+@dataclass(frozen=True)
+class LossConfig(Section):
+    """Loss weights. Names follow the paper: l1..l5 are lambda_diff, lambda_onehot,
+    lambda_reg, lambda_bg, lambda_fg."""
+
+    name: ClassVar[str] = "loss"
+
+    definition: str = param("paper", "clustering/fg-bg loss definitions: as in the paper, or "
+                            "as in the authors' public code", choices=("paper", "public_code"))
+    rgb: float = param(1.0, "weight of the RGB L1 loss", min=0.0)
+    depth: float = param(0.0, "weight of the depth loss (0 in the public code; sensor depth "
+                         "makes it worth using)", min=0.0)
+    normal: float = param(0.05, "weight of the normal-prior loss (when priors exist)", min=0.0)
+    eikonal: float = param(0.1, "weight of the eikonal loss", min=0.0)
+    eikonal_method: str = param("autograd_per_channel", "how SDF gradients for the eikonal term "
+                                "are taken: one autograd pass per channel (public code), "
+                                "autograd of the scene SDF only, or finite differences",
+                                choices=("autograd_per_channel", "autograd_scene", "finite_difference"))
+    finite_difference_step: float = param(1.0e-3, "step of finite differences, normalised scene "
+                                          "units", min=0.0, min_exclusive=True)
+    smooth: float = param(0.005, "weight of the normal smoothness loss", min=0.0)
+    lambda_diff: float = param(20.0, "l1: weight of L_diff (cluster centres apart)", min=0.0)
+    lambda_onehot: float = param(0.5, "l2: weight of L_onehot", min=0.0)
+    lambda_reg: float = param(10000.0, "l3: weight of L_reg (slows entropy reduction)", min=0.0)
+    lambda_bg: float = param(0.2, "l4: weight of the background term of L_fg-bg", min=0.0)
+    lambda_fg: float = param(0.1, "l5: weight of the foreground term of L_fg-bg", min=0.0)
+    lambda_sem: float = param(0.15, "weight of L_sem (semantic mode)", min=0.0)
+    semantic_clustering_scale: float = param(1.5, "scale of the clustering term in semantic mode "
+                                             "(public code)", min=0.0)
+    lambda_cross_view: float = param(0.0, "weight of L_cross_view (instance mode; disabled in "
+                                     "both public configs)", min=0.0)
+    lambda_opacity_label: float = param(0.0, "weight of ObjectSDF++'s opacity loss against the "
+                                        "2D labels taken as consistent ids (baselines only)", min=0.0)
+    lambda_violation: float = param(0.0, "weight of ObjectSDF++'s object-distinction "
+                                    "(violation) loss", min=0.0)
+    violation_start_fraction: float = param(0.5, "fraction of training after which the violation "
+                                            "loss switches on (public code: after 100 of 200 "
+                                            "epochs)", min=0.0, max=1.0)
+
+
+@dataclass(frozen=True)
+class SamplingConfig(Section):
+    """Rays drawn per iteration."""
+
+    name: ClassVar[str] = "sampling"
+
+    rays_per_batch: int = param(1024, "rays per iteration (1 image per iteration)", min=1)
+    images_per_batch: int = param(1, "views whose rays make one iteration", min=1)
+    label_comprehensive: bool = param(True, "every label of the view gets at least one ray")
+    per_label_share: float = param(0.0, "extra rays per label as a share of the random rays "
+                                   "(public code draws ceil(share x random rays) per label)",
+                                   min=0.0, max=1.0)
+    cross_view_views: int = param(4, "extra views drawn for L_cross_view", min=0)
+    cross_view_rays: int = param(64, "rays per extra view for L_cross_view", min=1)
+
+
+@dataclass(frozen=True)
+class KeyframeConfig(Section):
+    """Key frames: offline selection and the online buffer."""
+
+    name: ClassVar[str] = "keyframes"
+
+    top_fraction: float = param(0.1, "share of frames with the most distinct labels that are key "
+                                "frames (supplementary 1.2)", min=0.0, max=1.0, min_exclusive=True)
+    replace_empty: bool = param(True, "a drawn frame with no label is replaced by a random key frame")
+    swap_probability: float = param(0.0, "chance that any drawn frame is swapped for a key frame "
+                                    "(public code: 0.2)", min=0.0, max=1.0)
+    buffer_size: int = param(300, "frames kept by the online buffer", min=1)
+    min_translation_m: float = param(0.05, "online: a frame is kept if the camera moved this far "
+                                     "since the last kept frame, metres", min=0.0)
+    min_rotation_deg: float = param(5.0, "online: ... or turned this much, degrees", min=0.0)
+    eviction: str = param("fewest_labels", "online: which frame leaves a full buffer",
+                          choices=("fewest_labels", "oldest", "most_redundant"))
+
+
+@dataclass(frozen=True)
+class TrainerConfig(Section):
+    """Optimisation, mode, device, logging and checkpoints."""
+
+    name: ClassVar[str] = "trainer"
+
+    mode: str = param("instance", "instance mode (view-inconsistent instance ids) or semantic mode "
+                      "(channel = class id)", choices=("instance", "semantic"))
+    iterations: int = param(120000, "training iterations (paper: ~120k)", min=0)
+    lr: float = param(5.0e-4, "Adam learning rate of the networks", min=0.0, min_exclusive=True)
+    grid_lr_factor: float = param(20.0, "learning-rate multiplier of the grid encoding", min=0.0,
+                                  min_exclusive=True)
+    adam_betas: list[float] = param([0.9, 0.99], "Adam betas (beta1, beta2) of the optimiser", min=0.0, max=1.0)
+    adam_eps: float = param(1.0e-15, "Adam epsilon of the optimiser", min=0.0, min_exclusive=True)
+    lr_final_factor: float = param(0.1, "exponential decay of the learning rate down to this "
+                                   "factor at the last iteration", min=0.0, max=1.0,
+                                   min_exclusive=True)
+    device: str = param("auto", "torch device: auto (CUDA when present), cpu, cuda, cuda:N")
+    seed: int = param(0, "random seed of initialisation and sampling", min=0)
+    num_threads: int = param(0, "CPU threads for torch (0 = torch's default)", min=0)
+    log_every: int = param(100, "iterations between loss log lines", min=1)
+    checkpoint_every: int = param(5000, "iterations between checkpoints (0 = only at the end)", min=0)
+    progress_bar: bool = param(True, "show a progress bar on a terminal")
+
+    def validate(self) -> None:
+        if len(self.adam_betas) != 2:
+            raise ConfigError("trainer.adam_betas", f"expected two values, got {self.adam_betas}")
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ConfigError("trainer.device", f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+
+
+@dataclass(frozen=True)
+class ExtractConfig(Section):
+    """Meshes and objects from the trained field."""
+
+    name: ClassVar[str] = "extract"
+
+    resolution: int = param(256, "marching-cubes grid cells along the longest side of the "
+                            "scene bounds (public code: 256)", min=8)
+    min_component_faces: int = param(200, "connected mesh fragments with fewer faces are removed",
+                                     min=0)
+    min_object_faces: int = param(500, "channels whose mesh has fewer faces are dropped", min=0)
+    match_iou: float = param(0.2, "3D box IoU above which a new extraction keeps the id of a "
+                             "previous object", min=0.0, max=1.0)
+    export_format: str = param("ply", "mesh file format", choices=("ply", "glb", "obj"))
+
+
+@dataclass(frozen=True)
+class DataConfig(Section):
+    """How frames are read and scaled before training."""
+
+    name: ClassVar[str] = "data"
+
+    image_width: int = param(320, "training image width, pixels (frames are resized)", min=8)
+    image_height: int = param(240, "training image height, pixels", min=8)
+    depth_min_m: float = param(0.1, "depth below this is invalid, metres", min=0.0)
+    depth_max_m: float = param(10.0, "depth above this is invalid, metres", min=0.0,
+                               min_exclusive=True)
+    max_frames: int = param(0, "use at most this many training frames (0 = all)", min=0)
+
+    def validate(self) -> None:
+        if self.depth_max_m <= self.depth_min_m:
+            raise ConfigError("data.depth_max_m", f"must be > data.depth_min_m ({self.depth_min_m})")
+
+
+_SECTIONS: dict[str, type[Section]] = {
+    cls.name: cls
+    for cls in (ModelConfig, RenderConfig, LossConfig, SamplingConfig, KeyframeConfig,
+                TrainerConfig, ExtractConfig, DataConfig)
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole tree. ``Config()`` is the paper / public-code configuration."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    keyframes: KeyframeConfig = field(default_factory=KeyframeConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    extract: ExtractConfig = field(default_factory=ExtractConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def __post_init__(self) -> None:
+        if self.loss.lambda_cross_view > 0 and self.sampling.cross_view_views == 0:
+            raise ConfigError("sampling.cross_view_views",
+                              "must be > 0 when loss.lambda_cross_view > 0")
+
+    # -- conversions -------------------------------------------------------------
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Plain nested dictionary (YAML-safe)."""
+        return {name: dataclasses.asdict(getattr(self, name)) for name in _SECTIONS}
+
+    @classmethod
+    def from_dict(cls, tree: Mapping[str, Any], *, partial: bool = False,
+                  base: "Config | None" = None) -> "Config":
+        """Build from a nested dictionary.
+
+        With ``partial=False`` every section and field must be present (a complete
+        file); with ``partial=True`` missing values come from ``base`` (default:
+        ``Config()``). Unknown keys always raise.
+        """
+        if not isinstance(tree, Mapping):
+            raise ConfigError("", f"expected a mapping of sections, got {type(tree).__name__}")
+        unknown = set(tree) - set(_SECTIONS)
+        if unknown:
+            raise ConfigError(sorted(unknown)[0], f"unknown section (known: {sorted(_SECTIONS)})")
+        base = base or cls()
+        sections = {}
+        for name, section_cls in _SECTIONS.items():
+            values = tree.get(name)
+            if values is None:
+                if not partial:
+                    raise ConfigError(name, "missing section")
+                values = {}
+            sections[name] = build_section(section_cls, values, partial=partial,
+                                           base=getattr(base, name))
+        return cls(**sections)
+
+    def merged(self, overrides: Mapping[str, Any]) -> "Config":
+        """A copy with a partial nested or dotted dictionary applied on top."""
+        tree = overrides
+        if any("." in key for key in overrides):
+            tree = unflatten(overrides)
+        return Config.from_dict(tree, partial=True, base=self)
+
+
+# --------------------------------------------------------------------------- flat names
+
+
+def flatten(config: Config) -> dict[str, Any]:
+    """Dotted parameter names to values: ``{"loss.lambda_diff": 20.0, ...}``."""
+    return {f"{section}.{key}": value
+            for section, values in config.to_dict().items() for key, value in values.items()}
+
+
+def unflatten(flat: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Dotted names back to the nested form that :meth:`Config.from_dict` reads."""
+    tree: dict[str, dict[str, Any]] = {}
+    for key, value in flat.items():
+        section, sep, name = key.partition(".")
+        if not sep or not name or "." in name:
+            raise ConfigError(key, "expected a parameter name of the form section.field")
+        tree.setdefault(section, {})[name] = value
+    return tree
+
+
+def field_help(path: str) -> str:
+    """Help text of a dotted field name (used for ROS parameter descriptors and docs)."""
+    section, _, name = path.partition(".")
+    if section not in _SECTIONS:
+        raise ConfigError(path, "unknown section")
+    for f in dataclasses.fields(_SECTIONS[section]):
+        if f.name == name:
+            return f.metadata["help"]
+    raise ConfigError(path, "unknown field")
+
+
+def field_specs() -> list[tuple[str, Any, str]]:
+    """(dotted name, default, help) of every field, in tree order."""
+    defaults = flatten(Config())
+    return [(path, value, field_help(path)) for path, value in defaults.items()]
+
+
+# --------------------------------------------------------------------------- YAML
+
+
+def read_yaml_tree(path: str | Path) -> dict[str, Any]:
+    """The mapping of sections in a YAML file: a plain tree, or a ROS 2 parameter
+    file (``node_name: {ros__parameters: {...}}``) unwrapped."""
+    path = Path(path)
+    try:
+        tree = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError("", f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(tree, Mapping):
+        raise ConfigError("", f"{path}: expected a mapping at the top level")
+    if len(tree) == 1:
+        (only,) = tree.values()
+        if isinstance(only, Mapping) and "ros__parameters" in only:
+            tree = only["ros__parameters"]
+    return dict(tree)
+
+
+def load_yaml(path: str | Path, *, partial: bool = False, ignore_sections: tuple[str, ...] = ("ros",),
+              base: Config | None = None) -> Config:
+    """Load a YAML file (a plain tree or a ROS 2 parameter file) into a :class:`Config`.
+
+    Sections named in ``ignore_sections`` (the ROS-only ``ros`` section) are skipped.
+    Errors name the file and the dotted field.
+    """
+    tree = {k: v for k, v in read_yaml_tree(path).items() if k not in ignore_sections}
+    try:
+        return Config.from_dict(tree, partial=partial, base=base)
+    except ConfigError as exc:
+        raise ConfigError(exc.path, f"{exc.args[0]} (in {path})") from None
+
+
+def save_yaml(config: Config, path: str | Path) -> None:
+    """Write the complete tree as plain YAML (floats written so ROS reads them as doubles)."""
+    Path(path).write_text(dump_yaml(config.to_dict()))
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _float_representer(dumper: yaml.SafeDumper, value: float) -> yaml.Node:
+    # PyYAML writes 1e-15 without a dot, which YAML 1.1 loaders read back as a
+    # string; ROS needs 1.0 (not 1) for double parameters. Always keep a dot.
+    if value.is_integer() and abs(value) < 1e16:
+        text = f"{value:.1f}"
+    else:
+        text = repr(value)
+        if "e" in text and "." not in text.split("e")[0]:
+            mantissa, exponent = text.split("e")
+            text = f"{mantissa}.0e{exponent}"
+    return dumper.represent_scalar("tag:yaml.org,2002:float", text)
+
+
+def _list_representer(dumper: yaml.SafeDumper, value: list) -> yaml.Node:
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", value, flow_style=True)
+
+
+_Dumper.add_representer(float, _float_representer)
+_Dumper.add_representer(list, _list_representer)
+
+
+def dump_yaml(tree: Mapping[str, Any]) -> str:
+    """YAML text of a plain nested dictionary, in insertion order."""
+    return yaml.dump(dict(tree), Dumper=_Dumper, sort_keys=False, default_flow_style=False)

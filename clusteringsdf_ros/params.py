@@ -1,0 +1,78 @@
+"""ROS parameters: the flattened core config tree plus a ROS-only ``ros`` section.
+
+A node's parameters are ``<section>.<field>`` for every field of
+:class:`clusteringsdf_core.config.Config` (``loss.lambda_diff``) and ``ros.<field>``
+for :class:`RosConfig` (topics, frames, QoS, rates, outputs). ``config/mapping.yaml``
+is a ROS 2 parameter file holding both, and the offline tools read the same file
+(they skip the ``ros`` section). This module imports no ROS package, so the same
+definitions serve a launch description, a fallback runner and the tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from clusteringsdf_core.config import (Config, ConfigError, Section, build_section, flatten,
+                                       load_yaml, param, read_yaml_tree)
+
+__all__ = ["RosConfig", "load_params_file", "flatten_all"]
+
+
+@dataclass(frozen=True)
+class RosConfig(Section):
+    """Topics, frames, QoS, rates and outputs of the mapping node."""
+
+    name: ClassVar[str] = "ros"
+
+    color_topic: str = param("color/image_raw", "RGB image (rgb8/bgr8/rgba8/mono8)")
+    camera_info_topic: str = param("color/camera_info", "camera intrinsics of the RGB image")
+    depth_topic: str = param("depth/image_raw", "depth image (16UC1 mm or 32FC1 m); '' = RGB only")
+    instance_topic: str = param("segmentation/instance", "2D instance ids (16UC1/32SC1, 0 = none)")
+    semantic_topic: str = param("", "2D semantic class ids (semantic mode); '' = not used")
+    confidence_topic: str = param("", "segmenter confidence (32FC1); '' = not used")
+    pose_source: str = param("tf", "where camera poses come from: TF (map -> camera optical "
+                             "frame at the image stamp), a PoseStamped topic or an Odometry topic",
+                             choices=("tf", "pose_topic", "odometry"))
+    pose_topic: str = param("camera/pose", "geometry_msgs/PoseStamped of the camera optical frame "
+                            "in the map frame (pose_source: pose_topic)")
+    odometry_topic: str = param("odom", "nav_msgs/Odometry of the camera optical frame "
+                                "(pose_source: odometry)")
+    map_frame: str = param("map", "fixed frame of poses and published objects (REP 105)")
+    camera_frame: str = param("", "camera optical frame; '' = the image header's frame_id")
+    objects_topic: str = param("/objects", "published clusteringsdf_ros/ObjectArray")
+    sync_slop_s: float = param(0.02, "largest stamp difference of synchronised inputs, seconds",
+                               min=0.0)
+    sync_queue_size: int = param(30, "messages per input kept by the synchroniser", min=1)
+    frame_queue_size: int = param(8, "converted frames waiting for the trainer (drop oldest)", min=1)
+    image_qos: str = param("sensor_data", "QoS of image subscriptions",
+                           choices=("sensor_data", "reliable"))
+    tf_timeout_s: float = param(0.05, "how long a pose lookup may wait for TF, seconds", min=0.0)
+    publish_period_s: float = param(5.0, "seconds between /objects publications", min=0.0,
+                                    min_exclusive=True)
+    extract_period_s: float = param(10.0, "seconds between mesh extractions while training",
+                                    min=0.0, min_exclusive=True)
+    status_period_s: float = param(1.0, "seconds between status/diagnostics messages", min=0.0,
+                                   min_exclusive=True)
+    output_dir: str = param("~/.ros/clusteringsdf", "where saved maps go (meshes, objects JSON, "
+                            "checkpoint)")
+    save_on_shutdown: bool = param(True, "save the map when the node shuts down")
+
+
+def flatten_all(config: Config, ros: RosConfig) -> dict[str, Any]:
+    """Every parameter of the mapping node, dotted names to values."""
+    flat = flatten(config)
+    flat.update({f"ros.{k}": v for k, v in dataclasses.asdict(ros).items()})
+    return flat
+
+
+def load_params_file(path: str | Path, *, partial: bool = False) -> tuple[Config, RosConfig]:
+    """Read a ROS 2 parameter file (or plain tree) into the core tree and the ROS section."""
+    config = load_yaml(path, partial=partial)
+    try:
+        ros = build_section(RosConfig, read_yaml_tree(path).get("ros") or {}, partial=partial)
+    except ConfigError as exc:
+        raise ConfigError(exc.path, f"{exc.args[0]} (in {path})") from None
+    return config, ros
