@@ -185,10 +185,12 @@ class ModelConfig(Section):
     weight_norm: bool = param(True, "weight normalisation of the MLP layers")
     feature_dim: int = param(256, "geometry feature width passed to the colour network", min=0)
     color_hidden: list[int] = param([256, 256], "hidden widths of the colour MLP", min=1)
+    color_uses_normal: bool = param(True, "condition the colour network on the SDF normal (needs "
+                                    "SDF gradients at every rendered sample)")
     geometric_init: bool = param(True, "geometric initialisation: channel 0 an inverted room "
                                  "sphere, object channels small spheres")
-    init_background_radius: float = param(1.0, "radius of the inverted background sphere, in "
-                                          "normalised scene units", min=0.0, min_exclusive=True)
+    init_background_radius: float = param(1.0, "size of the initial inverted background box "
+                                          "relative to the scene bounds", min=0.0, min_exclusive=True)
     init_object_radius: float = param(0.1, "radius of the initial object spheres, normalised "
                                       "scene units", min=0.0, min_exclusive=True)
     beta_init: float = param(0.1, "initial beta of the Laplace density (VolSDF)", min=0.0,
@@ -209,14 +211,15 @@ class RenderConfig(Section):
 
     name: ClassVar[str] = "render"
 
-    sampler: str = param("error_bounded", "ray sampler: VolSDF error-bounded, uniform, or "
-                         "depth-guided (samples around the measured depth, uniform where none)",
-                         choices=("error_bounded", "uniform", "depth_guided"))
-    num_samples: int = param(64, "samples per ray used for rendering", min=1)
-    num_samples_eval: int = param(128, "samples per ray of the error-bounded sampler's search", min=1)
-    num_samples_extra: int = param(32, "extra uniform samples of the error-bounded sampler", min=0)
-    error_bound_eps: float = param(0.1, "opacity error bound of the error-bounded sampler",
-                                   min=0.0, min_exclusive=True)
+    sampler: str = param("importance", "ray sampler: hierarchical importance sampling from a "
+                         "coarse pass (stands in for VolSDF's error-bounded sampler), uniform, or "
+                         "depth-guided (samples around the measured depth; importance where none)",
+                         choices=("importance", "uniform", "depth_guided"))
+    num_samples: int = param(64, "samples per ray that are rendered (fine / importance samples)", min=1)
+    num_samples_coarse: int = param(64, "coarse samples per ray evaluated without gradients to "
+                                    "place the importance samples", min=1)
+    num_samples_extra: int = param(32, "extra uniform samples per ray added to the rendered set "
+                                   "(free space in front of the depth with depth_guided)", min=0)
     depth_guided_samples: int = param(16, "samples in the band around the measured depth", min=1)
     depth_guided_band_m: float = param(0.1, "half-width of the depth band, metres", min=0.0,
                                        min_exclusive=True)
@@ -251,7 +254,11 @@ class LossConfig(Section):
                                 choices=("autograd_per_channel", "autograd_scene", "finite_difference"))
     finite_difference_step: float = param(1.0e-3, "step of finite differences, normalised scene "
                                           "units", min=0.0, min_exclusive=True)
+    eikonal_points: int = param(1024, "random points in the scene bounds added to the ray samples "
+                                "for the eikonal loss", min=0)
     smooth: float = param(0.005, "weight of the normal smoothness loss", min=0.0)
+    softmax_temperature: float = param(1.0, "O^s = softmax(O / temperature) over channels; the paper "
+                                       "uses 1", min=0.0, min_exclusive=True)
     lambda_diff: float = param(20.0, "l1: weight of L_diff (cluster centres apart)", min=0.0)
     lambda_onehot: float = param(0.5, "l2: weight of L_onehot", min=0.0)
     lambda_reg: float = param(10000.0, "l3: weight of L_reg (slows entropy reduction)", min=0.0)

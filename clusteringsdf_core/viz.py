@@ -21,9 +21,10 @@ def label_colours(ids: np.ndarray) -> np.ndarray:
     """(N,) ids -> (N, 3) uint8 colours; id 0 is black."""
     ids = np.asarray(ids, dtype=np.uint64)
     h = (ids * np.uint64(2654435761) + np.uint64(97)) & np.uint64(0xFFFFFF)
-    hue = (h % np.uint64(180)).astype(np.uint8)
-    sat = (160 + (h >> np.uint64(8)) % np.uint64(96)).astype(np.uint8)
-    val = (150 + (h >> np.uint64(16)) % np.uint64(106)).astype(np.uint8)
+    # Golden-ratio steps around the hue circle keep neighbouring ids far apart.
+    hue = np.floor(np.mod(ids.astype(np.float64) * 0.6180339887, 1.0) * 180).astype(np.uint8)
+    sat = (150 + (h >> np.uint64(8)) % np.uint64(106)).astype(np.uint8)
+    val = (140 + (h >> np.uint64(16)) % np.uint64(116)).astype(np.uint8)
     hsv = np.stack([hue, sat, val], -1).reshape(-1, 1, 3)
     rgb = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB).reshape(-1, 3)
     rgb[ids == 0] = 0
