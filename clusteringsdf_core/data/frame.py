@@ -51,8 +51,8 @@ class Intrinsics:
 
     @classmethod
     def from_fov(cls, width: int, height: int, hfov_deg: float) -> "Intrinsics":
-        f = 0.5 * width / np.tan(np.radians(hfov_deg) / 2.0)
-        return cls(f, f, width / 2.0, height / 2.0, width, height)
+        f = float(0.5 * width / np.tan(np.radians(hfov_deg) / 2.0))
+        return cls(f, f, width / 2.0, height / 2.0, int(width), int(height))
 
     def scaled(self, width: int, height: int) -> "Intrinsics":
         """The intrinsics of the same camera with the image resized to ``width`` x ``height``."""
