@@ -1,0 +1,106 @@
+"""The ``bag_player`` node: replays a rosbag2 (sqlite3 or mcap) where ``ros2 bag`` is absent.
+
+Parameters: ``bag_path`` (string, required), ``rate`` (double, 1.0), ``loop``
+(bool, false), ``start_offset_s`` (double, 0.0), ``remap`` (string array of
+'from:=to'), ``topics`` (string array; empty = all), ``wait_for_subscribers_s``
+(double, 0.0: how long to wait for subscribers before playing).
+
+    python -m clusteringsdf_ros.bag_player_node --ros-args -p bag_path:=/tmp/scene_bag -p rate:=2.0
+
+The node exits when the bag has been played (unless looping), on Ctrl-C, or on
+SIGTERM (background processes of non-interactive shells ignore SIGINT).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+import rclpy
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from clusteringsdf_ros.bags import BagPlayer
+
+__all__ = ["BagPlayerNode", "main"]
+
+
+class BagPlayerNode(Node):
+    """Declares the parameters, builds a :class:`BagPlayer` and plays it on a thread."""
+
+    def __init__(self, **kwargs):
+        super().__init__("bag_player", **kwargs)
+
+        def declare(name, default, description):
+            descriptor = ParameterDescriptor(description=description, read_only=True)
+            return self.declare_parameter(name, default, descriptor).value
+
+        bag_path = declare("bag_path", "", "rosbag2 folder to play")
+        rate = declare("rate", 1.0, "playback speed factor (2.0 = twice as fast)")
+        loop = declare("loop", False, "start again at the end of the bag")
+        start_offset_s = declare("start_offset_s", 0.0, "skip that many seconds of the bag")
+        # An empty list would be typed BYTE_ARRAY: declare string arrays by type (unset = None).
+        remap = declare("remap", Parameter.Type.STRING_ARRAY, "topic remappings 'from:=to'")
+        topics = declare("topics", Parameter.Type.STRING_ARRAY, "bag topics to play (unset = all)")
+        wait_s = declare("wait_for_subscribers_s", 0.0,
+                         "wait up to this long for subscribers before playing")
+        if not bag_path:
+            raise ValueError("parameter bag_path is required")
+        self.player = BagPlayer(bag_path, self, rate=rate, loop=loop,
+                                start_offset_s=start_offset_s, remap=list(remap or []),
+                                topics=list(topics or []) or None, wait_for_subscribers_s=wait_s,
+                                logger=self.get_logger().warning)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._play, name="bag_player", daemon=True)
+        self.get_logger().info(f"playing {bag_path} at rate {rate} "
+                               f"({', '.join(self.player.output_topics)})")
+        self.thread.start()
+
+    def _play(self) -> None:
+        try:
+            stats = self.player.play()
+            if not stats.stopped:  # after a stop the context may be gone
+                self.get_logger().info(f"played: {stats.published}")
+        except BaseException as exc:  # reported by main()
+            if self.context.ok():  # else a shutdown (SIGTERM) made publishing fail: no error
+                self.error = exc
+
+    def shutdown(self) -> None:
+        self.player.stop()
+        self.thread.join(timeout=5.0)
+        self.player.close()
+
+
+def main(args=None) -> int:
+    """Run the node until the bag has been played; 0 on success or a signal, 1 on an error."""
+    rclpy.init(args=args)
+    node = None
+    code = 0
+    try:
+        node = BagPlayerNode()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        while node.thread.is_alive():  # raises ExternalShutdownException on SIGTERM
+            executor.spin_once(timeout_sec=0.1)
+        if node.error is not None:
+            node.get_logger().error(str(node.error))
+            code = 1
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except Exception as exc:  # a bad parameter or an unreadable bag: say why, exit non-zero
+        if rclpy.ok():  # else a signal shut the context down while it was busy
+            print(f"bag_player: {exc}", file=sys.stderr)
+            code = 1
+    finally:
+        if node is not None:
+            node.shutdown()
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
