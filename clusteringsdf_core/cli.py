@@ -80,6 +80,86 @@ def _cmd_scene(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_method_options(items: Sequence[str]) -> dict[str, dict]:
+    """``--set METHOD.FIELD[.FIELD]=VALUE`` -> {method: {"config": nested overrides}};
+    VALUE is read as YAML (numbers, true/false, lists)."""
+    import yaml
+
+    out: dict[str, dict] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        method, dot, path = key.strip().partition(".")
+        if not sep or not dot or not path:
+            raise SystemExit(f"clusteringsdf bench: --set wants METHOD.FIELD=VALUE, got {item!r}")
+        node = out.setdefault(method, {}).setdefault("config", {})
+        *parents, leaf = path.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(raw)
+    return out
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import time
+
+    from clusteringsdf_core.bench import harness
+    from clusteringsdf_core.bench.methods import method_names
+
+    if args.list:
+        from clusteringsdf_core.bench.methods import methods
+
+        for m in methods():
+            print(f"{m.name:16s} {m.description}")
+        for name, proto in harness.PROTOCOLS.items():
+            print(f"protocol {name:10s} labels {', '.join(proto.variants)}: {proto.description}")
+        return 0
+    names = [n.strip() for n in args.methods.split(",") if n.strip()] if args.methods else method_names()
+    unknown = [n for n in names if n not in method_names()]
+    if unknown:
+        raise SystemExit(f"clusteringsdf bench: unknown method(s) {unknown}; registered: "
+                         f"{method_names()}")
+    if not args.scene and not args.seeds:
+        raise SystemExit("clusteringsdf bench: give --scene DIR ... or --seeds N ...")
+    out = Path(args.out)
+    started = time.perf_counter()
+    datasets = []
+    if args.scene:
+        datasets += harness.open_scenes(args.scene)
+    if args.seeds:
+        datasets += harness.synthetic_scenes(
+            args.seeds, out / "scenes", width=args.width, height=args.height,
+            num_train=args.num_train, num_test=args.num_test, num_objects=args.num_objects,
+            furniture=args.furniture)
+    options = _parse_method_options(args.set or [])
+    for name in names:
+        extra = options.setdefault(name, {})
+        if args.time_budget is not None:
+            extra["time_budget_s"] = args.time_budget
+        if args.device is not None:
+            extra["device"] = args.device
+    stray = sorted(set(options) - set(names))
+    if stray:
+        raise SystemExit(f"clusteringsdf bench: --set names method(s) not run: {stray}")
+    document = harness.run_protocol(args.protocol, names, datasets, out, seed=args.label_seed,
+                                    method_options=options, figure_views=args.figure_views,
+                                    fail_fast=args.fail_fast,
+                                    geometry_points=args.geometry_points)
+    outputs = document["outputs"]
+    print(f"benchmark '{args.protocol}': {len(names)} method(s) x "
+          f"{len(harness.PROTOCOLS[args.protocol].variants)} label variant(s) x "
+          f"{len(datasets)} scene(s) in {time.perf_counter() - started:.1f} s")
+    for key in ("results", "markdown", "figure"):
+        if key in outputs:
+            print(f"  {key:8s} {outputs[key]}")
+    failed = [(v, m, s) for v, block in document["protocols"][args.protocol]["variants"].items()
+              for m, me in block["methods"].items() for s, e in me["scenes"].items() if "error" in e]
+    if failed:
+        print(f"clusteringsdf bench: {len(failed)} run(s) failed; see {outputs['markdown']}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="clusteringsdf",
@@ -115,6 +195,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-depth-noise", action="store_true", help="exact depth (no sensor noise)")
     p.add_argument("--sheet-rows", type=int, default=4, help="frames shown in contact_sheet.png")
     p.set_defaults(func=_cmd_scene)
+
+    p = sub.add_parser("bench", help="benchmark methods on scenes with simulated machine labels",
+                       description="Run registered methods (baselines now; the trainer and its "
+                                   "ablations once registered) on scenes with GT, with machine "
+                                   "labels simulated from the GT per protocol, and write "
+                                   "results.json, results.md and figure.png.")
+    p.add_argument("--methods", default="",
+                   help="comma-separated method names (default: every registered one; see --list)")
+    p.add_argument("--protocol", choices=("baselines", "table_a", "table_2"), default="baselines",
+                   help="baselines / table_2: realistic simulated labels; table_a: GT labels with "
+                        "ids randomised per view and 0/10/30/50/70%% of instances masked")
+    p.add_argument("--scene", nargs="+", metavar="DIR",
+                   help="scene folder(s) in any format the readers open (GT maps needed)")
+    p.add_argument("--seeds", nargs="+", type=int, metavar="N",
+                   help="synthetic scenes of these seeds, generated into OUT/scenes/seed_N/ "
+                        "(reused when already there)")
+    p.add_argument("--out", default="outputs/bench", help="output folder")
+    p.add_argument("--label-seed", type=int, default=0, help="seed of the label simulation")
+    p.add_argument("--width", type=int, default=320, help="synthetic scenes: image width")
+    p.add_argument("--height", type=int, default=240, help="synthetic scenes: image height")
+    p.add_argument("--num-train", type=int, default=80, help="synthetic scenes: training views")
+    p.add_argument("--num-test", type=int, default=20, help="synthetic scenes: test views")
+    p.add_argument("--num-objects", type=int, default=8, help="synthetic scenes: floor objects")
+    p.add_argument("--furniture", choices=("auto", "sweethome3d", "procedural"), default="auto",
+                   help="synthetic scenes: furniture models")
+    p.add_argument("--set", action="append", metavar="METHOD.FIELD=VALUE",
+                   help="override a method's config field (repeatable), e.g. "
+                        "felzenszwalb.k=3.0 or naive_fusion.tsdf.voxel_size_m=0.04")
+    p.add_argument("--time-budget", type=float, default=None,
+                   help="seconds per scene for methods that train (passed as time_budget_s)")
+    p.add_argument("--device", default=None, help="torch device for neural methods (cpu, cuda)")
+    p.add_argument("--figure-views", type=int, default=3, help="test views in figure.png")
+    p.add_argument("--geometry-points", type=int, default=200_000,
+                   help="surface samples per mesh for Chamfer / F-score")
+    p.add_argument("--fail-fast", action="store_true",
+                   help="stop at the first method error (default: record it and go on)")
+    p.add_argument("--list", action="store_true", help="list methods and protocols, then exit")
+    p.set_defaults(func=_cmd_bench)
     return parser
 
 

@@ -50,6 +50,15 @@ class Intrinsics:
         return cls(float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]), int(width), int(height))
 
     @classmethod
+    def from_opencv_K(cls, K: np.ndarray, width: int, height: int) -> "Intrinsics":
+        """From a K whose principal point uses the OpenCV/ROS convention (pixel centres at
+        integers, as in ScanNet, Replica and CameraInfo): cx, cy shift by +0.5."""
+        K = np.asarray(K, dtype=np.float64).copy()
+        K[0, 2] += 0.5
+        K[1, 2] += 0.5
+        return cls.from_K(K, width, height)
+
+    @classmethod
     def from_fov(cls, width: int, height: int, hfov_deg: float) -> "Intrinsics":
         f = float(0.5 * width / np.tan(np.radians(hfov_deg) / 2.0))
         return cls(f, f, width / 2.0, height / 2.0, int(width), int(height))

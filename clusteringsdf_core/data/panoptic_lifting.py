@@ -16,6 +16,9 @@ Layout (from Panoptic Lifting's ``dataset/panopli.py`` and its preprocessing)::
     <scene>/rs_semantics/<name>.png       GT class ids ("reduced ScanNet" classes)
     <scene>/rs_instance/<name>.png        GT instance ids, consistent, things only
 
+Intrinsic files use the OpenCV principal-point convention (pixel centres at integer
+coordinates); they are read with :meth:`Intrinsics.from_opencv_K` (cx, cy + 0.5).
+
 Image grid: the colour camera's (``intrinsic_color`` at the colour image size, or
 ``image_size``). Depth is warped to it from ``intrinsic_depth`` when that file
 exists, else assumed registered to the colour image and only resized (Panoptic
@@ -153,8 +156,8 @@ def read_panoptic_lifting(root: str | Path, *, labels: str | None = "m2f",
     test_names = [n for n in test_names if n in poses]
 
     first = read_rgb(root / "color" / f"{names[0]}.jpg")
-    K_color = Intrinsics.from_K(read_matrix(root / "intrinsic" / "intrinsic_color.txt")[:3, :3],
-                                first.shape[1], first.shape[0])
+    K_color = Intrinsics.from_opencv_K(read_matrix(root / "intrinsic" / "intrinsic_color.txt")[:3, :3],
+                                       first.shape[1], first.shape[0])
     target = K_color if image_size is None else K_color.scaled(int(image_size[0]), int(image_size[1]))
     depth_K_path = root / "intrinsic" / "intrinsic_depth.txt"
     K_depth = read_matrix(depth_K_path)[:3, :3] if depth_K_path.is_file() else None  # at depth size
@@ -176,7 +179,7 @@ def read_panoptic_lifting(root: str | Path, *, labels: str | None = "m2f",
         if K_depth is None:
             src = K_color.scaled(raw.shape[1], raw.shape[0])   # registered to colour
         else:
-            src = Intrinsics.from_K(K_depth, raw.shape[1], raw.shape[0])
+            src = Intrinsics.from_opencv_K(K_depth, raw.shape[1], raw.shape[0])
         return warp_to_intrinsics(raw, src, target, nearest=True).astype(np.float32) / np.float32(depth_shift)
 
     def png(folder: Path | None, n: str) -> np.ndarray | None:

@@ -11,7 +11,9 @@ Layout::
 
 Camera: a pinhole with the same focal length in x and y from a horizontal field of
 view (Semantic-NeRF renders 640x480 at 90 degrees; ``f = W / 2 / tan(hfov / 2)``)
-and a centred principal point, or an explicit ``K`` at the rendered size. Poses are
+and a centred principal point (cx = W / 2 in the core convention), or an explicit
+``K`` at the rendered size, given in the OpenCV convention (pixel centres at integers,
+centred cx = (W - 1) / 2) and read with :meth:`Intrinsics.from_opencv_K`. Poses are
 camera-to-world of an OpenCV-style camera (x right, y down, z forward), the
 convention Semantic-NeRF's ray generation defaults to ("opencv"); the world is
 whatever frame the trajectory was rendered in (not re-oriented; not checked here to
@@ -102,7 +104,7 @@ def read_replica(root: str | Path, *, hfov_deg: float = SEMANTIC_NERF_HFOV_DEG,
 
     first = read_rgb(rgb_files[ids[0]])
     h, w = first.shape[:2]
-    native = (Intrinsics.from_K(K, w, h) if K is not None
+    native = (Intrinsics.from_opencv_K(K, w, h) if K is not None
               else Intrinsics.from_fov(w, h, float(hfov_deg)))
     lut = None if class_map is None else class_lut(class_map, classes)
     is_thing = classes.is_thing_lut()

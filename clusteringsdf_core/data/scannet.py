@@ -13,6 +13,11 @@ Conventions, checked against ScanNet's reader (``SensorData.py``) and its users
 (Panoptic Lifting's ``preprocess_scannet.py``): poses are camera-to-world of an
 OpenCV-style camera (x right, y down, z forward); the world is the scan's own
 frame, z-up (the reconstructed meshes stand on z = 0). We keep that world as is.
+Intrinsic matrices (``intrinsic_*.txt`` and the ``.sens`` header) use the OpenCV
+principal-point convention (pixel centres at integer coordinates); they are read
+with :meth:`Intrinsics.from_opencv_K`, which adds 0.5 to cx and cy (the core puts
+pixel centres at ``i + 0.5``). Resizing and the colour -> depth warp then work in
+the core convention only.
 
 **Image grid.** Colour and depth come from two cameras with (nearly) the same
 centre and different intrinsics. Frames are produced on the *depth camera's* grid
@@ -298,14 +303,15 @@ def read_scannet_export(root: str | Path, *, label_table: str | Path | None = No
     if not color_path.is_file():
         raise FileNotFoundError(f"{root}: missing intrinsic/intrinsic_color.txt")
     first_rgb = read_rgb(root / "color" / f"{kept[0]}.jpg")
-    K_color = Intrinsics.from_K(read_matrix(color_path)[:3, :3], first_rgb.shape[1], first_rgb.shape[0])
+    K_color = Intrinsics.from_opencv_K(read_matrix(color_path)[:3, :3],
+                                       first_rgb.shape[1], first_rgb.shape[0])
     K_depth = None
     first_depth = root / "depth" / f"{kept[0]}.png"
     if first_depth.is_file():
         dh, dw = read_png16(first_depth).shape[:2]
         depth_path = root / "intrinsic" / "intrinsic_depth.txt"
-        K_depth = (Intrinsics.from_K(read_matrix(depth_path)[:3, :3], dw, dh) if depth_path.is_file()
-                   else K_color.scaled(dw, dh))
+        K_depth = (Intrinsics.from_opencv_K(read_matrix(depth_path)[:3, :3], dw, dh)
+                   if depth_path.is_file() else K_color.scaled(dw, dh))
     cams = _Cameras.make(K_color, K_depth, image_size)
     label_dir = root / "label-filt" if (root / "label-filt").is_dir() else None
     instance_dir = root / "instance-filt" if (root / "instance-filt").is_dir() else None
@@ -509,9 +515,10 @@ def read_sens(path: str | Path, *, stride: int = 1, label_table: str | Path | No
     sens = SensFile(path)
     h = sens.header
     root = sens.path.parent
-    cams = _Cameras.make(Intrinsics.from_K(h.intrinsic_color[:3, :3], h.color_width, h.color_height),
-                         Intrinsics.from_K(h.intrinsic_depth[:3, :3], h.depth_width, h.depth_height),
-                         image_size)
+    cams = _Cameras.make(
+        Intrinsics.from_opencv_K(h.intrinsic_color[:3, :3], h.color_width, h.color_height),
+        Intrinsics.from_opencv_K(h.intrinsic_depth[:3, :3], h.depth_width, h.depth_height),
+        image_size)
     label_dir = root / "label-filt" if (root / "label-filt").is_dir() else None
     instance_dir = root / "instance-filt" if (root / "instance-filt").is_dir() else None
     labels, label_meta = _labels_setup(root, label_table, machine_instance_dir, classes,

@@ -64,7 +64,8 @@ def test_splits_poses_depth_and_native_classes(tmp_path):
     assert ds.meta["splits"].endswith("splits.json") and ds.label_variant == "m2f"
     assert [f.index for f in ds.train] == [0, 20, 40] and [f.index for f in ds.test] == [10, 30]
     f = ds.test[1]
-    assert f.intrinsics == Intrinsics(40.0, 40.0, 32.0, 24.0, W, H)
+    # intrinsic_color.txt holds (40, 40, 32, 24) in the OpenCV convention: cx, cy + 0.5
+    assert f.intrinsics == Intrinsics(40.0, 40.0, 32.5, 24.5, W, H)
     np.testing.assert_array_equal(f.T_world_cam, np.round(_pose(3), 9))   # as written, "%.9f"
     assert f.depth_m.shape == (H, W) and f.depth_m.dtype == np.float32
     assert f.depth_m[10, 10] == np.float32(2.003) and (f.depth_m[:2, :2] == 0).all()
@@ -110,8 +111,11 @@ def test_depth_warped_with_depth_intrinsics_and_resize(tmp_path):
     np.savetxt(root / "intrinsic" / "intrinsic_depth.txt",
                [[20, 0, 16, 0], [0, 20, 12, 0], [0, 0, 1, 0], [0, 0, 0, 1]], fmt="%.6f")
     f = read_panoptic_lifting(root, image_size=(32, 24)).train[0]
-    assert f.intrinsics == Intrinsics(20.0, 20.0, 16.0, 12.0, 32, 24)
+    # colour (40, 40, 32.5, 24.5) in the core convention, halved; the depth camera
+    # (20, 20, 16.5, 12.5) sits 0.25 px off it, so depth is warped, not just resized
+    assert f.intrinsics == Intrinsics(20.0, 20.0, 16.25, 12.25, 32, 24)
     assert f.depth_m.shape == (24, 32) and f.depth_m[5, 5] == np.float32(2.0)
+    assert f.depth_m[0, 0] == 0 and f.depth_m[0, 1] == np.float32(2.0)   # depth px 0 only
     assert f.semantic.shape == (24, 32) and f.confidence.shape == (24, 32)
 
 

@@ -70,15 +70,18 @@ def test_read_back_with_fov_intrinsics_and_class_map(tmp_path):
 
 def test_depth_scale_explicit_K_resize_and_stride(tmp_path):
     root = write_replica(tmp_path / "s")
-    K = np.array([[40.0, 0, 31.5], [0, 41.0, 23.5], [0, 0, 1]])
+    K = np.array([[40.0, 0, 31.5], [0, 41.0, 23.5], [0, 0, 1]])   # OpenCV: centred at (W-1)/2
     ds = read_replica(root, K=K, depth_scale=500.0, image_size=(32, 24), stride=2, test_every=0,
                       class_map=CLASS_MAP)
     assert [f.index for f in ds.train] == [0, 2, 4]
     f = ds.train[1]
-    assert f.intrinsics == Intrinsics(20.0, 20.5, 15.75, 11.75, 32, 24)
+    # core convention: centred at W/2, H/2 (31.5 + 0.5 = 32), and still centred once halved
+    assert f.intrinsics == Intrinsics(20.0, 20.5, 16.0, 12.0, 32, 24)
+    assert ds.train[0].intrinsics.cx == 0.5 * ds.train[0].intrinsics.width
     assert f.depth_m[10, 10] == np.float32(814 / 500)
     ds = read_replica(root, hfov_deg=60.0, test_every=0, class_map=CLASS_MAP)
     assert ds.train[0].intrinsics.fx == pytest.approx(32 / np.tan(np.radians(30)))
+    assert (ds.train[0].intrinsics.cx, ds.train[0].intrinsics.cy) == (32.0, 24.0)   # fov: not shifted
 
 
 def test_identity_classes_must_fit_the_table(tmp_path):

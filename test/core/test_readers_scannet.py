@@ -11,7 +11,10 @@ from clusteringsdf_core.data.scannet import (NYU40_NAMES, NYU40_TO_REDUCED, read
                                              read_scannet_export)
 
 CW, CH, DW, DH = 128, 96, 64, 48
+# Intrinsic files are in the OpenCV convention (pixel centres at integers); the reader's
+# intrinsics put pixel centres at i + 0.5, so their cx, cy are the file's + 0.5.
 K_COLOR = (100.0, 100.0, 64.0, 48.0)
+K_DEPTH = (50.0, 50.0, 32.0, 24.0)
 TSV = "id\traw_category\tcategory\tcount\tnyu40id\tnyu40class\n" \
       "2\tchair\tchair\t10\t5\tchair\n" \
       "21\twall\twall\t99\t1\twall\n" \
@@ -39,7 +42,7 @@ def _depth_mm(i):
     return d
 
 
-def write_export(root, *, n=4, invalid=(2,), K_depth=(50.0, 50.0, 32.0, 24.0), tsv_in_parent=True,
+def write_export(root, *, n=4, invalid=(2,), K_depth=K_DEPTH, tsv_in_parent=True,
                  machine=True):
     root.mkdir(parents=True)
     for sub in ("color", "depth", "pose", "intrinsic", "label-filt", "instance-filt", "machine"):
@@ -91,7 +94,7 @@ def test_export_read_back(tmp_path):
     assert [f.index for f in ds.train] == [0, 3] and [f.index for f in ds.test] == [1]
     assert ds.train.stamps == [0.0, 0.1]
     f = ds.train[1]
-    assert f.intrinsics == Intrinsics(50.0, 50.0, 32.0, 24.0, DW, DH)   # depth camera grid
+    assert f.intrinsics == Intrinsics(50.0, 50.0, 32.5, 24.5, DW, DH)   # depth camera grid
     np.testing.assert_array_equal(f.T_world_cam, np.round(_pose(3), 6))  # "%f" text, as ScanNet writes
     np.testing.assert_array_equal(f.depth_m, _depth_mm(3).astype(np.float32) / np.float32(1000))
     assert f.depth_m[5, 7] == np.float32(2.468) and f.depth_m[0, 0] == 0
@@ -115,33 +118,71 @@ def test_bounds_are_the_backprojected_depth(tmp_path):
     with pytest.warns(UserWarning):
         ds = read_scannet_export(root, test_every=0)
     pts = []
+    fx, fy, cx, cy = K_DEPTH                      # OpenCV file values: pixel (u, v) centred at (u, v)
     v, u = np.mgrid[0:DH, 0:DW]
     for f in ds.train:
         z = f.depth_m.astype(np.float64)
         ok = z > 0
-        p = np.stack([(u[ok] + 0.5 - 32) / 50 * z[ok], (v[ok] + 0.5 - 24) / 50 * z[ok], z[ok]], 1)
+        p = np.stack([(u[ok] - cx) / fx * z[ok], (v[ok] - cy) / fy * z[ok], z[ok]], 1)
         pts.append(p @ f.T_world_cam[:3, :3].T + f.T_world_cam[:3, 3])
     pts = np.concatenate(pts)
     np.testing.assert_allclose(ds.bounds, [pts.min(0), pts.max(0)], atol=1e-9)
 
 
 def test_color_and_labels_are_warped_into_the_depth_camera(tmp_path):
-    # depth principal point 2 px left of the scaled colour one: the colour/label edge at
-    # colour x = 64 (on the optical axis) must land at depth x = 30, not 32.
+    # depth principal point 2 px left of the scaled colour one (both files shifted by +0.5:
+    # colour axis at x = 64.5, depth axis at x = 30.5): the colour/label edge at colour
+    # x = 64 (0.5 colour px left of the axis) must land at depth x = 30.25, not 32.25.
     root = write_export(tmp_path / "s", invalid=(), K_depth=(50.0, 50.0, 30.0, 24.0), machine=False)
     ds = read_scannet_export(root, test_every=0)
     f = ds.train[0]
-    assert f.intrinsics == Intrinsics(50.0, 50.0, 30.0, 24.0, DW, DH)
+    assert f.intrinsics == Intrinsics(50.0, 50.0, 30.5, 24.5, DW, DH)
     assert (f.gt_semantic[10:, 29] == C.id_of("chair")).all()
     assert (f.gt_semantic[10:, 30] == C.id_of("wall")).all()
     assert (f.gt_semantic[10:, -2:] == 0).all()   # outside the colour image: void
     assert f.rgb[20, 28, 0] > 150 and f.rgb[20, 31, 0] < 60
 
 
+def test_opencv_projection_is_reproduced_at_pixel_centres(tmp_path):
+    # A point that the file's K (OpenCV: cv2.projectPoints) puts at integer pixel (u, v)
+    # is at (u + 0.5, v + 0.5) with the reader's intrinsics, i.e. at the centre of the
+    # same pixel (u, v); back-projecting that pixel centre gives the point's ray again.
+    root = write_export(tmp_path / "s", invalid=(), machine=False)
+    K = read_scannet_export(root, test_every=0).train[0].intrinsics
+    fx, fy, cx, cy = K_DEPTH
+    K_file = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]])
+    for u, v, z in [(40, 30, 2.0), (0, 0, 1.5), (DW - 1, DH - 1, 3.25), (32, 24, 1.0)]:
+        X = np.array([(u - cx) / fx * z, (v - cy) / fy * z, z])
+        uv, _ = cv2.projectPoints(X[None], np.zeros(3), np.zeros(3), K_file, None)
+        np.testing.assert_allclose(uv.ravel(), [u, v], atol=1e-9)       # OpenCV: integer pixel
+        np.testing.assert_allclose(K.K @ X / z, [u + 0.5, v + 0.5, 1.0], atol=1e-12)
+        ray = np.linalg.solve(K.K, [u + 0.5, v + 0.5, 1.0])
+        np.testing.assert_allclose(ray * z, X, atol=1e-12)
+
+
+def test_color_to_depth_warp_samples_the_right_colour_pixel(tmp_path):
+    # Machine labels = a unique id per colour pixel, so the warped map says which colour
+    # pixel each depth pixel sampled. Colour (100, 100, 64.5, 48.5) and depth
+    # (50, 50, 30.5, 24.125) (file values + 0.5): depth pixel centre (j + 0.5, i + 0.5) is
+    # colour point (2j + 4.5, 2i + 1.25), i.e. colour pixel (2j + 4, 2i + 1) after rounding
+    # of the 0.75 offset. Shifting only one of the two K (or neither) moves this by 0.5 or
+    # 1 colour px along x or y, which picks another pixel.
+    root = write_export(tmp_path / "s", invalid=(), K_depth=(50.0, 50.0, 30.0, 23.625))
+    rows, cols = np.mgrid[0:CH, 0:CW]
+    for i in range(4):
+        cv2.imwrite(str(root / "machine" / f"{i}.png"), (1 + rows * CW + cols).astype(np.uint16))
+    f = read_scannet_export(root, machine_instance_dir="machine", test_every=0).train[0]
+    assert f.intrinsics == Intrinsics(50.0, 50.0, 30.5, 24.125, DW, DH)
+    i, j = np.mgrid[0:DH, 0:DW]
+    r, c = 2 * i + 1, 2 * j + 4
+    inside = (r < CH) & (c < CW)
+    np.testing.assert_array_equal(f.instance[inside], (1 + r * CW + c)[inside])
+    assert (f.instance[~inside] == 0).all()          # beyond the colour image: no label
+
 def test_resize_scales_intrinsics(tmp_path):
     root = write_export(tmp_path / "s", invalid=(), machine=False)
     f = read_scannet_export(root, image_size=(32, 24), test_every=0).train[0]
-    assert f.intrinsics == Intrinsics(25.0, 25.0, 16.0, 12.0, 32, 24)
+    assert f.intrinsics == Intrinsics(25.0, 25.0, 32.5 / 2, 24.5 / 2, 32, 24)   # (32, 24) + 0.5, halved
     assert f.rgb.shape == (24, 32, 3) and f.gt_semantic.shape == (24, 32) and f.depth_m.shape == (24, 32)
     assert f.depth_m[5, 5] == np.float32(1.5)
 

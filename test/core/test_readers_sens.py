@@ -13,6 +13,9 @@ from clusteringsdf_core.data.scannet import SensFile, read_sens
 
 W, H = 64, 48
 K = np.array([[50.0, 0.0, 32.0, 0.0], [0.0, 50.0, 24.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0, 0, 0, 1.0]])
+# The header's K is in the OpenCV convention (pixel centres at integers); the core's has
+# pixel centres at i + 0.5, so the reader's principal point is the file's + 0.5.
+K_CORE = Intrinsics(50.0, 50.0, 32.0 + 0.5, 24.0 + 0.5, W, H)
 
 
 def _pose(i):
@@ -89,7 +92,7 @@ def test_three_frames_read_back_exactly(tmp_path):
         assert f.index == i
         np.testing.assert_array_equal(f.T_world_cam, _pose(i).astype(np.float64))
         assert f.T_world_cam.dtype == np.float64
-        assert f.intrinsics == Intrinsics(50.0, 50.0, 32.0, 24.0, W, H)
+        assert f.intrinsics == K_CORE
         np.testing.assert_array_equal(f.depth_m, _depth(i).astype(np.float32) / np.float32(1000))
         assert f.depth_m.dtype == np.float32 and f.depth_m[0, 0] == 0
         assert f.depth_m[10, 20] == np.float32(3.333)
@@ -116,7 +119,7 @@ def test_split_and_resize(tmp_path):
     ds = read_sens(path, test_every=2, image_size=(32, 24))
     assert [f.index for f in ds.train] == [0, 2] and [f.index for f in ds.test] == [1, 3]
     f = ds.test[0]
-    assert f.intrinsics == Intrinsics(25.0, 25.0, 16.0, 12.0, 32, 24)
+    assert f.intrinsics == Intrinsics(25.0, 25.0, 32.5 / 2, 24.5 / 2, 32, 24)   # K_CORE halved
     assert f.rgb.shape == (24, 32, 3) and f.depth_m.shape == (24, 32)
 
 

@@ -1,0 +1,189 @@
+"""The benchmark harness on a tiny procedural synthetic scene (64x48, 6 + 3 views).
+
+A prediction that renders the GT maps must score 100; the protocols must write
+results.json / results.md / figure.png with one entry per method, label variant and
+scene; simulated labels must be deterministic and view-local.
+"""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from clusteringsdf_core.bench.harness import (PROTOCOLS, evaluate_prediction, run_protocol,
+                                              with_labels)
+from clusteringsdf_core.bench.methods import (Method, MeshCache, apply_overrides, get_method,
+                                              method_names)
+from clusteringsdf_core.bench.prediction import ScenePrediction
+from clusteringsdf_core.config import ConfigError
+from clusteringsdf_core.data.dataset import load_scene
+from clusteringsdf_core.data.synthetic import (SyntheticSceneConfig, generate_scene,
+                                               write_synthetic_scene)
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    root = tmp_path_factory.mktemp("scene")
+    config = SyntheticSceneConfig(furniture="procedural", width=64, height=48, num_train=6,
+                                  num_test=3, num_objects=3)
+    write_synthetic_scene(generate_scene(config), root)
+    return load_scene(root, labels=None)
+
+
+def _gt_prediction() -> ScenePrediction:
+    return ScenePrediction(method="gt", mesh=None, vertex_instance=None,
+                           renderer=lambda frame: (frame.gt_semantic, frame.gt_instance))
+
+
+def test_gt_prediction_scores_100(scene):
+    metrics = evaluate_prediction(scene, _gt_prediction())
+    assert metrics["pq_scene"] == pytest.approx(100.0)
+    assert metrics["sq_scene"] == pytest.approx(100.0)
+    assert metrics["rq_scene"] == pytest.approx(100.0)
+    assert metrics["ea"] == pytest.approx(100.0)
+    assert metrics["miou"] == pytest.approx(100.0)
+    assert metrics["pq_frame_mean"] == pytest.approx(100.0)
+    assert metrics["pq_scene_things"] == pytest.approx(100.0)
+    assert metrics["num_test_frames"] == len(scene.test)
+    assert metrics["eval_size"] == [512, 512]
+    assert metrics["ap50_agnostic"] is None and metrics["fscore"] is None  # no mesh
+
+
+def test_ids_consistent_across_views_matter_for_pq(scene):
+    """Rendering each view's GT ids shifted by the view index keeps every per-frame
+    segment exact but breaks the scene-level identity: PQ^scene drops, EA does not."""
+    def shifted(frame):
+        inst = np.where(frame.gt_instance > 0, frame.gt_instance + 100 * frame.index, 0)
+        return frame.gt_semantic, inst
+
+    metrics = evaluate_prediction(scene, ScenePrediction("shifted", None, None, renderer=shifted))
+    assert metrics["ea"] == pytest.approx(100.0)
+    assert metrics["pq_scene"] < 100.0
+
+
+def test_with_labels_is_deterministic_and_view_local(scene):
+    a = with_labels(scene, "gt", seed=3)
+    b = with_labels(scene, "gt", seed=3)
+    assert a.label_variant == "sim:gt" and scene.train[0].instance is None   # original untouched
+    # same frames read in another order give the same labels
+    for i in reversed(range(len(scene.train))):
+        np.testing.assert_array_equal(a.train[i].instance, b.train[i].instance)
+        np.testing.assert_array_equal(a.train[i].semantic, b.train[i].semantic)
+    # perfect segmenter: each GT object is one segment per view, but its id changes across views
+    ids_of: dict[int, set] = {}
+    for frame in a.train:
+        for obj in np.unique(frame.gt_instance[frame.instance > 0]):
+            machine = np.unique(frame.instance[frame.gt_instance == obj])
+            assert len(machine) == 1
+            ids_of.setdefault(int(obj), set()).add(int(machine[0]))
+    assert any(len(ids) > 1 for ids in ids_of.values())
+    other_seed = with_labels(scene, "gt", seed=4)
+    assert any(not np.array_equal(x.instance, y.instance) for x, y in zip(a.train, other_seed.train))
+
+
+def test_registry_and_overrides():
+    assert {"felzenszwalb", "hdbscan", "naive_fusion"} <= set(method_names())
+    method = get_method("naive_fusion")
+    assert "depth" in method.needs
+    with pytest.raises(KeyError, match="registered"):
+        get_method("no_such_method")
+    from clusteringsdf_core.bench.baselines import FelzenszwalbConfig
+
+    config = apply_overrides(FelzenszwalbConfig(), {"k": 3.0, "tsdf": {"voxel_size_m": 0.05}})
+    assert config.k == 3.0 and config.tsdf.voxel_size_m == 0.05
+    with pytest.raises(ConfigError):
+        apply_overrides(FelzenszwalbConfig(), {"no_such_field": 1})
+
+
+def test_mesh_cache_shared_across_label_variants(scene):
+    from clusteringsdf_core.recon.tsdf import TSDFConfig
+
+    cache = MeshCache()
+    tsdf = TSDFConfig(voxel_size_m=0.06)
+    mesh_a, _, reused_a = cache.get(with_labels(scene, "0%"), tsdf)
+    mesh_b, _, reused_b = cache.get(with_labels(scene, "70%"), tsdf)
+    assert not reused_a and reused_b and mesh_a is mesh_b
+
+
+def test_baselines_protocol_writes_outputs(scene, tmp_path):
+    document = run_protocol("baselines", ["naive_fusion", "felzenszwalb"], [scene], tmp_path,
+                            seed=0, fail_fast=True, geometry_points=20_000,
+                            method_options={m: {"config": {"tsdf": {"voxel_size_m": 0.05}}}
+                                            for m in ("naive_fusion", "felzenszwalb")},
+                            report=lambda line: None)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["format"] == document["format"]
+    assert "numpy" in results["versions"]
+    proto = results["protocols"]["baselines"]
+    assert list(proto["variants"]) == ["realistic"]
+    assert scene.name in proto["scenes"] and proto["scenes"][scene.name]["num_test"] == 3
+    for method in ("naive_fusion", "felzenszwalb"):
+        entry = proto["variants"]["realistic"]["methods"][method]["scenes"][scene.name]
+        assert "error" not in entry
+        for key in ("pq_scene", "sq_scene", "rq_scene", "miou", "ea", "pq_frame_mean",
+                    "fscore", "chamfer_m", "seconds"):
+            assert isinstance(entry[key], float), key
+        assert 0.0 <= entry["pq_scene"] <= 100.0 and entry["seconds"] > 0
+        assert entry["prediction"]["has_mesh"]
+    methods = proto["variants"]["realistic"]["methods"]
+    naive, felz = (methods[m]["scenes"][scene.name] for m in ("naive_fusion", "felzenszwalb"))
+    # one TSDF mesh shared: same geometry, and the second method is charged its build time
+    assert naive["fscore"] == felz["fscore"]
+    assert naive["reused_s"] == 0.0 and felz["reused_s"] > 0.0
+    markdown = (tmp_path / "results.md").read_text()
+    assert "| naive_fusion |" in markdown and "| felzenszwalb |" in markdown
+    assert "PQ^scene" in markdown and "realistic" in markdown
+    figure = cv2.imread(str(tmp_path / "figure.png"))
+    assert figure is not None and figure.shape[0] > 48 and figure.shape[1] > 4 * 64
+
+
+def test_table_a_one_entry_per_masking_level(scene, tmp_path):
+    calls = []
+
+    def run(dataset, options):
+        calls.append(dataset.label_variant)
+        return _gt_prediction()
+
+    oracle = Method("oracle", "renders the GT maps", run, needs=("instance_labels",))
+    run_protocol("table_a", [oracle], [scene], tmp_path, seed=0, fail_fast=True,
+                 report=lambda line: None)
+    proto = json.loads((tmp_path / "results.json").read_text())["protocols"]["table_a"]
+    levels = PROTOCOLS["table_a"].variants
+    assert tuple(proto["variants"]) == levels == ("0%", "10%", "30%", "50%", "70%")
+    assert calls == [f"sim:{v}" for v in levels]
+    for level in levels:
+        entry = proto["variants"][level]["methods"]["oracle"]["scenes"][scene.name]
+        assert entry["pq_scene"] == pytest.approx(100.0)
+        assert proto["variants"][level]["label_config"]["mask_ratio"] == pytest.approx(
+            float(level.rstrip("%")) / 100.0)
+    markdown = (tmp_path / "results.md").read_text()
+    assert "| method | 0% | 10% | 30% | 50% | 70% |" in markdown
+    assert "| oracle | 100.0 | 100.0 | 100.0 | 100.0 | 100.0 |" in markdown
+
+
+def test_failing_method_is_recorded(scene, tmp_path):
+    def broken(dataset, options):
+        raise RuntimeError("boom")
+
+    document = run_protocol("baselines", [Method("broken", "raises", broken)], [scene], tmp_path,
+                            report=lambda line: None)
+    entry = document["protocols"]["baselines"]["variants"]["realistic"]["methods"]["broken"][
+        "scenes"][scene.name]
+    assert "boom" in entry["error"]
+    assert "boom" in (tmp_path / "results.md").read_text()
+
+
+def test_cli_bench_on_a_scene_folder(scene, tmp_path, capsys):
+    from clusteringsdf_core.cli import main
+
+    out = tmp_path / "bench"
+    code = main(["bench", "--methods", "naive_fusion", "--protocol", "baselines", "--scene",
+                 str(scene.root), "--out", str(out), "--geometry-points", "5000",
+                 "--set", "naive_fusion.tsdf.voxel_size_m=0.05", "--figure-views", "2"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert str(out / "results.md") in printed and str(out / "figure.png") in printed
+    results = json.loads((out / "results.json").read_text())
+    entry = results["protocols"]["baselines"]["variants"]["realistic"]["methods"]["naive_fusion"]
+    assert entry["scenes"][scene.name]["prediction"]["config"]["tsdf"]["voxel_size_m"] == 0.05
