@@ -187,6 +187,14 @@ class ModelConfig(Section):
     color_hidden: list[int] = param([256, 256], "hidden widths of the colour MLP", min=1)
     color_uses_normal: bool = param(True, "condition the colour network on the SDF normal (needs "
                                     "SDF gradients at every rendered sample)")
+    sdf_parametrization: str = param("direct", "direct: the network outputs the c SDFs (paper); "
+                                     "shared_geometry: it outputs a scene SDF s and channel offsets g, "
+                                     "d_k = s + g_k - min_j g_j (the same function class; geometry "
+                                     "learns through s and every channel stays close to the surface, "
+                                     "so clustering gradients do not vanish)",
+                                     choices=("direct", "shared_geometry"))
+    init_channel_gap: float = param(0.05, "shared_geometry: initial offset of the object channels "
+                                    "behind the background channel, normalised units", min=0.0)
     geometric_init: bool = param(True, "geometric initialisation: channel 0 an inverted room "
                                  "sphere, object channels small spheres")
     init_background_radius: float = param(1.0, "size of the initial inverted background box "
@@ -247,6 +255,11 @@ class LossConfig(Section):
     depth: float = param(0.0, "weight of the depth loss (0 in the public code; sensor depth "
                          "makes it worth using)", min=0.0)
     normal: float = param(0.05, "weight of the normal-prior loss (when priors exist)", min=0.0)
+    sdf: float = param(0.0, "weight of the SDF loss from measured depth (projective distance to "
+                       "the depth surface inside the truncation band, no negative SDF in front of "
+                       "it); RGB-D only", min=0.0)
+    sdf_truncation_m: float = param(0.1, "truncation band of the SDF loss, metres", min=0.0,
+                                    min_exclusive=True)
     eikonal: float = param(0.1, "weight of the eikonal loss", min=0.0)
     eikonal_method: str = param("autograd_per_channel", "how SDF gradients for the eikonal term "
                                 "are taken: one autograd pass per channel (public code), "

@@ -123,3 +123,22 @@ def test_every_yaml_in_config_loads_into_the_tree(repo_root):
     assert files, "config/ has no YAML files"
     for path in files:
         cfg.load_yaml(path)  # raises on an unknown or missing key
+
+
+def test_preset_yaml_files_mirror_the_presets(repo_root):
+    from clusteringsdf_core.presets import preset, preset_names
+
+    assert Config() == preset("paper")
+    for name in preset_names():
+        path = repo_root / "config" / f"{name}.yaml"
+        if name != "paper":
+            assert path.exists(), f"config/{name}.yaml is missing"
+            assert cfg.load_yaml(path) == preset(name), f"config/{name}.yaml differs from the preset"
+
+
+def test_cpu_preset_is_smaller_than_the_paper_setup():
+    from clusteringsdf_core.presets import preset
+
+    cpu = preset("cpu")
+    assert cpu.model.num_channels < Config().model.num_channels
+    assert cpu.render.sampler == "depth_guided" and cpu.loss.eikonal_method == "finite_difference"

@@ -1,0 +1,117 @@
+"""ClusteringSDF and the ablations of the paper's Table 2 as benchmark methods.
+
+Each method trains a :class:`~clusteringsdf_core.trainer.Trainer` on the scene's
+training frames with a preset (``cpu`` unless ``options["config"]["preset"]`` names
+another) plus the variant's loss switches, then hands the trained model to the
+harness as a :class:`~clusteringsdf_core.bench.prediction.ScenePrediction` (neural
+label rendering for 2D, extracted meshes for 3D).
+
+Variants (Table 2):
+- ``clusteringsdf``: the full method;
+- ``clusteringsdf_no_onehot`` / ``_no_reg`` / ``_no_fgbg``: one clustering term off;
+- ``clusteringsdf_cross_view``: with L_cross_view (needs semantic labels);
+- ``objectsdfpp_gt``: ObjectSDF++ (opacity loss, no clustering) on GT instance ids,
+  which are consistent across views;
+- ``objectsdfpp_machine``: ObjectSDF++ on the machine ids taken as if consistent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+from clusteringsdf_core.bench.methods import Method, register_method
+from clusteringsdf_core.bench.prediction import ScenePrediction
+from clusteringsdf_core.config import Config
+
+__all__ = ["VARIANTS", "train_and_predict", "variant_config"]
+
+_NO_CLUSTERING = {"lambda_diff": 0.0, "lambda_onehot": 0.0, "lambda_reg": 0.0, "lambda_bg": 0.0,
+                  "lambda_fg": 0.0}
+
+#: name -> (description, loss overrides, labels: "machine" or "gt")
+VARIANTS: dict[str, tuple[str, dict, str]] = {
+    "clusteringsdf": ("ClusteringSDF, full method", {}, "machine"),
+    "clusteringsdf_no_onehot": ("ClusteringSDF without L_onehot", {"lambda_onehot": 0.0}, "machine"),
+    "clusteringsdf_no_reg": ("ClusteringSDF without L_reg", {"lambda_reg": 0.0}, "machine"),
+    "clusteringsdf_no_fgbg": ("ClusteringSDF without L_fg-bg", {"lambda_bg": 0.0, "lambda_fg": 0.0}, "machine"),
+    "clusteringsdf_cross_view": ("ClusteringSDF with L_cross_view", {"lambda_cross_view": 1.0}, "machine"),
+    "objectsdfpp_gt": ("ObjectSDF++ opacity loss on GT instance ids (consistent across views)",
+                       {**_NO_CLUSTERING, "lambda_opacity_label": 1.0}, "gt"),
+    "objectsdfpp_machine": ("ObjectSDF++ opacity loss on the machine ids taken as consistent",
+                            {**_NO_CLUSTERING, "lambda_opacity_label": 1.0}, "machine"),
+}
+
+
+def variant_config(name: str, overrides: Mapping[str, Any] | None = None) -> Config:
+    """The configuration a variant trains with: preset, variant losses, then overrides."""
+    from clusteringsdf_core.presets import preset
+
+    overrides = dict(overrides or {})
+    base = preset(str(overrides.pop("preset", "cpu")))
+    _, loss, _ = VARIANTS[name]
+    config = base.merged({"loss": loss}) if loss else base
+    return config.merged(overrides) if overrides else config
+
+
+def _gt_labelled(dataset):
+    """The dataset with GT instance ids (consistent across views) as its machine labels."""
+    from clusteringsdf_core.data.dataset import SceneDataset
+    from clusteringsdf_core.data.frame import FrameSequence
+
+    train = dataset.train
+
+    def load(i):
+        f = train[i]
+        if f.gt_instance is None:
+            raise ValueError(f"frame {f.index} has no GT instance labels")
+        return f.with_labels(instance=f.gt_instance, semantic=f.gt_semantic)
+
+    fields = {f.name: getattr(dataset, f.name) for f in dataclasses.fields(dataset)}
+    fields["train"] = FrameSequence(len(train), load)
+    fields["label_variant"] = "gt"
+    return SceneDataset(**fields)
+
+
+def train_and_predict(name: str, dataset, options: Mapping[str, Any]) -> ScenePrediction:
+    import time
+
+    from clusteringsdf_core.evaluation import model_prediction
+    from clusteringsdf_core.trainer import Trainer
+
+    config = variant_config(name, options.get("config"))
+    if options.get("seed") is not None:
+        config = config.merged({"trainer.seed": int(options["seed"])})
+    if options.get("device"):
+        config = config.merged({"trainer.device": str(options["device"])})
+    _, _, labels = VARIANTS[name]
+    data = _gt_labelled(dataset) if labels == "gt" else dataset
+    started = time.perf_counter()
+    trainer = Trainer.from_dataset(data, config)
+    progress = options.get("progress")
+    total = config.trainer.iterations
+
+    def report(t: Trainer) -> None:
+        if progress is not None and t.iteration % 50 == 0:
+            progress(t.iteration / max(total, 1), f"{name} it {t.iteration}")
+
+    trainer.fit(progress=False, callback=report, time_budget_s=options.get("time_budget_s"))
+    train_s = time.perf_counter() - started
+    prediction = model_prediction(trainer.snapshot(), dataset.classes, method=name, device=trainer.device)
+    prediction.meta.update({"train_s": train_s, "iterations": trainer.iteration,
+                            "iterations_per_s": trainer.iteration / max(train_s, 1e-9),
+                            "device": str(trainer.device), "losses": trainer.last_losses})
+    return prediction
+
+
+def _register() -> None:
+    for name, (description, _, labels) in VARIANTS.items():
+        needs = ("torch", "depth") + (("instance_labels",) if labels == "machine" else ())
+        if name == "clusteringsdf_cross_view":
+            needs = needs + ("semantic_labels",)
+        register_method(Method(name=name, description=description,
+                               run=lambda dataset, options, _n=name: train_and_predict(_n, dataset, options),
+                               needs=needs), replace=True)
+
+
+_register()

@@ -1,0 +1,105 @@
+"""A trained ClusteringSDF model as a :class:`~clusteringsdf_core.bench.prediction.ScenePrediction`.
+
+2D labels at any pose: the argmax over channels of the rendered object opacities
+(channel 0 = background, instance 0). Each object channel's class is the most
+frequent machine class of its rays during training (instance mode) or its index
+(semantic mode). Background pixels get a stuff class from the height of their
+rendered surface point: floor near the bottom of the scene bounds, ceiling near
+the top, wall elsewhere (the instance model has no stuff classes of its own).
+
+3D: the meshes of :func:`~clusteringsdf_core.extract.extract_objects`, each vertex
+labelled with its channel, for 3D instance AP and geometry metrics.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import trimesh
+
+from clusteringsdf_core.bench.prediction import ScenePrediction
+from clusteringsdf_core.data.classes import ClassTable
+from clusteringsdf_core.data.frame import Frame
+from clusteringsdf_core.extract import extract_objects
+from clusteringsdf_core.trainer import Snapshot
+
+__all__ = ["NeuralLabelRenderer", "model_prediction"]
+
+
+class NeuralLabelRenderer:
+    """Renders (semantic, instance) label maps of a model snapshot at a frame's pose."""
+
+    def __init__(self, snapshot: Snapshot, classes: ClassTable, *, device: str | torch.device = "cpu",
+                 resolution: tuple[int, int] | None = None, stuff_band_m: float = 0.15):
+        self.model = snapshot.model(device)
+        self.device = device
+        self.classes = classes
+        self.channel_classes = snapshot.channel_classes
+        self.resolution = resolution
+        self.stuff_band_m = stuff_band_m
+        self.mode = snapshot.config.trainer.mode
+        bounds = np.asarray(snapshot.box_state["bounds_m"])
+        self.floor_z = bounds[0, 2] + snapshot.config.render.bounds_padding_m
+        self.ceiling_z = bounds[1, 2] - snapshot.config.render.bounds_padding_m
+        names = {c.name for c in classes.classes}
+        self.stuff_ids = {n: classes.id_of(n) for n in ("floor", "wall", "ceiling") if n in names}
+
+    def render(self, frame: Frame) -> dict[str, np.ndarray]:
+        width, height = self.resolution or (frame.width, frame.height)
+        K = frame.intrinsics.scaled(width, height).K
+        out = self.model.render_opacity_image(torch.as_tensor(K, dtype=torch.float32, device=self.device),
+                                              torch.as_tensor(frame.T_world_cam, dtype=torch.float32,
+                                                              device=self.device), width, height)
+        return {k: v.cpu().numpy() for k, v in out.items()}
+
+    def __call__(self, frame: Frame) -> tuple[np.ndarray, np.ndarray]:
+        import cv2
+
+        out = self.render(frame)
+        channel = out["opacity"].argmax(-1).astype(np.int32)
+        if self.mode == "semantic":
+            semantic, instance = channel, np.zeros_like(channel)
+        else:
+            instance = channel
+            semantic = self.channel_classes[channel].astype(np.int32)
+            semantic[channel == 0] = self._stuff_classes(frame, out["depth"])[channel == 0]
+        if semantic.shape != (frame.height, frame.width):
+            size = (frame.width, frame.height)
+            semantic = cv2.resize(semantic, size, interpolation=cv2.INTER_NEAREST)
+            instance = cv2.resize(instance, size, interpolation=cv2.INTER_NEAREST)
+        return semantic, instance
+
+    def _stuff_classes(self, frame: Frame, depth: np.ndarray) -> np.ndarray:
+        h, w = depth.shape
+        K = frame.intrinsics.scaled(w, h)
+        v, u = np.mgrid[0:h, 0:w]
+        rays = np.stack([(u + 0.5 - K.cx) / K.fx, (v + 0.5 - K.cy) / K.fy, np.ones_like(depth)], -1)
+        z = (rays * depth[..., None]) @ frame.T_world_cam[2, :3] + frame.T_world_cam[2, 3]
+        out = np.full(depth.shape, self.stuff_ids.get("wall", 0), np.int32)
+        out[z < self.floor_z + self.stuff_band_m] = self.stuff_ids.get("floor", 0)
+        out[z > self.ceiling_z - self.stuff_band_m] = self.stuff_ids.get("ceiling", 0)
+        return out
+
+
+def model_prediction(snapshot: Snapshot, classes: ClassTable, *, method: str = "clusteringsdf",
+                     extract: bool = True, device: str | torch.device = "cpu",
+                     render_resolution: tuple[int, int] | None = None) -> ScenePrediction:
+    """A ScenePrediction backed by neural rendering (2D) and extracted meshes (3D)."""
+    renderer = NeuralLabelRenderer(snapshot, classes, device=device, resolution=render_resolution)
+    mesh, vertex_instance = None, None
+    instance_class, instance_score = {}, {}
+    objects = []
+    if extract:
+        objects = extract_objects(renderer.model, snapshot.config.extract, snapshot.channel_classes,
+                                  snapshot.channel_confidence)
+        if objects:
+            mesh = trimesh.util.concatenate([o.mesh for o in objects])
+            vertex_instance = np.concatenate([np.full(len(o.mesh.vertices), o.channel, np.int32)
+                                              for o in objects])
+    for k in range(1, snapshot.config.model.num_channels):
+        instance_class[k] = int(snapshot.channel_classes[k])
+        instance_score[k] = float(snapshot.channel_confidence[k])
+    return ScenePrediction(method=method, mesh=mesh, vertex_instance=vertex_instance,
+                           instance_class=instance_class, instance_score=instance_score,
+                           renderer=renderer, meta={"iteration": snapshot.iteration,
+                                                    "objects": len(objects)})

@@ -1,0 +1,1 @@
+"""Losses as pure functions; each docstring names the equation it implements."""

@@ -1,0 +1,1 @@
+"""The object-compositional SDF model: encodings, fields, density."""

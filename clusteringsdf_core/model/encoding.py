@@ -1,0 +1,142 @@
+"""Input encodings of points in normalised scene coordinates ([-1, 1]^3).
+
+- :class:`DenseGridEncoding`: multi-resolution dense feature volumes read with
+  trilinear ``grid_sample``; the fast choice on CPU for room-sized scenes.
+- :class:`TriPlaneEncoding`: multi-resolution axis-aligned feature planes (2D
+  ``grid_sample``), few parameters.
+- :class:`HashGridEncoding`: the multi-resolution hash grid of Instant-NGP (the
+  authors' encoding) in plain PyTorch; twice differentiable, meant for GPUs.
+- :class:`PositionalEncoding`: sin/cos frequencies, concatenated to any of them.
+
+All map ``x: (N, 3)`` to ``(N, out_dim)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["PositionalEncoding", "DenseGridEncoding", "TriPlaneEncoding", "HashGridEncoding",
+           "level_resolutions"]
+
+
+def level_resolutions(levels: int, base: int, finest: int) -> list[int]:
+    """Geometric progression of resolutions from ``base`` to ``finest``."""
+    if levels == 1:
+        return [base]
+    growth = math.exp((math.log(finest) - math.log(base)) / (levels - 1))
+    return [int(round(base * growth ** i)) for i in range(levels)]
+
+
+class PositionalEncoding(nn.Module):
+    """x -> [x, sin(2^k pi x), cos(2^k pi x)] for k < frequencies."""
+
+    def __init__(self, frequencies: int, include_input: bool = True):
+        super().__init__()
+        self.frequencies = frequencies
+        self.include_input = include_input
+        self.register_buffer("scales", (2.0 ** torch.arange(frequencies)) * math.pi, persistent=False)
+        self.out_dim = 3 * (int(include_input) + 2 * frequencies)
+
+    def forward(self, x: Tensor) -> Tensor:
+        parts = [x] if self.include_input else []
+        if self.frequencies:
+            xs = (x[..., None, :] * self.scales[:, None]).flatten(-2)
+            parts += [torch.sin(xs), torch.cos(xs)]
+        return torch.cat(parts, dim=-1)
+
+
+class DenseGridEncoding(nn.Module):
+    """Dense feature volumes at several resolutions, summed over nothing: concatenated."""
+
+    def __init__(self, levels: int, features: int, base_resolution: int, max_resolution: int,
+                 init_std: float = 1e-4):
+        super().__init__()
+        self.resolutions = level_resolutions(levels, base_resolution, max_resolution)
+        self.grids = nn.ParameterList(
+            nn.Parameter(torch.randn(1, features, r, r, r) * init_std) for r in self.resolutions)
+        self.out_dim = levels * features
+
+    def forward(self, x: Tensor) -> Tensor:
+        g = x.reshape(1, 1, 1, -1, 3)
+        feats = [F.grid_sample(grid, g, mode="bilinear", padding_mode="border", align_corners=True)
+                 .reshape(grid.shape[1], -1) for grid in self.grids]
+        return torch.cat(feats, dim=0).t()
+
+
+class TriPlaneEncoding(nn.Module):
+    """Three axis-aligned feature planes per resolution; plane features are summed."""
+
+    def __init__(self, levels: int, features: int, base_resolution: int, max_resolution: int,
+                 init_std: float = 1e-4):
+        super().__init__()
+        self.resolutions = level_resolutions(levels, base_resolution, max_resolution)
+        self.planes = nn.ParameterList(
+            nn.Parameter(torch.randn(3, features, r, r) * init_std) for r in self.resolutions)
+        self.out_dim = levels * features
+
+    def forward(self, x: Tensor) -> Tensor:
+        coords = torch.stack([x[:, [0, 1]], x[:, [0, 2]], x[:, [1, 2]]]).unsqueeze(1)  # (3, 1, N, 2)
+        feats = [F.grid_sample(p, coords, mode="bilinear", padding_mode="border", align_corners=True)
+                 .sum(0).squeeze(1) for p in self.planes]
+        return torch.cat(feats, dim=0).t()
+
+
+class HashGridEncoding(nn.Module):
+    """Multi-resolution hash encoding (Mueller et al. 2022) with trilinear interpolation.
+
+    Levels whose dense grid fits in the table are indexed densely (no collisions).
+    Plain PyTorch: differentiable twice (analytic SDF gradients work), but gathers
+    are slow on CPU; prefer :class:`DenseGridEncoding` there.
+    """
+
+    PRIMES = (1, 2654435761, 805459861)
+
+    def __init__(self, levels: int, features: int, base_resolution: int, max_resolution: int,
+                 log2_table_size: int, init_std: float = 1e-4):
+        super().__init__()
+        self.resolutions = level_resolutions(levels, base_resolution, max_resolution)
+        self.table_size = 2 ** log2_table_size
+        sizes = [min(self.table_size, (r + 1) ** 3) for r in self.resolutions]
+        self.tables = nn.ParameterList(nn.Parameter(torch.randn(s, features) * init_std) for s in sizes)
+        corners = torch.tensor([[i >> 2 & 1, i >> 1 & 1, i & 1] for i in range(8)])
+        self.register_buffer("corners", corners, persistent=False)
+        self.out_dim = levels * features
+
+    def _index(self, cell: Tensor, res: int, size: int) -> Tensor:
+        if (res + 1) ** 3 <= size:
+            return (cell[..., 0] * (res + 1) + cell[..., 1]) * (res + 1) + cell[..., 2]
+        h = cell[..., 0] * self.PRIMES[0]
+        h = torch.bitwise_xor(h, cell[..., 1] * self.PRIMES[1])
+        h = torch.bitwise_xor(h, cell[..., 2] * self.PRIMES[2])
+        return h % size
+
+    def forward(self, x: Tensor) -> Tensor:
+        unit = (x.clamp(-1, 1) + 1) / 2
+        feats = []
+        for res, table in zip(self.resolutions, self.tables):
+            p = unit * res
+            p0 = p.detach().floor().clamp(max=res - 1)
+            frac = p - p0                                           # (N, 3), differentiable
+            cells = p0.long()[:, None, :] + self.corners            # (N, 8, 3)
+            idx = self._index(cells, res, table.shape[0])           # (N, 8)
+            w = torch.where(self.corners.bool(), frac[:, None, :], 1 - frac[:, None, :]).prod(-1)
+            feats.append((table[idx] * w[..., None]).sum(1))
+        return torch.cat(feats, dim=-1)
+
+
+def make_encoding(cfg) -> nn.Module | None:
+    """The grid encoding named by a :class:`~clusteringsdf_core.config.ModelConfig`."""
+    args = (cfg.grid_levels, cfg.grid_features_per_level, cfg.grid_base_resolution, cfg.grid_max_resolution)
+    if cfg.encoding == "densegrid":
+        return DenseGridEncoding(*args)
+    if cfg.encoding == "triplane":
+        return TriPlaneEncoding(*args)
+    if cfg.encoding == "hashgrid":
+        return HashGridEncoding(*args, cfg.grid_log2_hashmap_size)
+    if cfg.encoding == "none":
+        return None
+    raise ValueError(f"unknown encoding {cfg.encoding!r}")

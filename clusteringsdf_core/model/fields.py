@@ -1,0 +1,178 @@
+"""The object-compositional SDF field, its colour network and the Laplace density.
+
+Geometry lives in normalised scene coordinates: :class:`SceneBox` maps the scene
+bounds (metres, world frame) into the cube [-1, 1]^3 keeping the aspect ratio, so
+SDF values are in normalised units; multiply by ``SceneBox.scale`` for metres.
+
+SDF channel k is ``prior_k(x) + mlp_k(x)``: the prior is the geometric
+initialisation (channel 0 an inverted box around the scene: the room is
+"inside-out"; object channels small spheres at random places), and the MLP's SDF
+outputs start near zero, so training starts from exactly that shape.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from clusteringsdf_core.config import ModelConfig
+from clusteringsdf_core.model.encoding import PositionalEncoding, make_encoding
+
+__all__ = ["SceneBox", "ObjectSDFNetwork", "ColorNetwork", "LaplaceDensity", "activation"]
+
+
+class SceneBox:
+    """World (metres) <-> normalised coordinates: ``x_n = (x_w - centre) / scale``."""
+
+    def __init__(self, bounds_m: np.ndarray, padding_m: float = 0.1):
+        bounds = np.asarray(bounds_m, dtype=np.float64).reshape(2, 3)
+        if not np.all(bounds[1] > bounds[0]):
+            raise ValueError(f"scene bounds must have positive extent, got {bounds.tolist()}")
+        self.bounds_m = bounds + np.array([[-padding_m], [padding_m]])
+        self.centre = self.bounds_m.mean(0)
+        self.scale = float((self.bounds_m[1] - self.bounds_m[0]).max() / 2.0)
+        self.half_extent = (self.bounds_m[1] - self.bounds_m[0]) / 2.0 / self.scale  # <= 1
+
+    def to_normalised(self, x_world):
+        return (x_world - torch.as_tensor(self.centre, dtype=x_world.dtype, device=x_world.device)) / self.scale \
+            if isinstance(x_world, Tensor) else (np.asarray(x_world) - self.centre) / self.scale
+
+    def to_world(self, x_norm):
+        return x_norm * self.scale + torch.as_tensor(self.centre, dtype=x_norm.dtype, device=x_norm.device) \
+            if isinstance(x_norm, Tensor) else np.asarray(x_norm) * self.scale + self.centre
+
+    def state_dict(self) -> dict:
+        return {"bounds_m": self.bounds_m.tolist()}
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> "SceneBox":
+        return cls(np.array(state["bounds_m"]), padding_m=0.0)
+
+
+def activation(name: str, softplus_beta: float = 100.0) -> nn.Module:
+    if name == "softplus":
+        return nn.Softplus(beta=softplus_beta)
+    if name == "relu":
+        return nn.ReLU()
+    if name == "silu":
+        return nn.SiLU()
+    raise ValueError(f"unknown activation {name!r}")
+
+
+def _mlp(in_dim: int, hidden: list[int], out_dim: int, act: nn.Module, weight_norm: bool) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    dims = [in_dim, *hidden]
+    for a, b in zip(dims[:-1], dims[1:]):
+        lin = nn.Linear(a, b)
+        layers += [nn.utils.parametrizations.weight_norm(lin) if weight_norm else lin, act]
+    layers.append(nn.Linear(dims[-1], out_dim))
+    return nn.Sequential(*layers)
+
+
+class ObjectSDFNetwork(nn.Module):
+    """x (N, 3) normalised -> SDF of every channel (N, c) and a feature (N, F)."""
+
+    def __init__(self, cfg: ModelConfig, box: SceneBox, seed: int = 0):
+        super().__init__()
+        self.num_channels = cfg.num_channels
+        self.feature_dim = cfg.feature_dim
+        self.encoding = make_encoding(cfg)
+        self.pe = PositionalEncoding(cfg.positional_frequencies)
+        in_dim = self.pe.out_dim + (self.encoding.out_dim if self.encoding is not None else 0)
+        self.shared = cfg.sdf_parametrization == "shared_geometry"
+        self.num_sdf_outputs = cfg.num_channels + (1 if self.shared else 0)
+        self.mlp = _mlp(in_dim, cfg.sdf_hidden, self.num_sdf_outputs + cfg.feature_dim,
+                        activation(cfg.activation, cfg.softplus_beta), cfg.weight_norm)
+        last = self.mlp[-1]
+        with torch.no_grad():  # SDF outputs start near 0: the prior is the initial shape
+            last.weight[: self.num_sdf_outputs].mul_(1e-3)
+            last.bias[: self.num_sdf_outputs].zero_()
+        gap = torch.full((cfg.num_channels,), cfg.init_channel_gap)
+        gap[0] = 0.0
+        self.register_buffer("channel_gap", gap)
+        self.geometric_init = cfg.geometric_init
+        gen = torch.Generator().manual_seed(seed)
+        half = torch.as_tensor(box.half_extent, dtype=torch.float32)
+        centres = (torch.rand(cfg.num_channels, 3, generator=gen) * 2 - 1) * half * 0.6
+        self.register_buffer("sphere_centres", centres)
+        self.register_buffer("half_extent", half * cfg.init_background_radius)
+        self.object_radius = cfg.init_object_radius
+
+    def prior(self, x: Tensor) -> Tensor:
+        """(N, c) initial SDFs: channel 0 an inverted box, others spheres."""
+        spheres = torch.cdist(x, self.sphere_centres) - self.object_radius          # (N, c)
+        room = (self.half_extent - x.abs()).min(dim=-1).values                      # (N,)
+        return torch.cat([room[:, None], spheres[:, 1:]], dim=1)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.pe(x)
+        if self.encoding is not None:
+            h = torch.cat([h, self.encoding(x)], dim=-1)
+        out = self.mlp(h)
+        feature = out[:, self.num_sdf_outputs:]
+        if self.shared:
+            # d_k = s + g_k - min_j g_j: s is the scene SDF, g the channel offsets.
+            scene = out[:, 0]
+            if self.geometric_init:
+                scene = scene + self.prior(x)[:, 0]
+            offsets = out[:, 1: self.num_sdf_outputs] + self.channel_gap
+            offsets = offsets - offsets.min(dim=-1, keepdim=True).values
+            return scene[:, None] + offsets, feature
+        sdf = out[:, : self.num_channels]
+        if self.geometric_init:
+            sdf = sdf + self.prior(x)
+        return sdf, feature
+
+    def sdf(self, x: Tensor) -> Tensor:
+        return self.forward(x)[0]
+
+    def grid_parameters(self) -> list[nn.Parameter]:
+        return list(self.encoding.parameters()) if self.encoding is not None else []
+
+    def network_parameters(self) -> list[nn.Parameter]:
+        return list(self.mlp.parameters())
+
+
+class ColorNetwork(nn.Module):
+    """Colour at a point from its position, view direction, (normal) and geometry feature."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.uses_normal = cfg.color_uses_normal
+        in_dim = 3 + 3 + (3 if self.uses_normal else 0) + cfg.feature_dim
+        self.mlp = _mlp(in_dim, cfg.color_hidden, 3, activation(cfg.activation, cfg.softplus_beta),
+                        cfg.weight_norm)
+
+    def forward(self, x: Tensor, view_dirs: Tensor, feature: Tensor, normals: Tensor | None = None) -> Tensor:
+        parts = [x, view_dirs]
+        if self.uses_normal:
+            if normals is None:
+                raise ValueError("this colour network is conditioned on normals")
+            parts.append(normals)
+        parts.append(feature)
+        return torch.sigmoid(self.mlp(torch.cat(parts, dim=-1)))
+
+
+class LaplaceDensity(nn.Module):
+    """VolSDF density: sigma(s) = (1/beta) * Psi_beta(-s), Psi the Laplace CDF; beta learnable."""
+
+    def __init__(self, beta_init: float, beta_min: float):
+        super().__init__()
+        self.beta_min = beta_min
+        self.beta_param = nn.Parameter(torch.tensor(beta_init - beta_min))
+
+    @property
+    def beta(self) -> Tensor:
+        return self.beta_param.abs() + self.beta_min
+
+    def forward(self, sdf: Tensor) -> Tensor:
+        beta = self.beta
+        # Psi(-s): 0.5 exp(-s/b) for s >= 0, 1 - 0.5 exp(s/b) for s < 0.
+        e = 0.5 * torch.exp(-sdf.abs() / beta)
+        return torch.where(sdf >= 0, e, 1.0 - e) / beta
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+

@@ -1,0 +1,227 @@
+"""The ClusteringSDF model: object-compositional SDF + colour + density, and ray rendering.
+
+``ClusteringSDFModel.render`` turns rays into what the losses need:
+
+- ``rgb`` (R, 3), ``depth_t`` (R,) expected distance along the ray, ``acc`` (R,);
+- ``opacity`` (R, c): the occlusion-aware object opacity of every channel (paper
+  Eq. 1, ObjectSDF++): ``O_k(r) = sum_i T(i) alpha_k(i)`` where ``alpha_k`` uses
+  channel k's SDF and ``T`` the transmittance of the scene SDF (min over channels);
+- ``grad`` (M, c, 3): SDF gradients of every channel at the eikonal points;
+- ``normal`` (R, 3) expected surface normal (world frame), when asked for.
+
+Distances are in normalised scene units (see :class:`SceneBox`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from clusteringsdf_core.config import Config
+from clusteringsdf_core.model.fields import ColorNetwork, LaplaceDensity, ObjectSDFNetwork, SceneBox
+from clusteringsdf_core.render.rays import ray_box
+from clusteringsdf_core.render.samplers import (depth_band_samples, importance_samples, merge_samples,
+                                                uniform_samples)
+
+__all__ = ["ClusteringSDFModel", "volume_weights"]
+
+
+def volume_weights(sigma_scene: Tensor, sigma_channels: Tensor, deltas: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Scene weights (R, S), scene alpha (R, S) and per-channel opacity (R, c).
+
+    ``T(i) = exp(-sum_{j<i} sigma(j) delta_j)`` from the scene density; the object
+    opacity of channel k sums ``T(i) * (1 - exp(-sigma_k(i) delta_i))`` (Eq. 1).
+    """
+    tau = sigma_scene * deltas
+    alpha = 1.0 - torch.exp(-tau)
+    trans = torch.exp(-torch.cumsum(torch.cat([torch.zeros_like(tau[:, :1]), tau[:, :-1]], dim=1), dim=1))
+    weights = trans * alpha
+    alpha_channels = 1.0 - torch.exp(-sigma_channels * deltas[..., None])          # (R, S, c)
+    opacity = (trans[..., None] * alpha_channels).sum(dim=1)
+    return weights, alpha, opacity
+
+
+def _deltas(t: Tensor) -> Tensor:
+    """Sample spacings (R, S); the last sample gets its predecessor's spacing.
+
+    (NeRF's "infinite" last interval would let a ray sampled only around a measured
+    depth turn opaque at its last sample whatever the SDF says, hiding missing
+    geometry from the depth loss.)
+    """
+    d = t[:, 1:] - t[:, :-1]
+    return torch.cat([d, d[:, -1:]], dim=1).clamp(min=1e-6)
+
+
+class ClusteringSDFModel(nn.Module):
+    def __init__(self, config: Config, box: SceneBox):
+        super().__init__()
+        self.config = config
+        self.box = box
+        self.sdf_net = ObjectSDFNetwork(config.model, box, seed=config.trainer.seed)
+        self.color_net = ColorNetwork(config.model)
+        self.density = LaplaceDensity(config.model.beta_init, config.model.beta_min)
+        self.register_buffer("half_extent", torch.as_tensor(box.half_extent, dtype=torch.float32))
+
+    @property
+    def num_channels(self) -> int:
+        return self.config.model.num_channels
+
+    # -- parameter groups (the grid gets a larger learning rate) ------------------
+    def parameter_groups(self, lr: float, grid_lr_factor: float) -> list[dict]:
+        grid = self.sdf_net.grid_parameters()
+        grid_ids = {id(p) for p in grid}
+        rest = [p for p in self.parameters() if id(p) not in grid_ids]
+        groups = [{"params": rest, "lr": lr, "name": "networks"}]
+        if grid:
+            groups.append({"params": grid, "lr": lr * grid_lr_factor, "name": "grid"})
+        return groups
+
+    # -- SDF gradients --------------------------------------------------------------
+    def sdf_gradient(self, x: Tensor, *, method: str, step: float) -> Tensor:
+        """(M, c, 3) gradient of every channel's SDF at ``x`` (M, 3), differentiable."""
+        if method == "finite_difference":
+            offsets = torch.eye(3, device=x.device, dtype=x.dtype) * step
+            probe = torch.cat([x[:, None, :] + offsets, x[:, None, :] - offsets], dim=1)  # (M, 6, 3)
+            sdf = self.sdf_net.sdf(probe.reshape(-1, 3)).reshape(x.shape[0], 6, -1)
+            return ((sdf[:, :3] - sdf[:, 3:]) / (2 * step)).transpose(1, 2)
+        x = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            sdf = self.sdf_net.sdf(x)
+            if method == "autograd_scene":
+                scene = sdf.min(dim=-1).values
+                g = torch.autograd.grad(scene.sum(), x, create_graph=True)[0]
+                return g[:, None, :].expand(-1, sdf.shape[1], -1)
+            if method == "autograd_per_channel":
+                grads = [torch.autograd.grad(sdf[:, k].sum(), x, create_graph=True, retain_graph=True)[0]
+                         for k in range(sdf.shape[1])]
+                return torch.stack(grads, dim=1)
+        raise ValueError(f"unknown gradient method {method!r}")
+
+    # -- sampling ---------------------------------------------------------------------
+    def sample_t(self, origins: Tensor, dirs: Tensor, near: Tensor, far: Tensor,
+                 depth_t: Tensor | None, *, train: bool,
+                 generator: torch.Generator | None = None) -> Tensor:
+        rc = self.config.render
+        perturb = train
+        sampler = rc.sampler
+        if sampler == "uniform":
+            return uniform_samples(near, far, rc.num_samples + rc.num_samples_extra, perturb=perturb,
+                                   generator=generator)
+        if sampler == "depth_guided" and depth_t is not None:
+            band = rc.depth_guided_band_m / self.box.scale
+            valid = depth_t > 0
+            d = torch.where(valid, depth_t, far)
+            t_band = depth_band_samples(d, near, far, rc.depth_guided_samples, band, perturb=perturb,
+                                        generator=generator)
+            t_free = uniform_samples(near, torch.where(valid, torch.maximum(d - band, near), far),
+                                     max(rc.num_samples_extra, 1), perturb=perturb, generator=generator)
+            t = merge_samples(t_band, t_free)
+            if bool(valid.all()):
+                return t
+            # Rays without depth: importance sampling, same sample count.
+            t_imp = self._importance(origins[~valid], dirs[~valid], near[~valid], far[~valid],
+                                     t.shape[1], perturb, generator)
+            t = t.clone()
+            t[~valid] = t_imp
+            return t
+        return self._importance(origins, dirs, near, far, rc.num_samples + rc.num_samples_extra,
+                                perturb, generator)
+
+    def _importance(self, origins, dirs, near, far, n_total: int, perturb: bool, generator) -> Tensor:
+        rc = self.config.render
+        n_extra = min(rc.num_samples_extra, n_total - 1)
+        with torch.no_grad():
+            t_c = uniform_samples(near, far, rc.num_samples_coarse, perturb=perturb, generator=generator)
+            pts = origins[:, None, :] + dirs[:, None, :] * t_c[..., None]
+            sdf = self.sdf_net.sdf(pts.reshape(-1, 3)).min(dim=-1).values.reshape(t_c.shape)
+            deltas = _deltas(t_c)
+            sigma = self.density(sdf)
+            w, _, _ = volume_weights(sigma, sigma[..., None], deltas)
+            t_f = importance_samples(t_c, w, n_total - n_extra, perturb=perturb, generator=generator)
+        if n_extra == 0:
+            return t_f
+        return merge_samples(t_f, uniform_samples(near, far, n_extra, perturb=perturb, generator=generator))
+
+    # -- rendering ----------------------------------------------------------------------
+    def render(self, origins_world: Tensor, dirs: Tensor, *, depth_t: Tensor | None = None,
+               train: bool = True, eikonal_points: Tensor | None = None, want_normals: bool = False,
+               generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """Render rays given in the world frame (origins in metres, unit directions).
+
+        ``depth_t`` (R,) is the measured distance along each ray in normalised units
+        (0 = none) for depth-guided sampling. Eikonal gradients are computed at the
+        rendered samples (a random subset) plus ``eikonal_points`` (M, 3) normalised.
+        """
+        lc = self.config.loss
+        origins = self.box.to_normalised(origins_world)
+        near, far = ray_box(origins, dirs, self.half_extent, self.config.render.near_m / self.box.scale)
+        t = self.sample_t(origins, dirs, near, far, depth_t, train=train, generator=generator)
+        R, S = t.shape
+        pts = origins[:, None, :] + dirs[:, None, :] * t[..., None]                      # (R, S, 3)
+        flat = pts.reshape(-1, 3)
+        sdf, feature = self.sdf_net(flat)
+        c = sdf.shape[1]
+        scene_sdf = sdf.min(dim=-1).values
+        need_grad = train and lc.eikonal > 0
+        normals = None
+        grad = None
+        uses_normal = self.config.model.color_uses_normal
+        if uses_normal or want_normals:
+            g = self.sdf_gradient(flat, method=lc.eikonal_method, step=lc.finite_difference_step)
+            arg = sdf.argmin(dim=-1)
+            g_scene = g[torch.arange(g.shape[0], device=g.device), arg]
+            normals = g_scene / g_scene.norm(dim=-1, keepdim=True).clamp(min=1e-6)
+            if need_grad:
+                grad = g
+        view = dirs[:, None, :].expand(R, S, 3).reshape(-1, 3)
+        rgb_pts = self.color_net(flat, view, feature, normals if uses_normal else None).reshape(R, S, 3)
+        deltas = _deltas(t)
+        sigma_scene = self.density(scene_sdf).reshape(R, S)
+        sigma_channels = self.density(sdf).reshape(R, S, c)
+        weights, _, opacity = volume_weights(sigma_scene, sigma_channels, deltas)
+        acc = weights.sum(dim=1)
+        out = {
+            "rgb": (weights[..., None] * rgb_pts).sum(dim=1),
+            "depth_t": (weights * t).sum(dim=1),
+            "acc": acc,
+            "opacity": opacity,
+            "weights": weights,
+            "t": t,
+            "scene_sdf": scene_sdf.reshape(R, S),
+        }
+        if normals is not None:
+            out["normal"] = (weights[..., None] * normals.reshape(R, S, 3)).sum(dim=1)
+        if need_grad:
+            parts = []
+            if grad is None:
+                n = min(flat.shape[0], max(lc.eikonal_points, 256))
+                idx = torch.randint(0, flat.shape[0], (n,), device=flat.device, generator=generator)
+                parts.append(self.sdf_gradient(flat[idx].detach(), method=lc.eikonal_method,
+                                               step=lc.finite_difference_step))
+            else:
+                parts.append(grad)
+            if eikonal_points is not None and len(eikonal_points):
+                parts.append(self.sdf_gradient(eikonal_points, method=lc.eikonal_method,
+                                               step=lc.finite_difference_step))
+            out["grad"] = torch.cat(parts, dim=0)
+        return out
+
+    @torch.no_grad()
+    def render_opacity_image(self, K: Tensor, T_world_cam: Tensor, width: int, height: int,
+                             chunk: int | None = None) -> dict[str, Tensor]:
+        """Full-image rendering (no gradients): rgb (H, W, 3), depth (H, W) metres along
+        the optical axis, opacity (H, W, c)."""
+        from clusteringsdf_core.render.rays import image_pixels, pixel_rays
+
+        chunk = chunk or self.config.render.eval_chunk_rays
+        uv = image_pixels(width, height, device=K.device)
+        rgb, depth, opacity = [], [], []
+        for start in range(0, uv.shape[0], chunk):
+            o, d, z_per_t = pixel_rays(K, T_world_cam, uv[start:start + chunk])
+            out = self.render(o, d, train=False)
+            rgb.append(out["rgb"])
+            depth.append(out["depth_t"] * z_per_t * self.box.scale)
+            opacity.append(out["opacity"])
+        return {"rgb": torch.cat(rgb).reshape(height, width, 3),
+                "depth": torch.cat(depth).reshape(height, width),
+                "opacity": torch.cat(opacity).reshape(height, width, -1)}

@@ -1,0 +1,439 @@
+"""Training ClusteringSDF: offline on a dataset, online on a stream of frames.
+
+The trainer owns the model, the optimiser and the training views (frames at the
+training resolution, as tensors on the device). One ``step()``:
+
+1. draws a view under the key-frame rules (:mod:`.keyframes`);
+2. draws label-comprehensive rays in it (:mod:`.sampling`) and, for L_cross_view,
+   a few rays of extra views;
+3. renders them (:class:`~clusteringsdf_core.model.scene_model.ClusteringSDFModel`);
+4. adds the reconstruction, SDF and clustering losses of the configured mode;
+5. takes an Adam step with an exponentially decaying learning rate.
+
+Online use: ``add_frame(frame)`` (validated, resized, offered to a bounded key-frame
+buffer), ``step()``, ``snapshot()``. Checkpoints hold everything needed to resume
+with identical next steps (model, optimiser, iteration, random generators, views).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from clusteringsdf_core.config import Config
+from clusteringsdf_core.data.classes import SCANNET_REDUCED, ClassTable
+from clusteringsdf_core.data.frame import Frame
+from clusteringsdf_core.keyframes import KeyframeBuffer, KeyframeSampler
+from clusteringsdf_core.losses import clustering as lc
+from clusteringsdf_core.losses import reconstruction as lr
+from clusteringsdf_core.model.fields import SceneBox
+from clusteringsdf_core.model.scene_model import ClusteringSDFModel
+from clusteringsdf_core.render.rays import pixel_rays
+from clusteringsdf_core.sampling import LabelIndex, label_comprehensive_pixels
+
+__all__ = ["Trainer", "TrainingView", "Snapshot", "resolve_device"]
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; otherwise the named device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"trainer.device is {name!r} but CUDA is not available")
+    return device
+
+
+@dataclass
+class TrainingView:
+    """One frame at the training resolution, as flat tensors on the device."""
+
+    index: int
+    rgb: torch.Tensor                 # (P, 3) float in [0, 1]
+    K: torch.Tensor                   # (3, 3)
+    T_world_cam: torch.Tensor         # (4, 4)
+    width: int
+    height: int
+    instance: torch.Tensor            # (P,) long, view-local ids, 0 = background
+    valid: torch.Tensor               # (P,) bool: label usable (not "unknown")
+    semantic: torch.Tensor | None     # (P,) long class ids, 0 = void
+    confidence: torch.Tensor | None   # (P,) float
+    depth_m: torch.Tensor | None      # (P,) float, 0 = invalid
+    label_index: LabelIndex = field(repr=False, default=None)  # type: ignore[assignment]
+
+    @property
+    def num_labels(self) -> int:
+        """Distinct foreground instance labels of the view (key-frame ranking)."""
+        ids = self.instance[self.valid]
+        return int(torch.unique(ids[ids > 0]).numel())
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """An immutable copy of the model for extraction and publishing (CPU tensors)."""
+
+    iteration: int
+    state_dict: dict
+    config: Config
+    box_state: dict
+    channel_classes: np.ndarray        # (c,) semantic class id per channel (0 = unknown)
+    channel_confidence: np.ndarray     # (c,) share of the channel's rays agreeing with its class
+    stamp: float
+
+    def model(self, device: str | torch.device = "cpu") -> ClusteringSDFModel:
+        model = ClusteringSDFModel(self.config, SceneBox.from_state_dict(self.box_state))
+        model.load_state_dict(self.state_dict)
+        return model.to(device).eval()
+
+
+class Trainer:
+    def __init__(self, config: Config, bounds_m: np.ndarray | SceneBox, *,
+                 classes: ClassTable = SCANNET_REDUCED, device: str | torch.device | None = None):
+        self.config = config
+        self.classes = classes
+        self.device = resolve_device(str(device) if device is not None else config.trainer.device)
+        if config.trainer.num_threads and self.device.type == "cpu":
+            torch.set_num_threads(config.trainer.num_threads)
+        torch.manual_seed(config.trainer.seed)
+        self.box = bounds_m if isinstance(bounds_m, SceneBox) else \
+            SceneBox(bounds_m, padding_m=config.render.bounds_padding_m)
+        self.model = ClusteringSDFModel(config, self.box).to(self.device)
+        tc = config.trainer
+        self.optimizer = torch.optim.Adam(self.model.parameter_groups(tc.lr, tc.grid_lr_factor),
+                                          betas=tuple(tc.adam_betas), eps=tc.adam_eps)
+        self._base_lrs = [g["lr"] for g in self.optimizer.param_groups]
+        self.iteration = 0
+        self.rng = np.random.default_rng(tc.seed)
+        self.generator = torch.Generator(device="cpu").manual_seed(tc.seed)
+        self.views: list[TrainingView] = []
+        self.buffer: KeyframeBuffer[TrainingView] = KeyframeBuffer(config.keyframes)
+        self.sampler = KeyframeSampler([], config.keyframes)
+        self.online = False
+        c, k = config.model.num_channels, len(classes)
+        self.channel_class_counts = torch.zeros(c, k, dtype=torch.float64)
+        self.last_losses: dict[str, float] = {}
+        if config.trainer.mode == "semantic" and config.model.num_channels < len(classes):
+            raise ValueError(f"semantic mode needs model.num_channels >= {len(classes)} (one channel "
+                             f"per class), got {config.model.num_channels}")
+
+    # ------------------------------------------------------------------ data
+    @classmethod
+    def from_dataset(cls, dataset, config: Config, **kwargs) -> "Trainer":
+        """A trainer holding every training frame of ``dataset`` (a SceneDataset)."""
+        bounds = dataset.bounds
+        if bounds is None:
+            raise ValueError(f"dataset {dataset.name} has no scene bounds")
+        trainer = cls(config, bounds, classes=dataset.classes, **kwargs)
+        frames = list(dataset.train)
+        if config.data.max_frames:
+            step = max(1, len(frames) // config.data.max_frames)
+            frames = frames[::step][: config.data.max_frames]
+        for frame in frames:
+            trainer.views.append(trainer._make_view(frame))
+        trainer.sampler.update([v.num_labels for v in trainer.views])
+        return trainer
+
+    def _make_view(self, frame: Frame) -> TrainingView:
+        frame.validate()
+        if frame.instance is None and self.config.trainer.mode == "instance":
+            raise ValueError(f"frame {frame.index} has no instance labels")
+        dc = self.config.data
+        frame = frame.resized(dc.image_width, dc.image_height)
+        dev = self.device
+
+        def flat(a, dtype):
+            return None if a is None else torch.as_tensor(np.ascontiguousarray(a).reshape(-1), dtype=dtype, device=dev)
+
+        instance = flat(frame.instance if frame.instance is not None else np.zeros(frame.rgb.shape[:2], np.int64),
+                        torch.long)
+        semantic = flat(frame.semantic, torch.long)
+        depth = None
+        if frame.depth_m is not None:
+            d = frame.depth_m.astype(np.float32).copy()
+            d[(d < dc.depth_min_m) | (d > dc.depth_max_m) | ~np.isfinite(d)] = 0.0
+            depth = flat(d, torch.float32)
+        if semantic is not None:
+            # Instance 0 with a void class is "unknown" (e.g. a masked object), not background.
+            valid = (instance > 0) | (semantic > 0)
+        else:
+            valid = torch.ones_like(instance, dtype=torch.bool)
+        if self.config.trainer.mode == "semantic":
+            if semantic is None:
+                raise ValueError(f"frame {frame.index} has no semantic labels (semantic mode)")
+            if int(semantic.max()) >= self.config.model.num_channels:
+                raise ValueError(f"frame {frame.index}: class id {int(semantic.max())} has no channel")
+            group = semantic
+        else:
+            group = torch.where(valid, instance, torch.full_like(instance, -1))
+        view = TrainingView(
+            index=frame.index, rgb=torch.as_tensor(frame.rgb.reshape(-1, 3), device=dev).float() / 255.0,
+            K=torch.as_tensor(frame.intrinsics.K, dtype=torch.float32, device=dev),
+            T_world_cam=torch.as_tensor(frame.T_world_cam, dtype=torch.float32, device=dev),
+            width=frame.width, height=frame.height, instance=instance, valid=valid, semantic=semantic,
+            confidence=flat(frame.confidence, torch.float32), depth_m=depth)
+        view.label_index = LabelIndex(group.cpu())
+        return view
+
+    def add_frame(self, frame: Frame) -> bool:
+        """Online: validate and offer a frame to the key-frame buffer; True if kept.
+
+        Raises ValueError (with the reason) for a frame that cannot be used; nothing
+        learned so far is touched.
+        """
+        view = self._make_view(frame)
+        if self.config.trainer.mode == "instance":
+            ids = view.instance[view.instance > 0]
+            if int(torch.unique(ids).numel()) >= self.config.model.num_channels:
+                log.debug("frame %d has more labels than channels", frame.index)
+        self.online = True
+        accepted, _ = self.buffer.offer(view, frame.T_world_cam, view.num_labels)
+        if accepted:
+            self.views = self.buffer.items()
+            self.sampler.update([v.num_labels for v in self.views])
+        return accepted
+
+    # ------------------------------------------------------------------ training
+    def _lr_factor(self) -> float:
+        total = max(1, self.config.trainer.iterations)
+        if self.online:
+            return 1.0
+        return self.config.trainer.lr_final_factor ** min(1.0, self.iteration / total)
+
+    def _rays(self, view: TrainingView, pixels: torch.Tensor):
+        dev = self.device
+        pixels = pixels.to(dev)
+        uv = torch.stack([pixels % view.width, pixels // view.width], dim=-1)
+        origins, dirs, z_per_t = pixel_rays(view.K, view.T_world_cam, uv)
+        depth_t = None
+        if view.depth_m is not None:
+            depth_t = view.depth_m[pixels] / z_per_t / self.box.scale
+        return pixels, origins, dirs, depth_t
+
+    def _eikonal_points(self, n: int) -> torch.Tensor | None:
+        if n <= 0 or self.config.loss.eikonal <= 0:
+            return None
+        half = self.model.half_extent
+        u = torch.rand(n, 3, generator=self.generator).to(self.device)
+        return (u * 2 - 1) * half
+
+    def step(self) -> dict[str, float]:
+        """One optimisation step; returns the loss terms (floats)."""
+        if not self.views:
+            raise RuntimeError("no training views: add frames first")
+        cfg = self.config
+        lcfg, sc = cfg.loss, cfg.sampling
+        self.model.train()
+        factor = self._lr_factor()
+        for group, base in zip(self.optimizer.param_groups, self._base_lrs):
+            group["lr"] = base * factor
+        terms: dict[str, torch.Tensor] = {}
+
+        def add(name: str, weight: float, value: torch.Tensor) -> None:
+            if weight > 0:
+                terms[name] = terms.get(name, 0.0) + weight * value
+
+        rays_per_view = max(1, sc.rays_per_batch // sc.images_per_batch)
+        sem_opacities, sem_labels = [], []
+        for v_i in range(sc.images_per_batch):
+            view = self.views[self.sampler.draw(self.rng)]
+            pix = label_comprehensive_pixels(view.label_index, rays_per_view,
+                                             per_label_share=sc.per_label_share, generator=self.generator)
+            pixels, origins, dirs, depth_t = self._rays(view, pix)
+            out = self.model.render(origins, dirs, depth_t=depth_t, train=True,
+                                    eikonal_points=self._eikonal_points(lcfg.eikonal_points if v_i == 0 else 0),
+                                    want_normals=False, generator=self.generator)
+            self._add_view_losses(view, pixels, depth_t, out, add)
+            if lcfg.lambda_cross_view > 0 and view.semantic is not None:
+                sem_opacities.append(lc.softmax_opacity(out["opacity"], lcfg.softmax_temperature))
+                sem_labels.append(view.semantic[pixels])
+        if lcfg.lambda_cross_view > 0 and sem_opacities:
+            extra_o, extra_l = self._cross_view_rays()
+            add("cross_view", lcfg.lambda_cross_view,
+                lc.cross_view_loss(sem_opacities[:1] + extra_o, sem_labels[:1] + extra_l))
+        total = sum(terms.values())
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        self.optimizer.step()
+        self.iteration += 1
+        losses = {k: float(v.detach()) for k, v in terms.items()}
+        losses["total"] = float(total.detach())
+        losses["beta"] = float(self.model.density.beta.detach())
+        self.last_losses = losses
+        return losses
+
+    def _add_view_losses(self, view: TrainingView, pixels, depth_t, out, add) -> None:
+        cfg = self.config
+        lcfg = cfg.loss
+        add("rgb", lcfg.rgb, lr.rgb_loss(out["rgb"], view.rgb[pixels]))
+        if depth_t is not None:
+            add("depth", lcfg.depth, lr.depth_loss(out["depth_t"], depth_t))
+            add("sdf", lcfg.sdf, lr.depth_sdf_loss(out["scene_sdf"], out["t"], depth_t,
+                                                   lcfg.sdf_truncation_m / self.box.scale))
+        if "grad" in out:
+            add("eikonal", lcfg.eikonal, lr.eikonal_loss(out["grad"]))
+        opacity = out["opacity"]
+        opacity_s = lc.softmax_opacity(opacity, lcfg.softmax_temperature)
+        valid = view.valid[pixels]
+        instance = view.instance[pixels]
+        scale = 1.0
+        if cfg.trainer.mode == "semantic":
+            labels = view.semantic[pixels]
+            scale = lcfg.semantic_clustering_scale
+            conf = view.confidence[pixels] if view.confidence is not None else None
+            add("sem", lcfg.lambda_sem, lc.semantic_loss(opacity, opacity_s, labels, conf,
+                                                         definition=lcfg.definition))
+            keep = labels > 0
+        else:
+            labels = instance
+            keep = valid
+            fg, bg = valid & (instance > 0), valid & (instance == 0)
+            add("fg_bg", 1.0, lc.fg_bg_loss(opacity, fg, bg, lcfg.lambda_bg, lcfg.lambda_fg))
+        if bool(keep.any()):
+            add("diff", lcfg.lambda_diff * scale, lc.diff_loss(opacity_s[keep], labels[keep]))
+            add("reg", lcfg.lambda_reg * scale, lc.reg_loss(opacity_s[keep], labels[keep],
+                                                            definition=lcfg.definition))
+            add("onehot", lcfg.lambda_onehot, lc.onehot_loss(opacity, opacity_s, keep & (labels > 0)))
+        add("opacity_label", lcfg.lambda_opacity_label, lc.opacity_label_loss(opacity[valid], instance[valid]))
+        if lcfg.lambda_violation > 0 and self.iteration >= lcfg.violation_start_fraction * cfg.trainer.iterations:
+            pts = self._eikonal_points(256)
+            if pts is not None:
+                add("violation", lcfg.lambda_violation, lc.violation_loss(self.model.sdf_net.sdf(pts)))
+        if view.semantic is not None and cfg.trainer.mode == "instance":
+            self._update_channel_classes(opacity_s.detach(), view.semantic[pixels], valid & (instance > 0))
+
+    def _cross_view_rays(self):
+        sc = self.config.sampling
+        opacities, labels = [], []
+        for _ in range(sc.cross_view_views):
+            view = self.views[int(self.rng.integers(len(self.views)))]
+            if view.semantic is None:
+                continue
+            pix = torch.randint(0, view.semantic.shape[0], (sc.cross_view_rays,), generator=self.generator)
+            pixels, origins, dirs, depth_t = self._rays(view, pix)
+            out = self.model.render(origins, dirs, depth_t=depth_t, train=True, generator=self.generator)
+            opacities.append(lc.softmax_opacity(out["opacity"], self.config.loss.softmax_temperature))
+            labels.append(view.semantic[pixels])
+        return opacities, labels
+
+    def _update_channel_classes(self, opacity_s: torch.Tensor, semantic: torch.Tensor, foreground: torch.Tensor) -> None:
+        """Accumulate (channel, machine class) co-occurrence over foreground rays to name
+        each channel's class."""
+        keep = foreground & (semantic > 0) & (semantic < self.channel_class_counts.shape[1])
+        if not bool(keep.any()):
+            return
+        channel = opacity_s[keep].argmax(-1).cpu()
+        cls = semantic[keep].cpu()
+        counts = torch.zeros_like(self.channel_class_counts)
+        counts.index_put_((channel, cls), torch.ones(channel.shape[0], dtype=counts.dtype), accumulate=True)
+        self.channel_class_counts.mul_(0.998).add_(counts)
+
+    def channel_classes(self) -> tuple[np.ndarray, np.ndarray]:
+        """(class id per channel, confidence per channel) from the accumulated co-occurrences.
+
+        In semantic mode channel k is class k. In instance mode a channel takes the
+        most frequent machine class of its rays; channel 0 is background (class 0).
+        """
+        c = self.config.model.num_channels
+        if self.config.trainer.mode == "semantic":
+            return np.arange(c), np.ones(c)
+        counts = self.channel_class_counts.numpy().copy()
+        counts[:, 0] = 0
+        total = counts.sum(1)
+        classes = counts.argmax(1)
+        conf = np.where(total > 0, counts.max(1) / np.maximum(total, 1e-9), 0.0)
+        classes[total == 0] = 0
+        classes[0] = 0
+        return classes, conf
+
+    def fit(self, iterations: int | None = None, *, progress: bool | None = None,
+            callback=None, time_budget_s: float | None = None) -> dict[str, float]:
+        """Train offline for ``iterations`` (default: trainer.iterations minus those done)."""
+        total = self.config.trainer.iterations if iterations is None else self.iteration + iterations
+        show = self.config.trainer.progress_bar if progress is None else progress
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, initial=self.iteration, desc="training", unit="it", disable=not show or None,
+                   dynamic_ncols=True)
+        started = time.perf_counter()
+        losses: dict[str, float] = {}
+        try:
+            while self.iteration < total:
+                losses = self.step()
+                bar.update(1)
+                if self.iteration % self.config.trainer.log_every == 0:
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items() if k in ("total", "rgb", "diff", "eikonal")})
+                    log.info("it %d %s", self.iteration, " ".join(f"{k}={v:.4g}" for k, v in losses.items()))
+                if callback is not None:
+                    callback(self)
+                if time_budget_s is not None and time.perf_counter() - started > time_budget_s:
+                    break
+        finally:
+            bar.close()
+        return losses
+
+    # ------------------------------------------------------------------ outputs
+    def snapshot(self) -> Snapshot:
+        classes, conf = self.channel_classes()
+        state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+        return Snapshot(self.iteration, state, self.config, self.box.state_dict(), classes, conf, time.time())
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        return {
+            "format": "clusteringsdf-checkpoint/1",
+            "config": self.config.to_dict(),
+            "box": self.box.state_dict(),
+            "classes": self.classes.to_list(),
+            "iteration": self.iteration,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": self.rng.bit_generator.state,
+            "generator": self.generator.get_state(),
+            "channel_class_counts": self.channel_class_counts,
+            "online": self.online,
+        }
+
+    def save_checkpoint(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        torch.save(self.state_dict(), tmp)
+        tmp.replace(path)
+        return path
+
+    def load_state(self, state: dict) -> None:
+        if state.get("format") != "clusteringsdf-checkpoint/1":
+            raise ValueError("not a clusteringsdf checkpoint")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.iteration = int(state["iteration"])
+        self.rng.bit_generator.state = state["rng"]
+        self.generator.set_state(state["generator"])
+        self.channel_class_counts = state["channel_class_counts"].clone()
+        self.online = bool(state.get("online", False))
+
+    @classmethod
+    def load_checkpoint(cls, path: str | Path, *, dataset=None, device=None) -> "Trainer":
+        """Rebuild a trainer from a checkpoint; offline checkpoints re-read their views
+        from ``dataset`` (the same frames they were trained on)."""
+        state = torch.load(Path(path), map_location="cpu", weights_only=False)
+        config = Config.from_dict(state["config"])
+        classes = ClassTable.from_list(state["classes"])
+        trainer = cls(config, SceneBox.from_state_dict(state["box"]), classes=classes, device=device)
+        if dataset is not None:
+            frames = list(dataset.train)
+            if config.data.max_frames:
+                step = max(1, len(frames) // config.data.max_frames)
+                frames = frames[::step][: config.data.max_frames]
+            trainer.views = [trainer._make_view(f) for f in frames]
+            trainer.sampler.update([v.num_labels for v in trainer.views])
+        trainer.load_state(state)
+        return trainer
+

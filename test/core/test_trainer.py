@@ -1,0 +1,146 @@
+"""The trainer: both modes run, gradients reach every channel, checkpoints resume exactly,
+rays cover every label, key-frame rules, online frames."""
+
+import numpy as np
+import pytest
+import torch
+
+from clusteringsdf_core.config import Config
+from clusteringsdf_core.data import segmenter_sim
+from clusteringsdf_core.data.synthetic import SyntheticSceneConfig, generate_scene
+from clusteringsdf_core.keyframes import KeyframeBuffer, KeyframeSampler, select_keyframes
+from clusteringsdf_core.presets import preset
+from clusteringsdf_core.sampling import LabelIndex, label_comprehensive_pixels
+from clusteringsdf_core.trainer import Trainer
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset():
+    scene = generate_scene(SyntheticSceneConfig(seed=1, furniture="procedural", width=48, height=36,
+                                                num_train=5, num_test=1, num_objects=3, num_small_objects=0))
+    ds = scene.dataset
+    ds.train = segmenter_sim.simulate_dataset(ds.train, segmenter_sim.preset("0%"), seed=0)
+    return ds
+
+
+def tiny_config(**overrides) -> Config:
+    base = preset("cpu").merged({
+        "model": {"num_channels": 6, "grid_levels": 2, "grid_max_resolution": 24, "sdf_hidden": [32],
+                  "feature_dim": 8, "color_hidden": [16]},
+        "sampling": {"rays_per_batch": 128}, "loss": {"eikonal_points": 64},
+        "data": {"image_width": 48, "image_height": 36},
+        "trainer": {"iterations": 2, "progress_bar": False, "device": "cpu"},
+    })
+    return base.merged(overrides) if overrides else base
+
+
+@pytest.mark.parametrize("parametrization", ["direct", "shared_geometry"])
+def test_two_steps_in_instance_mode(tiny_dataset, parametrization):
+    trainer = Trainer.from_dataset(tiny_dataset, tiny_config(**{"model.sdf_parametrization": parametrization}))
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    losses = trainer.fit()
+    assert trainer.iteration == 2
+    assert {"rgb", "sdf", "eikonal", "diff", "reg", "onehot", "fg_bg"} <= set(losses)
+    assert all(np.isfinite(v) for v in losses.values())
+    changed = [not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters())]
+    assert sum(changed) >= len(changed) - 1   # the untouched one may be an unused bias
+
+
+def test_two_steps_in_semantic_mode(tiny_dataset):
+    config = tiny_config(**{"trainer.mode": "semantic", "model.num_channels": 22})
+    trainer = Trainer.from_dataset(tiny_dataset, config)
+    losses = trainer.fit()
+    assert "sem" in losses and np.isfinite(losses["total"])
+    with pytest.raises(ValueError, match="one channel per class"):
+        Trainer.from_dataset(tiny_dataset, tiny_config(**{"trainer.mode": "semantic"}))
+
+
+@pytest.mark.parametrize("parametrization", ["direct", "shared_geometry"])
+def test_gradients_reach_every_channel(tiny_dataset, parametrization):
+    trainer = Trainer.from_dataset(tiny_dataset, tiny_config(**{"model.sdf_parametrization": parametrization}))
+    trainer.step()
+    last = trainer.model.sdf_net.mlp[-1]
+    first_channel = 1 if parametrization == "shared_geometry" else 0
+    rows = last.weight.grad[first_channel:first_channel + trainer.model.num_channels]
+    assert (rows.abs().sum(dim=1) > 0).all(), "a channel received no gradient"
+
+
+def test_checkpoint_resume_gives_identical_next_steps(tiny_dataset, tmp_path):
+    trainer = Trainer.from_dataset(tiny_dataset, tiny_config(**{"trainer.iterations": 10}))
+    trainer.fit(iterations=2)
+    path = trainer.save_checkpoint(tmp_path / "ckpt.pt")
+    expected = [trainer.step() for _ in range(2)]
+    resumed = Trainer.load_checkpoint(path, dataset=tiny_dataset)
+    assert resumed.iteration == 2
+    got = [resumed.step() for _ in range(2)]
+    assert got == expected
+    for a, b in zip(trainer.model.parameters(), resumed.model.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_sampler_covers_every_label():
+    labels = torch.tensor([0] * 500 + [3] * 2 + [7] * 40 + [9] * 1 + [-1] * 10)
+    index = LabelIndex(labels)
+    g = torch.Generator().manual_seed(0)
+    for n in (3, 64, 1024):
+        pix = label_comprehensive_pixels(index, n, generator=g)
+        assert set(labels[pix].tolist()) == {0, 3, 7, 9, -1}
+        assert len(pix) == max(n, index.num_labels)
+    pix = label_comprehensive_pixels(index, 100, per_label_share=0.1, generator=g)
+    for label in (0, 3, 7, 9, -1):
+        assert (labels[pix] == label).sum() >= 10   # ceil(0.1 * 100) rays for every label
+
+
+def test_keyframe_selection_and_empty_frame_replacement():
+    keys, empty = select_keyframes([3, 0, 7, 7, 1, 0, 2, 5, 4, 6], top_fraction=0.2)
+    assert keys.tolist() == [2, 3] and empty.tolist() == [1, 5]
+    sampler = KeyframeSampler([3, 0, 7, 7, 1, 0, 2, 5, 4, 6], Config().keyframes)
+    rng = np.random.default_rng(0)
+    draws = {sampler.draw(rng) for _ in range(500)}
+    assert 1 not in draws and 5 not in draws and {2, 3} <= draws
+    swapping = KeyframeSampler([1, 1, 1, 9], Config().keyframes.replace(swap_probability=1.0))
+    assert {swapping.draw(rng) for _ in range(50)} == {3}
+
+
+def _pose(x: float, yaw_deg: float = 0.0) -> np.ndarray:
+    T = np.eye(4)
+    a = np.radians(yaw_deg)
+    T[:3, :3] = [[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]]
+    T[0, 3] = x
+    return T
+
+
+def test_keyframe_buffer_policies():
+    cfg = Config().keyframes.replace(buffer_size=3, min_translation_m=0.1, min_rotation_deg=5.0)
+    buf = KeyframeBuffer(cfg)
+    assert buf.offer("a", _pose(0.0), 2) == (True, None)
+    assert buf.offer("b", _pose(0.01), 5) == (False, None)          # barely moved
+    assert buf.offer("b", _pose(0.0, 10), 5)[0]                      # turned enough
+    assert buf.offer("c", _pose(0.5), 4)[0]
+    assert buf.offer("d", _pose(1.0), 3) == (True, "a")              # fewest labels leaves
+    assert buf.offer("e", _pose(2.0), 1) == (False, None)            # fewer labels than all kept
+    oldest = KeyframeBuffer(cfg.replace(eviction="oldest"))
+    for i, name in enumerate("abcd"):
+        accepted, evicted = oldest.offer(name, _pose(float(i)), 1)
+    assert evicted == "a" and oldest.items() == ["b", "c", "d"]
+
+
+def test_online_frames_and_bad_input(tiny_dataset):
+    config = tiny_config(**{"keyframes.min_translation_m": 0.0, "keyframes.min_rotation_deg": 0.0})
+    trainer = Trainer(config, tiny_dataset.bounds, classes=tiny_dataset.classes)
+    frames = list(tiny_dataset.train)
+    assert trainer.add_frame(frames[0]) and trainer.add_frame(frames[1])
+    trainer.step()
+    state = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    bad = frames[2].with_labels(instance=frames[2].instance[:-1])
+    with pytest.raises(ValueError, match="instance"):
+        trainer.add_frame(bad)
+    nan_pose = frames[2].with_labels()
+    nan_pose.T_world_cam = np.full((4, 4), np.nan)
+    with pytest.raises(ValueError, match="NaN"):
+        trainer.add_frame(nan_pose)
+    assert len(trainer.views) == 2
+    for k, v in trainer.model.state_dict().items():
+        assert torch.equal(v, state[k])
+    trainer.step()
+    assert trainer.iteration == 2
