@@ -160,6 +160,86 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _open(path: str, labels: str | None):
+    from clusteringsdf_core.data.readers import open_dataset
+
+    return open_dataset(path, labels=labels) if labels else open_dataset(path)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from clusteringsdf_core import pipeline
+
+    config = pipeline.build_config(args.preset, args.config, args.set)
+    if args.iterations is not None:
+        config = config.merged({"trainer.iterations": args.iterations})
+    dataset = _open(args.dataset, args.labels)
+    print(f"training on {dataset.name}: {len(dataset.train)} frames, mode {config.trainer.mode}, "
+          f"preset {args.preset}, device {pipeline.device_name(config)}, {config.trainer.iterations} iterations")
+    trainer, summary = pipeline.train(dataset, config, args.out, time_budget_s=args.time_budget)
+    print(f"{summary['iterations']} iterations in {summary['seconds']:.0f} s "
+          f"({summary['iterations_per_s']:.1f} it/s); checkpoint: {Path(args.out) / 'checkpoint.pt'}")
+    return 0
+
+
+def _load_snapshot(checkpoint: str):
+    from clusteringsdf_core.trainer import Trainer
+
+    trainer = Trainer.load_checkpoint(checkpoint, device="cpu")
+    return trainer.snapshot(), trainer.classes
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    from clusteringsdf_core import pipeline
+
+    snapshot, classes = _load_snapshot(args.checkpoint)
+    dataset = _open(args.dataset, None)
+    frames = list(dataset.test if args.split == "test" else dataset.train)
+    with _progress(len(frames), "rendering") as bar:
+        written = []
+        for frame in frames:
+            written += pipeline.render_views(snapshot, [frame], classes, args.out)
+            bar.update(1)
+    print(f"rendered {len(written)} {args.split} views of iteration {snapshot.iteration} into {args.out}/ "
+          f"(instance/, semantic/: uint16 ids; instance_color/, rgb/, depth_color/: pictures)")
+    return 0
+
+
+def _cmd_extract(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from clusteringsdf_core import pipeline
+
+    snapshot, classes = _load_snapshot(args.checkpoint)
+    tracked, path = pipeline.extract(snapshot, classes, args.out, resolution=args.resolution)
+    for t in tracked:
+        o = t.object
+        print(f"  object {t.id:3d}: {classes.name_of(o.class_id):14s} box {np.round(o.box_size, 2)} m "
+              f"at {np.round(o.centroid, 2)}")
+    if tracked:
+        pipeline.mesh_picture([(t.object.mesh, t.id) for t in tracked], Path(args.out) / "objects.png",
+                              title=f"{len(tracked)} objects, iteration {snapshot.iteration}")
+    print(f"{len(tracked)} objects written to {path} and {Path(args.out) / 'meshes'}/")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from clusteringsdf_core import pipeline
+
+    print(f"demo: synthetic scene (seed {args.seed}) -> segmenter simulation -> ClusteringSDF "
+          f"({args.preset} preset) -> objects -> metrics; outputs in {args.out}/")
+    s = pipeline.demo(args.out, seed=args.seed, preset_name=args.preset, time_budget_s=args.time_budget,
+                      iterations=args.iterations)
+    t = s["timings"]
+    print(f"\nscene:    {s['scene']} ({s['num_gt_objects']} GT objects), {t['scene_s']:.0f} s")
+    print(f"training: {s['iterations']} iterations on {s['device']} in {t['train_s']:.0f} s "
+          f"({s['iterations_per_s']:.1f} it/s)")
+    print(f"objects:  {s['num_objects']} extracted -> {s['objects']} (meshes in objects/meshes/)")
+    print(f"metrics on held-out views (results.json, results.md):\n{s['table']}")
+    print("figures:  " + "\n          ".join(s["figures"]))
+    print(f"total {t['total_s']:.0f} s")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="clusteringsdf",
@@ -195,6 +275,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-depth-noise", action="store_true", help="exact depth (no sensor noise)")
     p.add_argument("--sheet-rows", type=int, default=4, help="frames shown in contact_sheet.png")
     p.set_defaults(func=_cmd_scene)
+
+    p = sub.add_parser("train", help="train ClusteringSDF on a dataset folder")
+    p.add_argument("dataset", help="a scene folder in any format `open_dataset` reads")
+    p.add_argument("--out", required=True, help="run folder: checkpoint.pt, config.yaml, train.json")
+    p.add_argument("--preset", default="cpu", help="base configuration: paper, cpu or gpu")
+    p.add_argument("--config", help="YAML file (may be partial) applied on the preset")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="override one parameter (repeatable), e.g. --set loss.lambda_diff=10.0")
+    p.add_argument("--iterations", type=int, help="training iterations (overrides trainer.iterations)")
+    p.add_argument("--time-budget", type=float, help="stop after this many seconds")
+    p.add_argument("--labels", help="machine-label variant of a canonical scene (default: sim)")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("render", help="render label maps, RGB and depth of a trained model")
+    p.add_argument("checkpoint", help="checkpoint.pt of a run")
+    p.add_argument("dataset", help="scene folder whose views (poses, intrinsics) are rendered")
+    p.add_argument("--split", choices=("test", "train"), default="test")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_cmd_render)
+
+    p = sub.add_parser("extract", help="extract object meshes and the object list of a trained model")
+    p.add_argument("checkpoint", help="checkpoint.pt of a run")
+    p.add_argument("--out", required=True)
+    p.add_argument("--resolution", type=int, help="marching-cubes cells along the longest side")
+    p.set_defaults(func=_cmd_extract)
+
+    p = sub.add_parser("demo", help="the main job offline: scene, training, objects, metrics")
+    p.add_argument("--out", default="outputs/demo", help="output folder")
+    p.add_argument("--seed", type=int, default=0, help="scene seed")
+    p.add_argument("--preset", default="cpu", help="training preset (cpu, gpu, paper)")
+    p.add_argument("--iterations", type=int, help="training iterations (default: the preset's)")
+    p.add_argument("--time-budget", type=float, help="stop training after this many seconds")
+    p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("bench", help="benchmark methods on scenes with simulated machine labels",
                        description="Run registered methods (baselines now; the trainer and its "

@@ -270,6 +270,10 @@ class LossConfig(Section):
     eikonal_points: int = param(1024, "random points in the scene bounds added to the ray samples "
                                 "for the eikonal loss", min=0)
     smooth: float = param(0.005, "weight of the normal smoothness loss", min=0.0)
+    labels_move_geometry: bool = param(True, "whether the label losses (clustering, fg-bg, "
+                                       "semantic, opacity) may change the scene geometry; false "
+                                       "(shared_geometry only) lets them shape the channel offsets "
+                                       "alone, so 1e4 x L_reg cannot erode surfaces")
     softmax_temperature: float = param(1.0, "O^s = softmax(O / temperature) over channels; the paper "
                                        "uses 1", min=0.0, min_exclusive=True)
     lambda_diff: float = param(20.0, "l1: weight of L_diff (cluster centres apart)", min=0.0)

@@ -44,18 +44,18 @@ class NeuralLabelRenderer:
         names = {c.name for c in classes.classes}
         self.stuff_ids = {n: classes.id_of(n) for n in ("floor", "wall", "ceiling") if n in names}
 
-    def render(self, frame: Frame) -> dict[str, np.ndarray]:
+    def render(self, frame: Frame, *, rgb: bool = True) -> dict[str, np.ndarray]:
         width, height = self.resolution or (frame.width, frame.height)
         K = frame.intrinsics.scaled(width, height).K
         out = self.model.render_opacity_image(torch.as_tensor(K, dtype=torch.float32, device=self.device),
                                               torch.as_tensor(frame.T_world_cam, dtype=torch.float32,
-                                                              device=self.device), width, height)
+                                                              device=self.device), width, height, rgb=rgb)
         return {k: v.cpu().numpy() for k, v in out.items()}
 
     def __call__(self, frame: Frame) -> tuple[np.ndarray, np.ndarray]:
         import cv2
 
-        out = self.render(frame)
+        out = self.render(frame, rgb=False)
         channel = out["opacity"].argmax(-1).astype(np.int32)
         if self.mode == "semantic":
             semantic, instance = channel, np.zeros_like(channel)
@@ -90,12 +90,15 @@ def model_prediction(snapshot: Snapshot, classes: ClassTable, *, method: str = "
     instance_class, instance_score = {}, {}
     objects = []
     if extract:
-        objects = extract_objects(renderer.model, snapshot.config.extract, snapshot.channel_classes,
-                                  snapshot.channel_confidence)
-        if objects:
-            mesh = trimesh.util.concatenate([o.mesh for o in objects])
+        # The background channel's surface is part of the reconstruction (geometry metrics)
+        # and carries instance 0.
+        parts = extract_objects(renderer.model, snapshot.config.extract, snapshot.channel_classes,
+                                snapshot.channel_confidence, include_background=True)
+        objects = [o for o in parts if o.channel != 0]
+        if parts:
+            mesh = trimesh.util.concatenate([o.mesh for o in parts])
             vertex_instance = np.concatenate([np.full(len(o.mesh.vertices), o.channel, np.int32)
-                                              for o in objects])
+                                              for o in parts])
     for k in range(1, snapshot.config.model.num_channels):
         instance_class[k] = int(snapshot.channel_classes[k])
         instance_score[k] = float(snapshot.channel_confidence[k])

@@ -43,7 +43,7 @@ class ExtractedObject:
     centroid: np.ndarray                   # (3,)
     box_pose: np.ndarray                   # (4, 4) box centre and orientation (yaw only)
     box_size: np.ndarray                   # (3,) full edge lengths along the box axes
-    volume: float                          # m^3, 0 when the mesh is not watertight
+    volume: float                          # m^3 of the scene interior owned by the channel
 
     @property
     def aabb(self) -> np.ndarray:
@@ -72,23 +72,38 @@ def box_iou_3d(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def sdf_grid(model: ClusteringSDFModel, resolution: int, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
-    """SDF of every channel on a grid over the scene box.
+def sdf_grid(model: ClusteringSDFModel, resolution: int, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray, list]:
+    """Scene SDF and owning channel on a grid over the scene box.
 
-    Returns (sdf (nx, ny, nz, c) float32 in metres, axis coordinates (3,) list of arrays
-    in normalised units). ``resolution`` cells span the longest side.
+    Returns (scene SDF (nx, ny, nz) float32 in metres, argmin channel (nx, ny, nz) int16,
+    axis coordinates in normalised units). ``resolution`` cells span the longest side;
+    memory stays at a few bytes per cell whatever the number of channels.
     """
     half = model.half_extent.detach().cpu().numpy()
     step = 2.0 / resolution
     axes = [np.arange(-h, h + 1e-9, step, dtype=np.float32) for h in half]
     grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
     device = next(model.parameters()).device
-    out = np.empty((grid.shape[0], model.num_channels), np.float32)
+    scene = np.empty(grid.shape[0], np.float32)
+    owner = np.empty(grid.shape[0], np.int16)
     for start in range(0, grid.shape[0], chunk):
-        x = torch.as_tensor(grid[start:start + chunk], device=device)
-        out[start:start + chunk] = model.sdf_net.sdf(x).float().cpu().numpy()
+        sdf = model.sdf_net.sdf(torch.as_tensor(grid[start:start + chunk], device=device))
+        value, index = sdf.min(dim=-1)
+        scene[start:start + chunk] = value.float().cpu().numpy()
+        owner[start:start + chunk] = index.cpu().numpy()
     shape = tuple(len(a) for a in axes)
-    return out.reshape(*shape, -1) * model.box.scale, axes
+    return scene.reshape(shape) * model.box.scale, owner.reshape(shape), axes
+
+
+@torch.no_grad()
+def _owner_at(model: ClusteringSDFModel, points_world: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    device = next(model.parameters()).device
+    out = np.empty(len(points_world), np.int64)
+    for start in range(0, len(points_world), chunk):
+        x = model.box.to_normalised(torch.as_tensor(np.array(points_world[start:start + chunk], np.float32),
+                                                    device=device))
+        out[start:start + chunk] = model.sdf_net.sdf(x).argmin(dim=-1).cpu().numpy()
+    return out
 
 
 def _keep_large_components(mesh: trimesh.Trimesh, min_faces: int) -> trimesh.Trimesh:
@@ -104,27 +119,39 @@ def _keep_large_components(mesh: trimesh.Trimesh, min_faces: int) -> trimesh.Tri
 def extract_objects(model: ClusteringSDFModel, config: ExtractConfig, channel_classes: np.ndarray,
                     channel_confidence: np.ndarray, *, include_background: bool = False,
                     resolution: int | None = None) -> list[ExtractedObject]:
-    """One object per non-empty channel (channel 0 only with ``include_background``)."""
-    sdf, axes = sdf_grid(model, resolution or config.resolution)
+    """One object per channel that owns enough of the scene surface.
+
+    The scene surface (zero level of min_k d_k, marching cubes) is split by the
+    channel that is smallest at each face: what is rendered as channel k is what
+    becomes object k, for either SDF parametrisation. The volume is that of the
+    grid cells inside the scene (negative SDF) owned by the channel.
+    """
+    scene, owner, axes = sdf_grid(model, resolution or config.resolution)
     spacing = tuple(float(a[1] - a[0]) * model.box.scale if len(a) > 1 else 1.0 for a in axes)
     origin = model.box.to_world(np.array([a[0] for a in axes]))
+    if scene.min() >= 0 or scene.max() <= 0:
+        return []
+    verts, faces, _, _ = marching_cubes(scene, level=0.0, spacing=spacing)
+    # Faces come out oriented towards increasing values: outwards for an SDF.
+    surface = trimesh.Trimesh(verts + origin, faces, process=True)
+    face_owner = _owner_at(model, np.asarray(surface.triangles_center))
+    cell_volume = float(np.prod(spacing))
     objects = []
     first = 0 if include_background else 1
-    for k in range(first, sdf.shape[-1]):
-        volume = sdf[..., k]
-        if volume.min() >= 0 or volume.max() <= 0:
+    for k in range(first, model.num_channels):
+        selected = np.flatnonzero(face_owner == k)
+        if len(selected) < max(config.min_object_faces, 1):
             continue
-        verts, faces, normals, _ = marching_cubes(volume, level=0.0, spacing=spacing)
-        # Faces come out oriented towards increasing values: outwards for an SDF.
-        mesh = trimesh.Trimesh(verts + origin, faces, process=True)
+        mesh = surface.submesh([selected], append=True, repair=False)
         mesh = _keep_large_components(mesh, config.min_component_faces)
         if len(mesh.faces) < max(config.min_object_faces, 1):
             continue
         pose, size = oriented_box_upright(np.asarray(mesh.vertices))
+        volume = float(np.count_nonzero((scene < 0) & (owner == k))) * cell_volume
         objects.append(ExtractedObject(
             channel=k, mesh=mesh, class_id=int(channel_classes[k]),
             confidence=float(channel_confidence[k]), centroid=np.asarray(mesh.centroid),
-            box_pose=pose, box_size=size, volume=float(mesh.volume) if mesh.is_watertight else 0.0))
+            box_pose=pose, box_size=size, volume=volume))
     return objects
 
 

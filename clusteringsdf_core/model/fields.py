@@ -106,6 +106,14 @@ class ObjectSDFNetwork(nn.Module):
         return torch.cat([room[:, None], spheres[:, 1:]], dim=1)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        sdf, feature, _ = self.forward_parts(x)
+        return sdf, feature
+
+    def forward_parts(self, x: Tensor) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor] | None]:
+        """(sdf (N, c), feature (N, F), (scene s (N,), offsets (N, c)) or None).
+
+        The third item is the shared-geometry decomposition d_k = s + offset_k (None for
+        the direct parametrisation)."""
         h = self.pe(x)
         if self.encoding is not None:
             h = torch.cat([h, self.encoding(x)], dim=-1)
@@ -118,11 +126,11 @@ class ObjectSDFNetwork(nn.Module):
                 scene = scene + self.prior(x)[:, 0]
             offsets = out[:, 1: self.num_sdf_outputs] + self.channel_gap
             offsets = offsets - offsets.min(dim=-1, keepdim=True).values
-            return scene[:, None] + offsets, feature
+            return scene[:, None] + offsets, feature, (scene, offsets)
         sdf = out[:, : self.num_channels]
         if self.geometric_init:
             sdf = sdf + self.prior(x)
-        return sdf, feature
+        return sdf, feature, None
 
     def sdf(self, x: Tensor) -> Tensor:
         return self.forward(x)[0]
@@ -166,8 +174,8 @@ class LaplaceDensity(nn.Module):
     def beta(self) -> Tensor:
         return self.beta_param.abs() + self.beta_min
 
-    def forward(self, sdf: Tensor) -> Tensor:
-        beta = self.beta
+    def forward(self, sdf: Tensor, *, detach_beta: bool = False) -> Tensor:
+        beta = self.beta.detach() if detach_beta else self.beta
         # Psi(-s): 0.5 exp(-s/b) for s >= 0, 1 - 0.5 exp(s/b) for s < 0.
         e = 0.5 * torch.exp(-sdf.abs() / beta)
         return torch.where(sdf >= 0, e, 1.0 - e) / beta

@@ -145,7 +145,7 @@ class ClusteringSDFModel(nn.Module):
     # -- rendering ----------------------------------------------------------------------
     def render(self, origins_world: Tensor, dirs: Tensor, *, depth_t: Tensor | None = None,
                train: bool = True, eikonal_points: Tensor | None = None, want_normals: bool = False,
-               generator: torch.Generator | None = None) -> dict[str, Tensor]:
+               want_rgb: bool = True, generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """Render rays given in the world frame (origins in metres, unit directions).
 
         ``depth_t`` (R,) is the measured distance along each ray in normalised units
@@ -159,7 +159,7 @@ class ClusteringSDFModel(nn.Module):
         R, S = t.shape
         pts = origins[:, None, :] + dirs[:, None, :] * t[..., None]                      # (R, S, 3)
         flat = pts.reshape(-1, 3)
-        sdf, feature = self.sdf_net(flat)
+        sdf, feature, parts = self.sdf_net.forward_parts(flat)
         c = sdf.shape[1]
         scene_sdf = sdf.min(dim=-1).values
         need_grad = train and lc.eikonal > 0
@@ -173,15 +173,20 @@ class ClusteringSDFModel(nn.Module):
             normals = g_scene / g_scene.norm(dim=-1, keepdim=True).clamp(min=1e-6)
             if need_grad:
                 grad = g
-        view = dirs[:, None, :].expand(R, S, 3).reshape(-1, 3)
-        rgb_pts = self.color_net(flat, view, feature, normals if uses_normal else None).reshape(R, S, 3)
         deltas = _deltas(t)
         sigma_scene = self.density(scene_sdf).reshape(R, S)
         sigma_channels = self.density(sdf).reshape(R, S, c)
         weights, _, opacity = volume_weights(sigma_scene, sigma_channels, deltas)
+        if parts is not None and train and lc.labels_move_geometry is False:
+            # The label losses see the geometry as fixed: opacities from the detached scene
+            # SDF (and beta) plus the channel offsets, so they shape only the offsets.
+            scene_d, offsets = parts
+            sdf_labels = scene_d.detach()[:, None] + offsets
+            sigma_s = self.density(scene_d.detach(), detach_beta=True).reshape(R, S)
+            sigma_k = self.density(sdf_labels, detach_beta=True).reshape(R, S, c)
+            _, _, opacity = volume_weights(sigma_s, sigma_k, deltas)
         acc = weights.sum(dim=1)
         out = {
-            "rgb": (weights[..., None] * rgb_pts).sum(dim=1),
             "depth_t": (weights * t).sum(dim=1),
             "acc": acc,
             "opacity": opacity,
@@ -189,6 +194,10 @@ class ClusteringSDFModel(nn.Module):
             "t": t,
             "scene_sdf": scene_sdf.reshape(R, S),
         }
+        if want_rgb:
+            view = dirs[:, None, :].expand(R, S, 3).reshape(-1, 3)
+            rgb_pts = self.color_net(flat, view, feature, normals if uses_normal else None).reshape(R, S, 3)
+            out["rgb"] = (weights[..., None] * rgb_pts).sum(dim=1)
         if normals is not None:
             out["normal"] = (weights[..., None] * normals.reshape(R, S, 3)).sum(dim=1)
         if need_grad:
@@ -208,20 +217,23 @@ class ClusteringSDFModel(nn.Module):
 
     @torch.no_grad()
     def render_opacity_image(self, K: Tensor, T_world_cam: Tensor, width: int, height: int,
-                             chunk: int | None = None) -> dict[str, Tensor]:
-        """Full-image rendering (no gradients): rgb (H, W, 3), depth (H, W) metres along
-        the optical axis, opacity (H, W, c)."""
+                             chunk: int | None = None, rgb: bool = True) -> dict[str, Tensor]:
+        """Full-image rendering (no gradients): rgb (H, W, 3) (when asked), depth (H, W)
+        metres along the optical axis, opacity (H, W, c)."""
         from clusteringsdf_core.render.rays import image_pixels, pixel_rays
 
         chunk = chunk or self.config.render.eval_chunk_rays
         uv = image_pixels(width, height, device=K.device)
-        rgb, depth, opacity = [], [], []
+        colours, depth, opacity = [], [], []
         for start in range(0, uv.shape[0], chunk):
             o, d, z_per_t = pixel_rays(K, T_world_cam, uv[start:start + chunk])
-            out = self.render(o, d, train=False)
-            rgb.append(out["rgb"])
+            out = self.render(o, d, train=False, want_rgb=rgb)
+            if rgb:
+                colours.append(out["rgb"])
             depth.append(out["depth_t"] * z_per_t * self.box.scale)
             opacity.append(out["opacity"])
-        return {"rgb": torch.cat(rgb).reshape(height, width, 3),
-                "depth": torch.cat(depth).reshape(height, width),
-                "opacity": torch.cat(opacity).reshape(height, width, -1)}
+        result = {"depth": torch.cat(depth).reshape(height, width),
+                  "opacity": torch.cat(opacity).reshape(height, width, -1)}
+        if rgb:
+            result["rgb"] = torch.cat(colours).reshape(height, width, 3)
+        return result

@@ -25,7 +25,7 @@ def test_untrained_model_extracts_its_initial_spheres():
     for o in objects:
         centre = box.to_world(model.sdf_net.sphere_centres[o.channel].numpy())
         assert np.allclose(o.centroid, centre, atol=0.03)
-        assert o.volume == pytest.approx(4 / 3 * np.pi * radius_m ** 3, rel=0.05)
+        assert o.volume == pytest.approx(4 / 3 * np.pi * radius_m ** 3, rel=0.08)
         assert np.allclose(o.box_size, 2 * radius_m, atol=0.05)
         assert o.class_id == [0, 6, 8, 7][o.channel]
         dist = np.linalg.norm(o.mesh.vertices - centre, axis=1)
