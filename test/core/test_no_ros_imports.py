@@ -33,7 +33,7 @@ def test_no_ros_import_statement_anywhere_in_core():
 
 
 def test_importing_every_core_module_loads_no_ros_module():
-    code = f"""
+    code = """
 import importlib, json, pkgutil, sys
 import clusteringsdf_core
 for info in pkgutil.walk_packages(clusteringsdf_core.__path__, "clusteringsdf_core."):

@@ -249,16 +249,6 @@ def test_truncated_bag_gives_a_clear_error(bags, tmp_path, storage):
 # --------------------------------------------------------------------------- playing into rclpy
 
 
-@pytest.fixture
-def ros_context():
-    import rclpy
-
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    yield context
-    rclpy.shutdown(context=context)
-
-
 def test_player_publishes_into_rclpy_at_recorded_timing(dataset, bags, ros_context):
     import rclpy
     from rclpy.executors import SingleThreadedExecutor

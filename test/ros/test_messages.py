@@ -3,17 +3,6 @@
 import time
 
 import numpy as np
-import pytest
-
-
-@pytest.fixture
-def ros_context():
-    import rclpy
-
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    yield context
-    rclpy.shutdown(context=context)
 
 
 def _make_object_array():

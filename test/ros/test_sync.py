@@ -197,16 +197,6 @@ def test_threads_feeding_topics_concurrently_lose_nothing():
 # --------------------------------------------------------------------------- rclpy adapter
 
 
-@pytest.fixture
-def ros_context():
-    import rclpy
-
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    yield context
-    rclpy.shutdown(context=context)
-
-
 def _image(stamp_ns: int, frame: str):
     from sensor_msgs.msg import Image
 
