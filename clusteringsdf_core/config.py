@@ -274,6 +274,10 @@ class LossConfig(Section):
                                        "semantic, opacity) may change the scene geometry; false "
                                        "(shared_geometry only) lets them shape the channel offsets "
                                        "alone, so 1e4 x L_reg cannot erode surfaces")
+    label_beta_min_m: float = param(0.0, "with labels_move_geometry false: lower bound of the "
+                                    "Laplace beta used for the label opacities, metres (keeps their "
+                                    "gradients alive once the geometry's beta has become sharp)",
+                                    min=0.0)
     softmax_temperature: float = param(1.0, "O^s = softmax(O / temperature) over channels; the paper "
                                        "uses 1", min=0.0, min_exclusive=True)
     lambda_diff: float = param(20.0, "l1: weight of L_diff (cluster centres apart)", min=0.0)

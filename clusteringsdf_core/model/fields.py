@@ -174,8 +174,10 @@ class LaplaceDensity(nn.Module):
     def beta(self) -> Tensor:
         return self.beta_param.abs() + self.beta_min
 
-    def forward(self, sdf: Tensor, *, detach_beta: bool = False) -> Tensor:
+    def forward(self, sdf: Tensor, *, detach_beta: bool = False, beta_floor: float = 0.0) -> Tensor:
         beta = self.beta.detach() if detach_beta else self.beta
+        if beta_floor > 0:
+            beta = beta.clamp(min=beta_floor)
         # Psi(-s): 0.5 exp(-s/b) for s >= 0, 1 - 0.5 exp(s/b) for s < 0.
         e = 0.5 * torch.exp(-sdf.abs() / beta)
         return torch.where(sdf >= 0, e, 1.0 - e) / beta

@@ -177,13 +177,15 @@ class ClusteringSDFModel(nn.Module):
         sigma_scene = self.density(scene_sdf).reshape(R, S)
         sigma_channels = self.density(sdf).reshape(R, S, c)
         weights, _, opacity = volume_weights(sigma_scene, sigma_channels, deltas)
-        if parts is not None and train and lc.labels_move_geometry is False:
+        if parts is not None and lc.labels_move_geometry is False:
             # The label losses see the geometry as fixed: opacities from the detached scene
-            # SDF (and beta) plus the channel offsets, so they shape only the offsets.
+            # SDF (and beta) plus the channel offsets, so they shape only the offsets. The
+            # same opacities give the rendered labels, so what is trained is what is shown.
             scene_d, offsets = parts
             sdf_labels = scene_d.detach()[:, None] + offsets
-            sigma_s = self.density(scene_d.detach(), detach_beta=True).reshape(R, S)
-            sigma_k = self.density(sdf_labels, detach_beta=True).reshape(R, S, c)
+            floor = lc.label_beta_min_m / self.box.scale
+            sigma_s = self.density(scene_d.detach(), detach_beta=True, beta_floor=floor).reshape(R, S)
+            sigma_k = self.density(sdf_labels, detach_beta=True, beta_floor=floor).reshape(R, S, c)
             _, _, opacity = volume_weights(sigma_s, sigma_k, deltas)
         acc = weights.sum(dim=1)
         out = {

@@ -1,0 +1,543 @@
+"""The mapping node: message -> frame conversion and bad inputs, pose matching, bounds,
+meshes and markers, and one node in-process that trains on a tiny synthetic scene,
+publishes objects, saves the map, survives bad messages and takes parameter updates."""
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from clusteringsdf_core.data import segmenter_sim
+from clusteringsdf_core.data.frame import Intrinsics
+from clusteringsdf_core.data.synthetic import SyntheticSceneConfig, generate_scene
+
+NS = 1_000_000_000
+BASE_NS = 1_700_000_000 * NS
+
+#: A model small enough for a shared 2-core machine.
+TINY = {
+    "model.num_channels": 6, "model.grid_max_resolution": 32, "model.init_channel_gap": 0.0,
+    "render.num_samples_coarse": 16, "render.num_samples": 12, "render.depth_guided_samples": 6,
+    "sampling.rays_per_batch": 128, "loss.eikonal_points": 64,
+    "data.image_width": 48, "data.image_height": 36,
+    "keyframes.min_translation_m": 0.0, "keyframes.min_rotation_deg": 0.0,
+    "trainer.num_threads": 1, "trainer.device": "cpu",
+    "extract.resolution": 24, "extract.min_object_faces": 5, "extract.min_component_faces": 0,
+}
+
+
+@pytest.fixture(scope="module")
+def mn():
+    from clusteringsdf_ros import mapping_node
+    return mapping_node
+
+
+@pytest.fixture(scope="module")
+def frames():
+    scene = generate_scene(SyntheticSceneConfig(furniture="procedural", width=48, height=36,
+                                                num_train=6, num_test=1, num_objects=3))
+    return segmenter_sim.simulate_dataset(scene.dataset.train, segmenter_sim.preset("0%"), seed=0)
+
+
+def _messages(frame, stamp_ns=BASE_NS, frame_id="camera_color_optical_frame"):
+    from clusteringsdf_ros import conversions as conv
+
+    kw = dict(stamp_ns=stamp_ns, frame_id=frame_id)
+    return dict(rgb=conv.rgb_to_image(frame.rgb, **kw),
+                info=conv.intrinsics_to_camera_info(frame.intrinsics, **kw),
+                instance=conv.labels_to_image(frame.instance.astype(np.int32), **kw),
+                depth=conv.depth_to_image(frame.depth_m, **kw),
+                pose=conv.matrix_to_pose_stamped(frame.T_world_cam, frame_id="map",
+                                                 stamp_ns=stamp_ns))
+
+
+def _convert(mn, m, T=None, **kw):
+    return mn.frame_from_messages(m["rgb"], m["info"], m["instance"],
+                                  m["pose_T"] if T is None else T, depth_msg=m.get("depth"), **kw)
+
+
+# --------------------------------------------------------------------------- frame_from_messages
+
+
+def test_frame_from_messages_good_input(mn, frames):
+    src = frames[0]
+    m = _messages(src)
+    frame, notes = mn.frame_from_messages(m["rgb"], m["info"], m["instance"], src.T_world_cam,
+                                          depth_msg=m["depth"], max_labels=5, index=7)
+    assert frame.index == 7 and frame.stamp_s == pytest.approx(BASE_NS / NS)
+    np.testing.assert_array_equal(frame.rgb, src.rgb)
+    np.testing.assert_allclose(frame.intrinsics.K, src.intrinsics.K, atol=1e-9)
+    np.testing.assert_allclose(frame.depth_m, src.depth_m, atol=6e-4)
+    np.testing.assert_allclose(frame.T_world_cam, src.T_world_cam)
+    # ids renumbered 1..n per view, the partition unchanged
+    ids = np.unique(frame.instance[frame.instance > 0])
+    np.testing.assert_array_equal(ids, np.arange(1, len(ids) + 1))
+    assert ((frame.instance > 0) == (src.instance > 0)).all()
+    assert not notes.empty_labels and notes.labels_merged == 0
+    frame.validate()
+
+
+def _with(m, **changes):
+    out = dict(m)
+    out.update(changes)
+    return out
+
+
+def _bad_cases(frames):
+    from clusteringsdf_ros import conversions as conv
+
+    src = frames[0]
+    m = _messages(src)
+    uncalibrated = conv.intrinsics_to_camera_info(src.intrinsics)
+    uncalibrated.k = [0.0] * 9
+    uncalibrated.p = [0.0] * 12
+    nan_pose = src.T_world_cam.copy()
+    nan_pose[0, 3] = np.nan
+    sheared = src.T_world_cam.copy()
+    sheared[:3, :3] *= 1.2
+    return {
+        "rgb_encoding": ("bad_encoding", _with(m, rgb=conv.numpy_to_image(
+            np.zeros((36, 48), np.float32), "32FC1")), src.T_world_cam),
+        "labels_encoding": ("bad_encoding", _with(m, instance=conv.rgb_to_image(src.rgb)),
+                            src.T_world_cam),
+        "depth_encoding": ("bad_encoding", _with(m, depth=conv.rgb_to_image(src.rgb)),
+                           src.T_world_cam),
+        "labels_size": ("size_mismatch", _with(m, instance=conv.labels_to_image(
+            np.zeros((18, 24), np.int32))), src.T_world_cam),
+        "depth_size": ("size_mismatch", _with(m, depth=conv.depth_to_image(
+            np.ones((18, 24), np.float32))), src.T_world_cam),
+        "info_size": ("size_mismatch", _with(m, info=conv.intrinsics_to_camera_info(
+            Intrinsics(40.0, 40.0, 32.0, 24.0, 64, 48))), src.T_world_cam),
+        "info_uncalibrated": ("bad_camera_info", _with(m, info=uncalibrated), src.T_world_cam),
+        "negative_labels": ("bad_labels", _with(m, instance=conv.labels_to_image(
+            np.full((36, 48), -3, np.int32), "32SC1")), src.T_world_cam),
+        "nan_pose": ("bad_pose", m, nan_pose),
+        "non_rigid_pose": ("bad_pose", m, sheared),
+    }
+
+
+@pytest.mark.parametrize("case", ["rgb_encoding", "labels_encoding", "depth_encoding", "labels_size",
+                                  "depth_size", "info_size", "info_uncalibrated", "negative_labels",
+                                  "nan_pose", "non_rigid_pose"])
+def test_frame_from_messages_bad_input_names_its_counter(mn, frames, case):
+    counter, m, T = _bad_cases(frames)[case]
+    with pytest.raises(mn.InputError) as info:
+        _convert(mn, m, T)
+    assert info.value.counter == counter and counter in mn.COUNTERS
+    assert isinstance(info.value, ValueError) and str(info.value)
+
+
+def test_too_many_labels_are_merged_and_empty_labels_kept(mn, frames):
+    from clusteringsdf_ros import conversions as conv
+
+    src = frames[0]
+    labels = np.zeros((36, 48), np.int32)
+    for k in range(9):  # label 10+k covers (k + 1) of the 48 columns: sizes differ
+        labels[:, sum(range(k + 1)):sum(range(k + 2))] = 10 + k
+    m = _with(_messages(src), instance=conv.labels_to_image(labels))
+    frame, notes = _convert(mn, m, src.T_world_cam, max_labels=3)
+    assert notes.labels_merged == 6
+    kept = np.unique(frame.instance[frame.instance > 0])
+    np.testing.assert_array_equal(kept, [1, 2, 3])
+    assert set(np.unique(labels[frame.instance > 0])) == {16, 17, 18}  # the three largest
+    empty = _with(m, instance=conv.labels_to_image(np.zeros((36, 48), np.int32)))
+    frame, notes = _convert(mn, empty, src.T_world_cam, max_labels=3)
+    assert notes.empty_labels and not frame.instance.any()
+
+
+# --------------------------------------------------------------------------- pose matching, bounds, meshes
+
+
+def _pose(x, yaw_deg=0.0):
+    from scipy.spatial.transform import Rotation
+
+    T = np.eye(4)
+    T[:3, :3] = Rotation.from_euler("z", yaw_deg, degrees=True).as_matrix()
+    T[0, 3] = x
+    return T
+
+
+def test_pose_history_interpolates_then_nearest_within_slop(mn):
+    from scipy.spatial.transform import Rotation
+
+    history = mn.PoseHistory(max_len=10)
+    history.add(100_000_000, _pose(0.0, 0.0))
+    history.add(200_000_000, _pose(1.0, 20.0))
+    T = history.lookup(150_000_000, slop_ns=10_000_000)  # between two poses: interpolated
+    assert T[0, 3] == pytest.approx(0.5)
+    assert Rotation.from_matrix(T[:3, :3]).as_euler("xyz", degrees=True)[2] == pytest.approx(10.0)
+    np.testing.assert_allclose(history.lookup(200_000_000, 0), _pose(1.0, 20.0))  # exact
+    np.testing.assert_allclose(history.lookup(205_000_000, 10_000_000), _pose(1.0, 20.0))
+    assert history.lookup(215_000_000, 10_000_000) is None      # newer than the slop
+    assert history.lookup(85_000_000, 10_000_000) is None       # older than the slop
+    far = mn.PoseHistory(max_gap_ns=50_000_000)
+    far.add(0, _pose(0.0))
+    far.add(NS, _pose(1.0))
+    assert far.lookup(NS // 2, 10_000_000) is None  # too far apart to interpolate
+
+
+def test_bounds_from_depth_expanded_by_margins(mn):
+    from clusteringsdf_core.data.frame import Frame
+
+    K = Intrinsics(20.0, 20.0, 10.0, 10.0, 20, 20)
+    depth = np.full((20, 20), 2.0, np.float32)
+    frame = Frame(0, np.zeros((20, 20, 3), np.uint8), np.eye(4), K, depth_m=depth)
+    bounds = mn.estimate_bounds([frame])
+    # the camera looks along +z: points at z = 2, x and y within +-1 m
+    assert bounds[0, 2] == pytest.approx(0.0 - mn.BOUNDS_MARGIN_Z_M, abs=0.05)
+    assert bounds[1, 2] == pytest.approx(2.0 + mn.BOUNDS_MARGIN_Z_M, abs=0.05)
+    assert bounds[1, 0] == pytest.approx(1.0 + mn.BOUNDS_MARGIN_XY_M, abs=0.1)
+    rgb_only = mn.estimate_bounds([Frame(0, frame.rgb, np.eye(4), K)])
+    assert rgb_only[1, 2] == pytest.approx(mn.RGB_ONLY_REACH_M + mn.BOUNDS_MARGIN_Z_M, abs=0.05)
+
+
+def _tracked_box(object_id=3, subdivisions=0):
+    import trimesh
+
+    from clusteringsdf_core.extract import ExtractedObject, TrackedObject, oriented_box_upright
+
+    mesh = trimesh.creation.box(extents=(0.4, 0.6, 0.8)) if not subdivisions else \
+        trimesh.creation.icosphere(subdivisions=subdivisions, radius=0.5)
+    mesh.apply_translation([1.0, 2.0, 0.4])
+    pose, size = oriented_box_upright(np.asarray(mesh.vertices))
+    obj = ExtractedObject(channel=2, mesh=mesh, class_id=5, confidence=0.8,
+                          centroid=np.asarray(mesh.centroid), box_pose=pose, box_size=size,
+                          volume=0.192)
+    return TrackedObject(object_id, obj, first_seen=10.5, last_updated=12.25, num_observations=4)
+
+
+def test_decimation_caps_faces(mn):
+    tracked = _tracked_box(subdivisions=5)  # 20480 faces
+    v, f = mn.decimate_mesh(tracked.object.mesh.vertices, tracked.object.mesh.faces, 5000)
+    assert 100 < len(f) <= 5000 and f.max() < len(v)
+    assert np.abs(np.linalg.norm(v - [1.0, 2.0, 0.4], axis=1) - 0.5).max() < 0.05
+
+
+def test_object_message_and_markers_are_filled(mn):
+    from clusteringsdf_core.data.classes import SCANNET_REDUCED
+    from visualization_msgs.msg import Marker
+
+    result = mn.ObjectsResult(seq=1, iteration=42, stamp_ns=BASE_NS, objects=(_tracked_box(),),
+                              seconds=0.0)
+    msg = mn.objects_to_msg(result, SCANNET_REDUCED, "map")
+    assert msg.header.frame_id == "map" and msg.iteration == 42 and len(msg.objects) == 1
+    o = msg.objects[0]
+    assert o.id == 3 and o.class_id == 5 and o.class_name == SCANNET_REDUCED.name_of(5)
+    assert o.confidence == pytest.approx(0.8) and o.volume == pytest.approx(0.192)
+    assert (o.centroid.x, o.centroid.y, o.centroid.z) == pytest.approx((1.0, 2.0, 0.4))
+    assert sorted([o.bbox_size.x, o.bbox_size.y, o.bbox_size.z]) == pytest.approx([0.4, 0.6, 0.8])
+    assert len(o.mesh.triangles) == 12 and len(o.mesh.vertices) == 8
+    assert o.num_observations == 4
+    assert (o.first_seen.sec, o.first_seen.nanosec) == (10, 500_000_000)
+    assert (o.last_updated.sec, o.last_updated.nanosec) == (12, 250_000_000)
+    markers = mn.objects_to_markers(msg).markers
+    assert markers[0].action == Marker.DELETEALL
+    kinds = {(m.ns, m.type) for m in markers[1:]}
+    assert kinds == {("mesh", Marker.TRIANGLE_LIST), ("box", Marker.LINE_LIST),
+                     ("label", Marker.TEXT_VIEW_FACING)}
+    mesh = next(m for m in markers if m.ns == "mesh")
+    assert len(mesh.points) == 36 and mesh.id == 3
+    assert len(next(m for m in markers if m.ns == "box").points) == 24
+
+
+def test_worker_queue_drops_the_oldest_frame_and_counts_it(mn, frames):
+    from clusteringsdf_core.presets import preset
+
+    worker = mn.MappingWorker(preset("cpu").merged(TINY), queue_size=2)  # not started
+    for frame in frames[:3]:
+        worker.put(frame)
+    assert worker.queue_length() == 2 and worker.counters["dropped_queue_full"] == 1
+    assert [f.index for f in worker._queue] == [frames[1].index, frames[2].index]
+    with pytest.raises(RuntimeError):
+        worker.submit(lambda t: None).result(timeout=1)
+
+
+def test_observations_count_views_that_see_the_object(mn):
+    K = Intrinsics(20.0, 20.0, 10.0, 10.0, 20, 20).K
+    looking = mn.ViewSummary(K, np.eye(4), 20, 20, None, 1)      # optical axis +z
+    away = np.eye(4)
+    away[:3, :3] = np.diag([1.0, -1.0, -1.0])                     # looks along -z
+    occluded = mn.ViewSummary(K, np.eye(4), 20, 20, np.full((20, 20), 1.0, np.float32), 1)
+    points = np.array([[0.0, 0.0, 3.0], [0.1, 0.1, 3.0]])
+    views = [looking, mn.ViewSummary(K, away, 20, 20, None, 1), occluded]
+    assert mn.count_observations(points, views) == 1
+
+
+# --------------------------------------------------------------------------- the node
+
+
+def _overrides(**extra):
+    from rclpy.parameter import Parameter
+
+    values = {**TINY, **extra}
+    return [Parameter(k, value=v) for k, v in values.items()]
+
+
+def test_parameters_are_described_and_tf_falls_back_to_the_pose_topic(mn, ros_context):
+    if _importable("tf2_ros"):
+        pytest.skip("tf2_ros is importable here: the fallback does not run")
+    from clusteringsdf_core.config import field_help
+
+    node = mn.MappingNode(context=ros_context, namespace="/t_fallback",
+                          parameter_overrides=_overrides(**{"ros.pose_source": "tf",
+                                                            "ros.save_on_shutdown": False}))
+    try:
+        assert node.pose_source == "pose_topic" and "tf2_ros" in node.tf_unavailable_reason
+        assert node.tf_buffer is None
+        topics = [sub.topic_name for sub in node.subscriptions]
+        assert "/t_fallback/camera/pose" in topics
+        desc = node.describe_parameter("loss.lambda_diff")
+        assert desc.description == field_help("loss.lambda_diff")
+        assert node.get_parameter("model.num_channels").value == 6  # the override
+        assert node.get_parameter("model.activation").value == "silu"  # the cpu preset
+        assert node.describe_parameter("ros.sync_slop_s").description
+    finally:
+        node.destroy_node()
+
+
+def test_tf_pose_source_uses_tf2_where_importable(mn, ros_context):
+    pytest.importorskip("tf2_ros")
+    node = mn.MappingNode(context=ros_context, parameter_overrides=_overrides(
+        **{"ros.pose_source": "tf", "ros.save_on_shutdown": False}))
+    try:
+        assert node.pose_source == "tf" and node.tf_buffer is not None
+    finally:
+        node.destroy_node()
+
+
+def _importable(name):
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+class _Harness:
+    """The node and a helper node spun by a MultiThreadedExecutor on a thread."""
+
+    def __init__(self, mn, context, ns, overrides):
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from geometry_msgs.msg import PoseStamped
+        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import CameraInfo, Image
+        from std_srvs.srv import Trigger
+
+        from clusteringsdf_ros.msg import ObjectArray
+
+        self.node = mn.MappingNode(context=context, namespace=ns, parameter_overrides=overrides)
+        self.helper = rclpy.create_node("mapping_test_helper", namespace=ns, context=context)
+        reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        h = self.helper
+        self.pubs = {"rgb": h.create_publisher(Image, "color/image_raw", reliable),
+                     "info": h.create_publisher(CameraInfo, "color/camera_info", reliable),
+                     "instance": h.create_publisher(Image, "segmentation/instance", reliable),
+                     "depth": h.create_publisher(Image, "depth/image_raw", reliable),
+                     "pose": h.create_publisher(PoseStamped, "camera/pose", reliable)}
+        self.objects, self.status = [], []
+        self.lock = threading.Lock()
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        h.create_subscription(ObjectArray, "objects", self._keep(self.objects), latched)
+        h.create_subscription(DiagnosticArray, "mapping_node/status", self._keep(self.status), 10)
+        self.clients = {name: h.create_client(Trigger, f"mapping_node/{name}")
+                        for name in ("save_map", "reset", "extract_now")}
+        self.executor = MultiThreadedExecutor(num_threads=3, context=context)
+        self.executor.add_node(self.node)
+        self.executor.add_node(h)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def _keep(self, store):
+        def callback(msg):
+            with self.lock:
+                store.append(msg)
+        return callback
+
+    def close(self):
+        self.executor.shutdown(timeout_sec=5.0)
+        self.thread.join(timeout=5.0)
+        self.node.destroy_node()
+        self.helper.destroy_node()
+
+    def wait_for(self, predicate, timeout, what):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what}; status: {self.last_status()}")
+
+    def last_status(self):
+        with self.lock:
+            if not self.status:
+                return {}
+            return {kv.key: kv.value for kv in self.status[-1].status[0].values}
+
+    def publish(self, msgs, *, pose=True):
+        if pose:
+            self.pubs["pose"].publish(msgs["pose"])
+        for key in ("rgb", "info", "instance", "depth"):
+            self.pubs[key].publish(msgs[key])
+
+    def call(self, name, timeout=60.0):
+        from std_srvs.srv import Trigger
+
+        client = self.clients[name]
+        assert client.wait_for_service(timeout_sec=10.0), f"service {name} not available"
+        future = client.call_async(Trigger.Request())
+        deadline = time.monotonic() + timeout
+        while not future.done() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert future.done(), f"service {name} did not answer"
+        return future.result()
+
+
+def test_node_trains_publishes_saves_and_survives_bad_input(mn, frames, ros_context, tmp_path):
+    from clusteringsdf_ros import conversions as conv
+
+    overrides = _overrides(**{
+        "ros.pose_source": "pose_topic", "ros.image_qos": "reliable", "ros.objects_topic": "objects",
+        "ros.publish_period_s": 0.2, "ros.status_period_s": 0.2, "ros.extract_period_s": 1000.0,
+        "ros.sync_slop_s": 0.01, "ros.save_on_shutdown": False, "ros.output_dir": str(tmp_path)})
+    h = _Harness(mn, ros_context, "/t_node", overrides)
+    node = h.node
+    try:
+        h.wait_for(lambda: all(p.get_subscription_count() > 0 for p in h.pubs.values()), 10.0,
+                   "subscriptions")
+        for i, frame in enumerate(frames):
+            msgs = _messages(frame, BASE_NS + i * NS // 5)
+            last = i == len(frames) - 1
+            h.publish(msgs, pose=not last)
+            if last:  # the images come before their pose: the set waits for it
+                time.sleep(0.2)
+                h.pubs["pose"].publish(msgs["pose"])
+            time.sleep(0.05)
+        status = h.wait_for(lambda: int(h.last_status().get("iteration", 0)) > 0 and h.last_status(),
+                            30.0, "training")
+        assert int(status["sets_received"]) == len(frames)
+        assert int(status["frames_kept"]) >= mn.BOOTSTRAP_FRAMES
+        assert status["state"] == "training" and "loss.total" in status
+        assert int(status["bad_encoding"]) == 0 and int(status["pose_unmatched"]) == 0
+
+        # extract now -> /objects with stable ids > 0, unchanged between publications
+        reply = h.call("extract_now")
+        assert reply.success, reply.message
+        received = h.wait_for(lambda: len([m for m in h.objects if m.objects]) >= 2
+                              and [m for m in h.objects if m.objects], 10.0, "two /objects")
+        first, second = received[-2], received[-1]
+        ids = [o.id for o in first.objects]
+        assert ids and min(ids) > 0 and ids == sorted(ids)
+        assert [o.id for o in second.objects] == ids
+        assert first.header.frame_id == "map" and first.iteration > 0
+        assert all(len(o.mesh.triangles) <= mn.MAX_MESH_FACES for o in first.objects)
+        # the same snapshot extracted twice keeps every id
+        snapshot = node.worker.submit(lambda t: t.snapshot()).result(timeout=10)
+        a = node.worker._extract(snapshot, [], "cpu", BASE_NS)
+        b = node.worker._extract(snapshot, [], "cpu", BASE_NS)
+        assert [t.id for t in a.objects] == [t.id for t in b.objects]
+
+        # save_map writes objects.json and a checkpoint into ros.output_dir
+        reply = h.call("save_map")
+        assert reply.success, reply.message
+        folder = tmp_path / reply.message.rsplit("/", 1)[-1]
+        assert folder.is_dir() and str(folder) == reply.message
+        assert (folder / "checkpoint.pt").stat().st_size > 0
+        saved = json.loads((folder / "objects.json").read_text())
+        assert saved["iteration"] > 0 and all(o["id"] > 0 for o in saved["objects"])
+
+        # bad input: counted, logged, training goes on without a reset
+        before = int(h.last_status()["iteration"])
+        bad = _messages(frames[0], BASE_NS + 10 * NS)
+        bad["rgb"] = conv.numpy_to_image(np.zeros((36, 48), np.float32), "32FC1",
+                                         stamp_ns=BASE_NS + 10 * NS)
+        h.publish(bad)
+        nan_pose = _messages(frames[1], BASE_NS + 11 * NS)["pose"]
+        nan_pose.pose.position.x = float("nan")
+        h.pubs["pose"].publish(nan_pose)
+        status = h.wait_for(lambda: int(h.last_status().get("bad_encoding", 0)) == 1
+                            and int(h.last_status().get("bad_pose", 0)) == 1
+                            and int(h.last_status()["iteration"]) > before + 2 and h.last_status(),
+                            20.0, "bad inputs counted while training goes on")
+        assert status["state"] == "training" and int(status["trainer_errors"]) == 0
+        # no camera_info for a set: its messages wait, then are counted when a later set goes out
+        lonely = _messages(frames[2], BASE_NS + 12 * NS)
+        for key in ("rgb", "instance", "depth"):
+            h.pubs[key].publish(lonely[key])
+        h.pubs["pose"].publish(lonely["pose"])
+        time.sleep(0.2)
+        h.publish(_messages(frames[3], BASE_NS + 13 * NS))
+        # a set older than what was already synchronised: dropped as late
+        h.publish(_messages(frames[0], BASE_NS), pose=False)
+        status = h.wait_for(lambda: int(h.last_status().get("sync_waiting", 0)) >= 2
+                            and int(h.last_status().get("sync_late", 0)) >= 3 and h.last_status(),
+                            10.0, "sync counters")
+        assert int(status["sets_received"]) == len(frames) + 2
+        assert int(status["pose_unmatched"]) == 0
+
+        # live parameter update: applied to the running trainer; invalid ones rejected
+        from rclpy.parameter import Parameter
+
+        result = node.set_parameters([Parameter("loss.lambda_diff", value=5.0)])[0]
+        assert result.successful and not node.pending_reset
+        applied = node.worker.submit(lambda t: (t.config.loss.lambda_diff,
+                                                t.model.config.loss.lambda_diff)).result(10)
+        assert applied == (5.0, 5.0) and node.get_parameter("loss.lambda_diff").value == 5.0
+        result = node.set_parameters([Parameter("trainer.lr", value=1.0e-3)])[0]
+        assert result.successful
+        lrs = node.worker.submit(lambda t: [g["lr"] for g in t.optimizer.param_groups]).result(10)
+        assert lrs[0] == pytest.approx(1.0e-3)
+        result = node.set_parameters([Parameter("loss.lambda_diff", value=-1.0)])[0]
+        assert not result.successful
+        assert "loss.lambda_diff" in result.reason and ">= 0.0" in result.reason
+        assert node.get_parameter("loss.lambda_diff").value == 5.0
+        result = node.set_parameters([Parameter("model.num_channels", value=8)])[0]
+        assert result.successful and node.pending_reset == {"model.num_channels"}
+        h.wait_for(lambda: h.last_status().get("pending_reset") == "model.num_channels", 5.0,
+                   "pending_reset in the status")
+        assert int(h.last_status()["iteration"]) > before  # still the same model
+
+        # reset: a new model from the next frames; ids keep counting
+        last_id = node.worker.tracker.next_id
+        assert h.call("reset").success
+        assert not node.worker.has_model and node.worker.tracker.next_id == last_id
+        assert not node.pending_reset
+    finally:
+        h.close()
+
+
+def test_main_stops_cleanly_on_sigterm(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "clusteringsdf_ros.mapping_node", "--ros-args",
+            "-r", "__ns:=/t_main", "-p", "model.num_channels:=6",
+            "-p", f"ros.output_dir:={tmp_path}", "-p", "ros.pose_source:=tf"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    try:
+        deadline = time.monotonic() + 30.0
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "objects on" in line:
+                break
+        assert any("objects on" in line for line in lines), "".join(lines)
+        time.sleep(0.5)  # spinning
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20.0)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+    text = "".join(lines) + out
+    assert proc.returncode == 0, text
+    assert "Traceback" not in text, text
+    if not _importable("tf2_ros"):
+        assert text.count("tf2_ros is not importable") == 1
