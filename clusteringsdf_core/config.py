@@ -195,6 +195,11 @@ class ModelConfig(Section):
                                      choices=("direct", "shared_geometry"))
     init_channel_gap: float = param(0.05, "shared_geometry: initial offset of the object channels "
                                     "behind the background channel, normalised units", min=0.0)
+    init_offset_slope: float = param(0.0, "shared_geometry: object channel k starts with an offset "
+                                     "growing by this much per normalised unit of distance from a "
+                                     "random centre c_k (a Voronoi-like initial partition that breaks "
+                                     "the symmetry between object channels, as the spheres of the "
+                                     "direct parametrisation do)", min=0.0)
     geometric_init: bool = param(True, "geometric initialisation: channel 0 an inverted room "
                                  "sphere, object channels small spheres")
     init_background_radius: float = param(1.0, "size of the initial inverted background box "

@@ -49,7 +49,13 @@ if [ ! -x "$VENV/bin/python" ]; then
   say "creating the venv $real_venv with $($PYTHON --version) (linked as .venv)"
   rm -rf "$real_venv" "$VENV"
   mkdir -p "$venv_home"
+  # Venvs of checkouts that no longer exist (e.g. CI clones) are removed.
+  for other in "$venv_home"/*/; do
+    owner=$(cat "$other/.checkout" 2>/dev/null) || continue
+    [ -d "$owner" ] || { say "removing the venv of the vanished checkout $owner"; rm -rf "$other"; }
+  done
   "$PYTHON" -m venv "$real_venv"
+  printf '%s\n' "$ROOT" > "$real_venv/.checkout"
   ln -s "$real_venv" "$VENV"
 fi
 REAL_VENV=$(cd "$VENV" && pwd -P)
@@ -58,8 +64,11 @@ deps_hash=$(cat requirements.txt requirements-ros.txt requirements-dev.txt scrip
 if [ "$(cat "$VENV/.deps-hash" 2>/dev/null)" != "$deps_hash" ]; then
   say "installing Python dependencies (torch CPU, ROS 2 Kilted wheels, build tools)"
   # torch first and alone, pinned, so that nothing later can pull a CUDA build.
-  $PIP install -q --disable-pip-version-check "$(grep -E '^torch==' requirements.txt)"
-  $PIP install -q --disable-pip-version-check -r requirements.txt -r requirements-ros.txt -r requirements-dev.txt
+  # (this machine's pip configuration lists extra local indexes; their "is ignored"
+  # warnings for every package are noise)
+  quiet() { "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
+  quiet $PIP install -q --disable-pip-version-check "$(grep -E '^torch==' requirements.txt)"
+  quiet $PIP install -q --disable-pip-version-check -r requirements.txt -r requirements-ros.txt -r requirements-dev.txt
   "$VENV/bin/python" scripts/fix_ros_wheels.py "$REAL_VENV"
   echo "$deps_hash" > "$VENV/.deps-hash"
 else

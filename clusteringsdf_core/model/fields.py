@@ -98,6 +98,7 @@ class ObjectSDFNetwork(nn.Module):
         self.register_buffer("sphere_centres", centres)
         self.register_buffer("half_extent", half * cfg.init_background_radius)
         self.object_radius = cfg.init_object_radius
+        self.offset_slope = cfg.init_offset_slope
 
     def prior(self, x: Tensor) -> Tensor:
         """(N, c) initial SDFs: channel 0 an inverted box, others spheres."""
@@ -125,6 +126,9 @@ class ObjectSDFNetwork(nn.Module):
             if self.geometric_init:
                 scene = scene + self.prior(x)[:, 0]
             offsets = out[:, 1: self.num_sdf_outputs] + self.channel_gap
+            if self.geometric_init and self.offset_slope > 0:
+                ramp = torch.cdist(x, self.sphere_centres) * self.offset_slope
+                offsets = offsets + torch.cat([torch.zeros_like(ramp[:, :1]), ramp[:, 1:]], dim=1)
             offsets = offsets - offsets.min(dim=-1, keepdim=True).values
             return scene[:, None] + offsets, feature, (scene, offsets)
         sdf = out[:, : self.num_channels]
