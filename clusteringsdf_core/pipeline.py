@@ -124,7 +124,7 @@ def mesh_picture(meshes_with_ids, out_path: str | Path, *, width: int = 800, hei
     lo, hi = (bounds if bounds is not None else scene.bounds)
     centre = (lo + hi) / 2
     extent = float(np.linalg.norm(hi - lo))
-    eye = centre + np.array([-0.55, -0.75, 0.9]) * extent
+    eye = centre + np.array([-0.3, -0.42, 0.5]) * extent
     T = look_at(eye, centre)
     f = 0.9 * width
     from clusteringsdf_core.data.frame import Intrinsics

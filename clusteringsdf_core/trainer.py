@@ -188,10 +188,6 @@ class Trainer:
         learned so far is touched.
         """
         view = self._make_view(frame)
-        if self.config.trainer.mode == "instance":
-            ids = view.instance[view.instance > 0]
-            if int(torch.unique(ids).numel()) >= self.config.model.num_channels:
-                log.debug("frame %d has more labels than channels", frame.index)
         self.online = True
         accepted, _ = self.buffer.offer(view, frame.T_world_cam, view.num_labels)
         if accepted:
