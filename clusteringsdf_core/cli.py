@@ -240,6 +240,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_loss_timing(args: argparse.Namespace) -> int:
+    from clusteringsdf_core.bench.loss_timing import time_losses
+
+    rows = time_losses(args.rays, channels=args.channels, labels=args.labels, device=args.device)
+    print("| rays | clustering (ms) | pairwise contrastive (ms) | ratio |")
+    print("|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['rays']} | {r['clustering_s'] * 1e3:.2f} | {r['contrastive_s'] * 1e3:.2f} | {r['ratio']:.1f} |")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="clusteringsdf",
@@ -308,6 +319,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, help="training iterations (default: the preset's)")
     p.add_argument("--time-budget", type=float, help="stop training after this many seconds")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("loss-timing", help="time the clustering loss against a pairwise contrastive "
+                                          "loss over the same rays (forward + backward)")
+    p.add_argument("--rays", type=int, nargs="+", default=[1024, 4096, 16384])
+    p.add_argument("--channels", type=int, default=16)
+    p.add_argument("--labels", type=int, default=12, help="distinct labels in the view")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_cmd_loss_timing)
 
     p = sub.add_parser("bench", help="benchmark methods on scenes with simulated machine labels",
                        description="Run registered methods (baselines now; the trainer and its "

@@ -308,8 +308,9 @@ class BagPlayer:
       Topics whose message type rclpy cannot import are skipped, one warning each.
     - ``qos``: the publishers' QoS (default: reliable, keep last 100; topics
       recorded as transient-local, like ``/tf_static``, keep that durability).
-    - ``wait_for_subscribers_s``: before playing, wait up to that long for every
-      publisher to have a subscriber (DDS discovery takes a moment).
+    - ``wait_for_subscribers_s``: before playing, wait up to that long for a subscriber
+      on any of the topics, then at most one more second for every topic to have one
+      (DDS discovery takes a moment; a consumer may not want every topic).
     Raises :class:`BagError` when the bag cannot be opened or read.
     """
 
@@ -406,9 +407,17 @@ class BagPlayer:
         self._reader.close()
 
     def _wait_for_subscribers(self) -> None:
+        # Until a consumer shows up on any topic (it may not subscribe to every bag topic),
+        # then up to one more second for its other subscriptions to be discovered.
         deadline = self._clock() + self.wait_for_subscribers_s
+        settle_until = None
         while self._clock() < deadline and not self._stop.is_set():
-            if all(p.get_subscription_count() > 0 for _, p in self._publishers.values()):
+            counts = [p.get_subscription_count() for _, p in self._publishers.values()]
+            if all(c > 0 for c in counts):
+                return
+            if settle_until is None and any(c > 0 for c in counts):
+                settle_until = self._clock() + 1.0
+            if settle_until is not None and self._clock() >= settle_until:
                 return
             self._stop.wait(0.01)
 

@@ -1423,13 +1423,16 @@ class MappingNode(Node):
         if self._shut:
             return
         self._shut = True
-        self.worker.stop()
+        # Save first: saving runs on the trainer thread, which stop() ends.
         if self.ros.save_on_shutdown and self.worker.has_model:
+            # After SIGTERM the context is shut down and rosout is gone: say it on stderr too.
             try:
                 path = self.worker.save(self._output_folder())
-                self.get_logger().info(f"map saved to {path}")
+                print(f"mapping_node: map saved to {path}", file=sys.stderr, flush=True)
             except Exception as exc:
-                self.get_logger().error(f"could not save the map on shutdown: {exc}")
+                print(f"mapping_node: could not save the map on shutdown: {exc!r}", file=sys.stderr,
+                      flush=True)
+        self.worker.stop()
 
     def destroy_node(self):
         self.shutdown()
@@ -1440,6 +1443,7 @@ def main(args=None) -> int:
     """Run the mapping node until Ctrl-C or SIGTERM; 0 on a clean stop, 1 on an error."""
     rclpy.init(args=args)
     node = None
+    executor = None
     code = 0
     try:
         # Timers, services and inputs have their own callback groups: 4 threads keep the
@@ -1457,6 +1461,8 @@ def main(args=None) -> int:
     finally:
         if node is not None:
             node.destroy_node()
+        if executor is not None:
+            executor.shutdown(timeout_sec=5.0)
         rclpy.try_shutdown()
     return code
 

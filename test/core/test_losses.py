@@ -170,3 +170,11 @@ def test_eikonal_is_zero_for_unit_gradients():
     g = torch.nn.functional.normalize(torch.randn(10, 3, 3), dim=-1)
     assert float(lr.eikonal_loss(g)) == pytest.approx(0.0, abs=1e-10)
     assert float(lr.eikonal_loss(2 * g)) == pytest.approx(1.0)
+
+
+def test_loss_timing_reports_both_losses():
+    from clusteringsdf_core.bench.loss_timing import time_losses
+
+    rows = time_losses([64, 128], repeats=1)
+    assert [r["rays"] for r in rows] == [64, 128]
+    assert all(r["clustering_s"] > 0 and r["contrastive_s"] > 0 for r in rows)

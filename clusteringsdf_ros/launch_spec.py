@@ -1,0 +1,84 @@
+"""One description of the nodes each launch starts, used by ``ros2 launch`` and by the
+fallback runner for installs without launch_ros.
+
+:func:`mapping_nodes` and :func:`replay_nodes` return :class:`NodeSpec` values (plain
+data, no ROS import). ``launch/*.launch.py`` turn them into ``launch_ros`` Node
+actions; :mod:`clusteringsdf_ros.launch_fallback` turns them into processes with the
+same ``--ros-args`` (so the fallback is not a second definition).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["NodeSpec", "mapping_nodes", "replay_nodes", "ros_args", "PACKAGE"]
+
+PACKAGE = "clusteringsdf_ros"
+
+#: Input topics of the mapping node that a launch may remap (argument name -> topic).
+MAPPING_TOPICS = {
+    "color_topic": "color/image_raw",
+    "camera_info_topic": "color/camera_info",
+    "depth_topic": "depth/image_raw",
+    "instance_topic": "segmentation/instance",
+    "pose_topic": "camera/pose",
+}
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    executable: str
+    name: str
+    namespace: str = ""
+    parameter_files: tuple[str, ...] = ()
+    parameters: dict = field(default_factory=dict)
+    remappings: tuple[tuple[str, str], ...] = ()
+    package: str = PACKAGE
+
+
+def mapping_nodes(config_file: str, *, namespace: str = "", pose_source: str | None = None,
+                  topics: dict[str, str] | None = None, output_dir: str | None = None) -> list[NodeSpec]:
+    """The mapping node with its parameter file, optional pose source and topic remaps."""
+    parameters = {}
+    if pose_source:
+        parameters["ros.pose_source"] = pose_source
+    if output_dir:
+        parameters["ros.output_dir"] = output_dir
+    remaps = tuple((MAPPING_TOPICS[k], v) for k, v in (topics or {}).items()
+                   if k in MAPPING_TOPICS and v and v != MAPPING_TOPICS[k])
+    return [NodeSpec("mapping_node", "mapping_node", namespace, (str(config_file),), parameters, remaps)]
+
+
+def replay_nodes(bag_path: str, config_file: str, *, namespace: str = "", rate: float = 1.0,
+                 loop: bool = False, start_offset_s: float = 0.0, output_dir: str | None = None,
+                 wait_for_subscribers_s: float = 60.0) -> list[NodeSpec]:
+    """Bag player + mapping node. Bags from ``write_bag_from_dataset`` carry a PoseStamped
+    topic, which works where tf2_ros is missing, so the replay uses it."""
+    player = NodeSpec("bag_player", "bag_player", namespace, (), {
+        "bag_path": str(Path(bag_path).expanduser()), "rate": float(rate), "loop": bool(loop),
+        "start_offset_s": float(start_offset_s),
+        # the mapping node takes seconds to start (torch): do not play into the void
+        "wait_for_subscribers_s": float(wait_for_subscribers_s)})
+    return [player] + mapping_nodes(config_file, namespace=namespace, pose_source="pose_topic",
+                                    output_dir=output_dir)
+
+
+def _value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+def ros_args(spec: NodeSpec) -> list[str]:
+    """The ``--ros-args`` of a node spec, as ``ros2 run`` and the fallback pass them."""
+    args = ["--ros-args", "-r", f"__node:={spec.name}"]
+    if spec.namespace:
+        args += ["-r", f"__ns:=/{spec.namespace.strip('/')}"]
+    for path in spec.parameter_files:
+        args += ["--params-file", path]
+    for key, value in spec.parameters.items():
+        args += ["-p", f"{key}:={_value(value)}"]
+    for src, dst in spec.remappings:
+        args += ["-r", f"{src}:={dst}"]
+    return args
