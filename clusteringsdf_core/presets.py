@@ -4,7 +4,7 @@ the presets trade it for speed where the hardware asks for it.
 - ``paper``: ``Config()`` unchanged.
 - ``cpu``: minutes on a 2-core CPU with RGB-D input: a dense multi-resolution grid
   (trilinear ``grid_sample``) instead of the hash grid, SiLU MLPs of width 64 (7x
-  cheaper than softplus(100) on CPU), 16 channels, depth-guided sampling with a
+  cheaper than softplus(100) on CPU), 24 channels, depth-guided sampling with a
   depth-derived SDF loss, finite-difference eikonal, the shared-geometry SDF
   parametrisation, and no normal input to the colour network.
 - ``gpu``: the ``cpu`` recipe at a larger scale (more channels, finer grid, more
@@ -23,7 +23,7 @@ __all__ = ["preset", "preset_names"]
 def _cpu() -> Config:
     return Config().merged({
         "model": {
-            "num_channels": 16, "encoding": "densegrid", "grid_levels": 4, "grid_features_per_level": 4,
+            "num_channels": 24, "encoding": "densegrid", "grid_levels": 4, "grid_features_per_level": 4,
             "grid_base_resolution": 16, "grid_max_resolution": 128, "positional_frequencies": 4,
             "sdf_hidden": [64, 64], "activation": "silu", "weight_norm": False, "feature_dim": 16,
             "color_hidden": [64], "color_uses_normal": False, "sdf_parametrization": "shared_geometry",
@@ -40,7 +40,7 @@ def _cpu() -> Config:
 
 def _gpu() -> Config:
     return _cpu().merged({
-        "model": {"num_channels": 32, "grid_levels": 6, "grid_max_resolution": 256, "sdf_hidden": [128, 128],
+        "model": {"num_channels": 48, "grid_levels": 6, "grid_max_resolution": 256, "sdf_hidden": [128, 128],
                   "feature_dim": 32, "color_hidden": [128]},
         "render": {"depth_guided_samples": 24, "num_samples_extra": 16, "num_samples_coarse": 128},
         "sampling": {"rays_per_batch": 4096},
