@@ -18,6 +18,7 @@ z-up frame, metres, footprint centred on the origin, standing on z = 0.
 
 from __future__ import annotations
 
+import abc
 import io
 import re
 import zipfile
@@ -112,16 +113,18 @@ class FurnitureModel:
         return sum(len(m.faces) for m, _ in self.parts)
 
 
-class FurnitureLibrary:
+class FurnitureLibrary(abc.ABC):
     """Models by class, sampled with a numpy Generator."""
 
     kind = "abstract"
 
+    @abc.abstractmethod
     def classes(self) -> list[str]:
-        raise NotImplementedError
+        """The classes this library has models of."""
 
+    @abc.abstractmethod
     def sample(self, class_name: str, rng: np.random.Generator) -> FurnitureModel:
-        raise NotImplementedError
+        """A model of ``class_name`` (KeyError when there is none)."""
 
 
 # --------------------------------------------------------------------------- catalogs
