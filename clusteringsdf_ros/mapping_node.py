@@ -1432,6 +1432,8 @@ class MappingNode(Node):
             except Exception as exc:
                 print(f"mapping_node: could not save the map on shutdown: {exc!r}", file=sys.stderr,
                       flush=True)
+        elif self.ros.save_on_shutdown:
+            print("mapping_node: no model yet (too few frames): nothing to save", file=sys.stderr, flush=True)
         self.worker.stop()
 
     def destroy_node(self):
