@@ -17,6 +17,7 @@ with identical next steps (model, optimiser, iteration, random generators, views
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -194,6 +195,18 @@ class Trainer:
             self.views = self.buffer.items()
             self.sampler.update([v.num_labels for v in self.views])
         return accepted
+
+    def update_live(self, config: Config) -> None:
+        """Take the loss weights and learning rate of ``config`` while training goes on
+        (the rest of ``config`` needs a new trainer). The optimizer state is kept."""
+        self.config = dataclasses.replace(self.config, loss=config.loss,
+                                          trainer=self.config.trainer.replace(lr=config.trainer.lr))
+        self.model.config = self.config          # the model reads loss.* when rendering
+        factor = self.config.trainer.grid_lr_factor
+        self._base_lrs = [self.config.trainer.lr * (factor if g.get("name") == "grid" else 1.0)
+                          for g in self.optimizer.param_groups]
+        for group, base in zip(self.optimizer.param_groups, self._base_lrs):
+            group["lr"] = base * self._lr_factor()
 
     # ------------------------------------------------------------------ training
     def _lr_factor(self) -> float:

@@ -942,19 +942,7 @@ class MappingWorker:
 
 def _apply_live_config(trainer, config: Config) -> None:
     """Replace the trainer's loss weights and learning rate (optimizer groups too)."""
-    new = dataclasses.replace(trainer.config, loss=config.loss,
-                              trainer=trainer.config.trainer.replace(lr=config.trainer.lr))
-    trainer.config = new
-    if getattr(trainer.model, "config", None) is not None:  # the model reads loss.* when rendering
-        trainer.model.config = new
-    factor = new.trainer.grid_lr_factor
-    bases = [new.trainer.lr * (factor if g.get("name") == "grid" else 1.0)
-             for g in trainer.optimizer.param_groups]
-    if hasattr(trainer, "_base_lrs"):  # the trainer rescales from these every step
-        trainer._base_lrs = list(bases)
-    scale = trainer._lr_factor() if hasattr(trainer, "_lr_factor") else 1.0
-    for group, base in zip(trainer.optimizer.param_groups, bases):
-        group["lr"] = base * scale
+    trainer.update_live(config)
 
 
 def _view_summaries(trainer, max_side: int = 64) -> list[ViewSummary]:

@@ -144,3 +144,20 @@ def test_online_frames_and_bad_input(tiny_dataset):
         assert torch.equal(v, state[k])
     trainer.step()
     assert trainer.iteration == 2
+
+
+def test_live_update_of_loss_weights_and_learning_rate(tiny_dataset):
+    trainer = Trainer.from_dataset(tiny_dataset, tiny_config(**{"trainer.iterations": 10}))
+    trainer.step()
+    state = {k: v.clone() for k, v in trainer.optimizer.state_dict()["state"][0].items()}
+    new = trainer.config.merged({"loss.lambda_diff": 3.0, "trainer.lr": 1.0e-4, "model.num_channels": 9})
+    trainer.update_live(new)
+    assert trainer.config.loss.lambda_diff == 3.0 and trainer.model.config.loss.lambda_diff == 3.0
+    assert trainer.config.model.num_channels == 6          # structural changes are not live
+    lrs = {g["name"]: g["lr"] for g in trainer.optimizer.param_groups}
+    factor = trainer._lr_factor()
+    assert lrs["networks"] == pytest.approx(1.0e-4 * factor)
+    assert lrs["grid"] == pytest.approx(1.0e-4 * trainer.config.trainer.grid_lr_factor * factor)
+    assert torch.equal(trainer.optimizer.state_dict()["state"][0]["exp_avg"], state["exp_avg"])
+    trainer.step()
+    assert trainer.iteration == 2
