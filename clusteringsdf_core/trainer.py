@@ -132,14 +132,17 @@ class Trainer:
         if bounds is None:
             raise ValueError(f"dataset {dataset.name} has no scene bounds")
         trainer = cls(config, bounds, classes=dataset.classes, **kwargs)
-        frames = list(dataset.train)
-        if config.data.max_frames:
-            step = max(1, len(frames) // config.data.max_frames)
-            frames = frames[::step][: config.data.max_frames]
-        for frame in frames:
-            trainer.views.append(trainer._make_view(frame))
-        trainer.sampler.update([v.num_labels for v in trainer.views])
+        trainer._load_views(dataset)
         return trainer
+
+    def _load_views(self, dataset) -> None:
+        """The training views of an offline dataset (at most data.max_frames, evenly spread)."""
+        frames = list(dataset.train)
+        limit = self.config.data.max_frames
+        if limit:
+            frames = frames[::max(1, len(frames) // limit)][:limit]
+        self.views = [self._make_view(f) for f in frames]
+        self.sampler.update([v.num_labels for v in self.views])
 
     def _make_view(self, frame: Frame) -> TrainingView:
         frame.validate()
@@ -437,12 +440,7 @@ class Trainer:
         classes = ClassTable.from_list(state["classes"])
         trainer = cls(config, SceneBox.from_state_dict(state["box"]), classes=classes, device=device)
         if dataset is not None:
-            frames = list(dataset.train)
-            if config.data.max_frames:
-                step = max(1, len(frames) // config.data.max_frames)
-                frames = frames[::step][: config.data.max_frames]
-            trainer.views = [trainer._make_view(f) for f in frames]
-            trainer.sampler.update([v.num_labels for v in trainer.views])
+            trainer._load_views(dataset)
         trainer.load_state(state)
         return trainer
 

@@ -23,22 +23,22 @@ from clusteringsdf_core.render.rays import ray_box
 from clusteringsdf_core.render.samplers import (depth_band_samples, importance_samples, merge_samples,
                                                 uniform_samples)
 
-__all__ = ["ClusteringSDFModel", "volume_weights"]
+__all__ = ["ClusteringSDFModel", "scene_weights", "channel_opacity"]
 
 
-def volume_weights(sigma_scene: Tensor, sigma_channels: Tensor, deltas: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Scene weights (R, S), scene alpha (R, S) and per-channel opacity (R, c).
-
-    ``T(i) = exp(-sum_{j<i} sigma(j) delta_j)`` from the scene density; the object
-    opacity of channel k sums ``T(i) * (1 - exp(-sigma_k(i) delta_i))`` (Eq. 1).
-    """
+def scene_weights(sigma_scene: Tensor, deltas: Tensor) -> tuple[Tensor, Tensor]:
+    """Rendering weights (R, S) and transmittance (R, S) of the scene density:
+    ``T(i) = exp(-sum_{j<i} sigma(j) delta_j)``, ``w(i) = T(i) (1 - exp(-sigma(i) delta_i))``."""
     tau = sigma_scene * deltas
-    alpha = 1.0 - torch.exp(-tau)
     trans = torch.exp(-torch.cumsum(torch.cat([torch.zeros_like(tau[:, :1]), tau[:, :-1]], dim=1), dim=1))
-    weights = trans * alpha
+    return trans * (1.0 - torch.exp(-tau)), trans
+
+
+def channel_opacity(trans: Tensor, sigma_channels: Tensor, deltas: Tensor) -> Tensor:
+    """Occlusion-aware object opacity (R, c) of paper Eq. 1:
+    ``O_k = sum_i T(i) * (1 - exp(-sigma_k(i) delta_i))`` with T the scene transmittance."""
     alpha_channels = 1.0 - torch.exp(-sigma_channels * deltas[..., None])          # (R, S, c)
-    opacity = (trans[..., None] * alpha_channels).sum(dim=1)
-    return weights, alpha, opacity
+    return (trans[..., None] * alpha_channels).sum(dim=1)
 
 
 def _deltas(t: Tensor) -> Tensor:
@@ -136,7 +136,7 @@ class ClusteringSDFModel(nn.Module):
             sdf = self.sdf_net.sdf(pts.reshape(-1, 3)).min(dim=-1).values.reshape(t_c.shape)
             deltas = _deltas(t_c)
             sigma = self.density(sdf)
-            w, _, _ = volume_weights(sigma, sigma[..., None], deltas)
+            w, _ = scene_weights(sigma, deltas)
             t_f = importance_samples(t_c, w, n_total - n_extra, perturb=perturb, generator=generator)
         if n_extra == 0:
             return t_f
@@ -175,18 +175,21 @@ class ClusteringSDFModel(nn.Module):
                 grad = g
         deltas = _deltas(t)
         sigma_scene = self.density(scene_sdf).reshape(R, S)
-        sigma_channels = self.density(sdf).reshape(R, S, c)
-        weights, _, opacity = volume_weights(sigma_scene, sigma_channels, deltas)
+        weights, trans = scene_weights(sigma_scene, deltas)
         if parts is not None and lc.labels_move_geometry is False:
             # The label losses see the geometry as fixed: opacities from the detached scene
             # SDF (and beta) plus the channel offsets, so they shape only the offsets. The
             # same opacities give the rendered labels, so what is trained is what is shown.
             scene_d, offsets = parts
-            sdf_labels = scene_d.detach()[:, None] + offsets
             floor = lc.label_beta_min_m / self.box.scale
-            sigma_s = self.density(scene_d.detach(), detach_beta=True, beta_floor=floor).reshape(R, S)
-            sigma_k = self.density(sdf_labels, detach_beta=True, beta_floor=floor).reshape(R, S, c)
-            _, _, opacity = volume_weights(sigma_s, sigma_k, deltas)
+            if floor > 0:
+                sigma_s = self.density(scene_d.detach(), detach_beta=True, beta_floor=floor).reshape(R, S)
+                trans = scene_weights(sigma_s, deltas)[1]
+            sigma_k = self.density(scene_d.detach()[:, None] + offsets, detach_beta=True,
+                                   beta_floor=floor).reshape(R, S, c)
+            opacity = channel_opacity(trans.detach(), sigma_k, deltas)
+        else:
+            opacity = channel_opacity(trans, self.density(sdf).reshape(R, S, c), deltas)
         acc = weights.sum(dim=1)
         out = {
             "depth_t": (weights * t).sum(dim=1),
