@@ -25,6 +25,10 @@ MAPPING_TOPICS = {
     "pose_topic": "camera/pose",
 }
 
+#: Inputs of the mapping node that the segmenter node shares: its colour and depth inputs
+#: and its instance output follow the same remaps.
+SEGMENTER_TOPICS = ("color_topic", "depth_topic", "instance_topic")
+
 
 @dataclass(frozen=True)
 class NodeSpec:
@@ -38,8 +42,15 @@ class NodeSpec:
 
 
 def mapping_nodes(config_file: str, *, namespace: str = "", pose_source: str | None = None,
-                  topics: dict[str, str] | None = None, output_dir: str | None = None) -> list[NodeSpec]:
-    """The mapping node with its parameter file, optional pose source and topic remaps."""
+                  topics: dict[str, str] | None = None, output_dir: str | None = None,
+                  use_segmenter: bool = False, segmenter_params: dict | None = None) -> list[NodeSpec]:
+    """The mapping node with its parameter file, optional pose source and topic remaps.
+
+    ``use_segmenter`` adds a ``segmenter_node`` (parameters ``segmenter_params``, e.g.
+    ``{"backend": "torchscript", "model_path": ...}``) in the same namespace that makes
+    the mapping node's instance ids from its colour (and depth) images: the
+    ``color_topic``, ``depth_topic`` and ``instance_topic`` remaps apply to both nodes.
+    """
     parameters = {}
     if pose_source:
         parameters["ros.pose_source"] = pose_source
@@ -47,7 +58,13 @@ def mapping_nodes(config_file: str, *, namespace: str = "", pose_source: str | N
         parameters["ros.output_dir"] = output_dir
     remaps = tuple((MAPPING_TOPICS[k], v) for k, v in (topics or {}).items()
                    if k in MAPPING_TOPICS and v and v != MAPPING_TOPICS[k])
-    return [NodeSpec("mapping_node", "mapping_node", namespace, (str(config_file),), parameters, remaps)]
+    nodes = [NodeSpec("mapping_node", "mapping_node", namespace, (str(config_file),), parameters, remaps)]
+    if use_segmenter:
+        shared = {MAPPING_TOPICS[k] for k in SEGMENTER_TOPICS}
+        nodes.append(NodeSpec("segmenter_node", "segmenter_node", namespace, (),
+                              dict(segmenter_params or {}),
+                              tuple((src, dst) for src, dst in remaps if src in shared)))
+    return nodes
 
 
 def replay_nodes(bag_path: str, config_file: str, *, namespace: str = "", rate: float = 1.0,
