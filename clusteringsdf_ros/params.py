@@ -47,7 +47,8 @@ class RosConfig(Section):
                                min=0.0)
     sync_queue_size: int = param(30, "messages per input kept by the synchroniser", min=1)
     frame_queue_size: int = param(8, "converted frames waiting for the trainer (drop oldest)", min=1)
-    image_qos: str = param("sensor_data", "QoS of image subscriptions",
+    image_qos: str = param("sensor_data", "QoS of image subscriptions: sensor_data = best effort, "
+                           "reliable = reliable (e.g. bag replays); both keep ros.sync_queue_size messages",
                            choices=("sensor_data", "reliable"))
     tf_timeout_s: float = param(0.05, "how long a pose lookup may wait for TF, seconds", min=0.0)
     publish_period_s: float = param(5.0, "seconds between /objects publications", min=0.0,

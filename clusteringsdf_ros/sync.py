@@ -15,6 +15,11 @@ adds what the mapping node needs:
   Messages older than what a topic contributed to an emitted set are dropped (and
   counted as unmatched); a message that arrives out of order, older than that,
   is dropped on arrival (counted as late).
+- **time jumps back**: with ``jump_back_s`` set, a message more than that older than
+  what its topic already contributed to a set is not dropped as late: the stamps
+  restarted (a looping bag player), so every queue is cleared (:meth:`reset`), the
+  jump is counted (``SyncStats.jumps_back``) and the message starts the new timeline.
+  Smaller steps back stay late drops. ``None`` (default) never resets.
 - **clock-free and injectable**: ``add(topic, stamp_ns, msg)`` returns the sets it
   completed (tuples in topic order) and calls the callback with them; nothing
   reads a clock, so tests drive it with plain integers.
@@ -53,6 +58,7 @@ class SyncStats:
 
     sets_emitted: int = 0
     per_topic: dict[str, _TopicStats] = field(default_factory=dict)
+    jumps_back: int = 0           # resets after a jump back of more than jump_back_s
 
     def total(self, name: str) -> int:
         """Sum of one counter (``received``, ``dropped_late``, ...) over the topics."""
@@ -95,12 +101,13 @@ class ApproximateTimeSync:
     ``required``: topics that every set contains; ``optional``: topics attached when
     they have a matching message (else ``None``). Emitted sets are tuples in the
     order ``required + optional``. ``queue_size`` messages are kept per topic (the
-    oldest is dropped beyond that).
+    oldest is dropped beyond that). ``jump_back_s``: a message older than its topic's
+    last emitted one by more than this resets the queues and is kept (None: never).
     """
 
     def __init__(self, required: Sequence[str], optional: Sequence[str] = (), *,
                  queue_size: int = 10, slop_s: float = 0.02, optional_wait_s: float = 0.5,
-                 callback: Callable[..., Any] | None = None):
+                 callback: Callable[..., Any] | None = None, jump_back_s: float | None = None):
         self.required = tuple(required)
         self.optional = tuple(optional)
         self.topics = self.required + self.optional
@@ -113,6 +120,9 @@ class ApproximateTimeSync:
         if not slop_s >= 0 or not optional_wait_s >= 0:
             raise ValueError(f"slop_s and optional_wait_s must be >= 0, got {slop_s}, "
                              f"{optional_wait_s}")
+        if jump_back_s is not None and not jump_back_s > 0:
+            raise ValueError(f"jump_back_s must be > 0 or None, got {jump_back_s}")
+        self.jump_back_ns = None if jump_back_s is None else int(round(jump_back_s * _NS))
         self.queue_size = int(queue_size)
         self.slop_ns = int(round(slop_s * _NS))
         self.optional_wait_ns = int(round(optional_wait_s * _NS))
@@ -137,8 +147,13 @@ class ApproximateTimeSync:
             queue, stats = self._queues[topic], self._stats.per_topic[topic]
             stats.received += 1
             if queue.last_emitted is not None and stamp_ns <= queue.last_emitted:
-                stats.dropped_late += 1
-                return []
+                if self.jump_back_ns is None or queue.last_emitted - stamp_ns <= self.jump_back_ns:
+                    stats.dropped_late += 1
+                    return []
+                # The stamps restarted (a bag loop): forget the old timeline, keep this one.
+                self.reset()
+                self._stats.jumps_back += 1
+                queue = self._queues[topic]
             queue.insert(stamp_ns, msg)
             if len(queue.stamps) > self.queue_size:
                 queue.pop_front(len(queue.stamps) - self.queue_size)
@@ -161,7 +176,8 @@ class ApproximateTimeSync:
         """A snapshot of the counters."""
         with self._lock:
             return SyncStats(self._stats.sets_emitted,
-                             {t: _TopicStats(**vars(s)) for t, s in self._stats.per_topic.items()})
+                             {t: _TopicStats(**vars(s)) for t, s in self._stats.per_topic.items()},
+                             self._stats.jumps_back)
 
     def pending(self) -> dict[str, int]:
         """Messages waiting per topic."""
@@ -240,6 +256,13 @@ def _header_stamp_ns(msg) -> int:
     return int(stamp.sec) * _NS + int(stamp.nanosec)
 
 
+def _clear_queues(queues, keep: Sequence[Any]) -> None:
+    """Empty message_filters' queues ({stamp: msg} per input) except the messages in ``keep``."""
+    for queue in queues:
+        for stamp in [s for s, m in queue.items() if not any(m is k for k in keep)]:
+            del queue[stamp]
+
+
 def _message_filters():
     try:
         import message_filters
@@ -256,13 +279,15 @@ class RosApproximateSync:
     Uses message_filters' ``ApproximateTimeSynchronizer`` where it is importable,
     ``prefer_message_filters`` is true and no input is optional; otherwise plain
     subscriptions feed an :class:`ApproximateTimeSync` (``self.sync``, with its
-    counters). Stamps come from each message's ``header.stamp``.
+    counters). Stamps come from each message's ``header.stamp``. ``jump_back_s`` goes
+    to :class:`ApproximateTimeSync` (message_filters never drops old stamps as late).
+    :meth:`reset` forgets the queued messages, also from inside ``callback``.
     """
 
     def __init__(self, node, topics: Mapping[str, type], callback: Callable[..., Any], *,
                  qos, optional: Sequence[str] = (), queue_size: int = 10, slop_s: float = 0.02,
                  optional_wait_s: float = 0.5, prefer_message_filters: bool = True,
-                 callback_group=None):
+                 callback_group=None, jump_back_s: float | None = None):
         names = list(topics)
         unknown = [t for t in optional if t not in topics]
         if unknown:
@@ -272,12 +297,22 @@ class RosApproximateSync:
         mf = _message_filters() if prefer_message_filters and not optional else None
         self.uses_message_filters = mf is not None
         self.sync: ApproximateTimeSync | None = None
+        self._mf_sync = None
+        self._delivering = threading.local()   # the set being handed to callback, per thread
         self._subscriptions = []
         if mf is not None:
             subs = [mf.Subscriber(node, topics[t], t, qos_profile=qos,
                                   callback_group=callback_group) for t in names]
             self._mf_sync = mf.ApproximateTimeSynchronizer(subs, queue_size, slop_s)
-            self._mf_sync.registerCallback(callback)
+
+            def deliver(*msgs):  # remembers the set so that reset() inside callback keeps it
+                self._delivering.msgs = msgs
+                try:
+                    callback(*msgs)
+                finally:
+                    self._delivering.msgs = None
+
+            self._mf_sync.registerCallback(deliver)
             self._subscriptions = subs
             return
         position = [order.index(t) for t in names]
@@ -287,11 +322,31 @@ class RosApproximateSync:
 
         self.sync = ApproximateTimeSync(required, [t for t in names if t in optional],
                                         queue_size=queue_size, slop_s=slop_s,
-                                        optional_wait_s=optional_wait_s, callback=reorder)
+                                        optional_wait_s=optional_wait_s, callback=reorder,
+                                        jump_back_s=jump_back_s)
         for t in names:
             self._subscriptions.append(node.create_subscription(
                 topics[t], t, lambda msg, t=t: self.sync.add(t, _header_stamp_ns(msg), msg), qos,
                 callback_group=callback_group))
+
+    def reset(self) -> None:
+        """Forget every queued message (e.g. after the input stamps jumped back).
+
+        Safe from inside the callback: message_filters calls it holding its
+        (non-reentrant) lock and then deletes the delivered set from its queues, so
+        there the delivered messages stay queued and the lock is not taken again."""
+        if self.sync is not None:
+            self.sync.reset()
+            return
+        mf_sync = self._mf_sync
+        if mf_sync is None:
+            return
+        delivering = getattr(self._delivering, "msgs", None)
+        if delivering is not None:
+            _clear_queues(mf_sync.queues, keep=delivering)
+        else:
+            with mf_sync.lock:
+                _clear_queues(mf_sync.queues, keep=())
 
     def destroy(self, node) -> None:
         """Remove the subscriptions from ``node``."""

@@ -52,3 +52,33 @@ def test_launch_files_build_their_nodes():
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         assert module.generate_launch_description().entities
+
+
+def test_rviz_config_shows_the_map_frame_and_the_mapping_node_topics(ros_context):
+    import yaml
+
+    from clusteringsdf_ros.mapping_node import MappingNode
+    from rclpy.parameter import Parameter
+
+    config = yaml.safe_load((REPO / "config" / "clusteringsdf.rviz").read_text())
+    manager = config["Visualization Manager"]
+    assert manager["Global Options"]["Fixed Frame"] == "map"
+    assert manager["Views"]["Current"]["Class"] == "rviz_default_plugins/Orbit"
+    assert {p["Class"] for p in config["Panels"]} >= {"rviz_common/Displays", "rviz_common/Views"}
+    displays = {d["Class"]: d for d in manager["Displays"] if d["Class"] != "rviz_default_plugins/Image"}
+    assert {"rviz_default_plugins/Grid", "rviz_default_plugins/TF"} <= set(displays)
+    images = [d["Topic"]["Value"] for d in manager["Displays"]
+              if d["Class"] == "rviz_default_plugins/Image"]
+    markers = displays["rviz_default_plugins/MarkerArray"]["Topic"]
+    # The topics as a mapping node in the root namespace names them (latched markers).
+    node = MappingNode(context=ros_context, parameter_overrides=[
+        Parameter("ros.save_on_shutdown", value=False), Parameter("ros.pose_source", value="pose_topic")])
+    try:
+        assert markers["Value"] == node.markers_pub.topic_name == "/mapping_node/markers"
+        assert markers["Durability Policy"] == "Transient Local"
+        inputs = {sub.topic_name for sub in node.subscriptions}
+        assert images == ["/color/image_raw", "/segmentation/instance"]
+        assert set(images) <= inputs
+        assert node.ros.map_frame == "map"
+    finally:
+        node.destroy_node()

@@ -470,8 +470,9 @@ def test_node_trains_publishes_saves_and_survives_bad_input(mn, frames, ros_cont
         h.pubs["pose"].publish(lonely["pose"])
         time.sleep(0.2)
         h.publish(_messages(frames[3], BASE_NS + 13 * NS))
-        # a set older than what was already synchronised: dropped as late
-        h.publish(_messages(frames[0], BASE_NS), pose=False)
+        # a set older than what was already synchronised (by less than TIME_JUMP_BACK_S, so
+        # not a restarted timeline): dropped as late
+        h.publish(_messages(frames[0], BASE_NS + 12 * NS + NS // 2), pose=False)
         status = h.wait_for(lambda: int(h.last_status().get("sync_waiting", 0)) >= 2
                             and int(h.last_status().get("sync_late", 0)) >= 3 and h.last_status(),
                             10.0, "sync counters")
@@ -541,3 +542,137 @@ def test_main_stops_cleanly_on_sigterm(tmp_path):
     assert "Traceback" not in text, text
     if not _importable("tf2_ros"):
         assert text.count("tf2_ros is not importable") == 1
+
+
+# --------------------------------------------------------------------------- callbacks fed directly
+
+
+def _idle_node(mn, context, ns):
+    """A node that is not spun: the tests call its input path themselves. It stays in the
+    bounds bootstrap (no training) so the tests cost little."""
+    node = mn.MappingNode(context=context, namespace=ns, parameter_overrides=_overrides(**{
+        "ros.pose_source": "pose_topic", "ros.save_on_shutdown": False,
+        "ros.sync_slop_s": 0.01}))
+    node.worker.bootstrap_frames = 10_000
+    return node
+
+
+def _feed(node, msgs, *, pose=True, images=True):
+    """What the subscriptions do: the pose callback, then each image into the synchroniser."""
+    from clusteringsdf_ros import conversions as conv
+
+    if pose:
+        node._on_pose_stamped(msgs["pose"])
+    if images:
+        for role, topic in zip(node._roles, node._input_topics):
+            node.sync.sync.add(topic, conv.stamp_to_ns(msgs[role].header.stamp), msgs[role])
+
+
+def test_callback_times_window_and_summary(mn):
+    times = mn.CallbackTimes(window=3)
+    assert times.summary() == {"count": 0, "window": 0, "mean_ms": 0.0, "p50_ms": 0.0,
+                               "p99_ms": 0.0, "max_ms": 0.0}
+    for seconds in (0.001, 0.002, 0.003, 0.004, 0.010):
+        times.add(seconds)
+    s = times.summary()
+    assert s["count"] == 5 and s["window"] == 3          # the last 3 kept
+    assert s["max_ms"] == pytest.approx(10.0) and s["p50_ms"] == pytest.approx(4.0)
+    assert s["mean_ms"] == pytest.approx(17.0 / 3, abs=1e-3)
+    times.clear()
+    assert times.summary()["count"] == 0
+
+
+def test_status_has_callback_times_for_every_set_and_pose(mn, frames, ros_context):
+    node = _idle_node(mn, ros_context, "/t_cbtimes")
+    try:
+        for i, frame in enumerate(frames[:4]):
+            _feed(node, _messages(frame, BASE_NS + i * NS // 5))
+        values = node.status_values()
+        assert values["sets_received"] == 4 and values["frames_enqueued"] == 4
+        assert values["callback_synced_count"] == values["sets_received"]
+        assert values["callback_pose_count"] == 4
+        for path in ("synced", "pose"):
+            stats = [values[f"callback_{path}_{k}"] for k in ("mean_ms", "p50_ms", "p99_ms",
+                                                              "max_ms")]
+            assert all(isinstance(v, float) and v >= 0.0 for v in stats)
+            assert stats[1] <= stats[2] <= stats[3]
+    finally:
+        node.destroy_node()
+
+
+def test_time_jump_back_clears_and_accepts_the_new_timeline(mn, frames, ros_context):
+    node = _idle_node(mn, ros_context, "/t_jump")
+    counters = node.counters
+    try:
+        t_old = BASE_NS + 100 * NS
+        for i in range(3):                                   # 100.0, 100.2, 100.4 s
+            _feed(node, _messages(frames[i], t_old + i * NS // 5))
+        assert counters["frames_enqueued"] == 3
+        # a set whose pose has not come yet waits for it
+        _feed(node, _messages(frames[3], t_old + 3 * NS // 5), pose=False)
+        assert len(node._pending) == 1
+        # less than TIME_JUMP_BACK_S back: the synchroniser drops it as late, and a set
+        # that gets through anyway (message_filters does not drop) is out of order
+        small = _messages(frames[0], t_old + NS // 2)
+        _feed(node, small, pose=False)
+        assert node.sync.sync.stats.total("dropped_late") == 4
+        node._on_synced(*(small[role] for role in node._roles))
+        assert counters["out_of_order"] == 1 and counters["time_jump_back"] == 0
+        assert counters["sets_received"] == 5
+
+        # the bag loops: pose first, then the images, 90 s back
+        t_new = BASE_NS + 10 * NS
+        _feed(node, _messages(frames[4], t_new))
+        assert counters["time_jump_back"] == 1 and node.sync.sync.stats.jumps_back == 1
+        assert len(node._pending) == 0 and len(node.poses) == 1   # only the new pose
+        assert counters["frames_enqueued"] == 4 and counters["pose_unmatched"] == 0
+        _feed(node, _messages(frames[5], t_new + NS // 5))     # the new timeline goes on
+        assert counters["frames_enqueued"] == 5 and counters["time_jump_back"] == 1
+
+        # again, images before their pose: the old poses must not answer for the new set
+        t_3 = BASE_NS + 5 * NS
+        _feed(node, _messages(frames[0], t_3), pose=False)
+        assert counters["time_jump_back"] == 2 and len(node.poses) == 0
+        assert len(node._pending) == 1 and counters["frames_enqueued"] == 5
+        _feed(node, _messages(frames[0], t_3), images=False)
+        assert len(node._pending) == 0 and counters["frames_enqueued"] == 6
+        assert counters["pose_unmatched"] == 0 and counters["out_of_order"] == 1
+        assert counters["sets_received"] == 8
+        assert node.status_values()["callback_synced_count"] == 8
+    finally:
+        node.destroy_node()
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.uint16, np.uint8, np.int64, np.uint64])
+def test_fast_label_compaction_equals_the_sort_based_one(mn, monkeypatch, dtype):
+    rng = np.random.default_rng(0)
+    cases = [rng.integers(0, 40, (48, 64)), rng.integers(0, 3, (5, 7)),
+             np.repeat(np.arange(12), 4).reshape(6, 8) * 7,          # equal sizes: ties by id
+             np.zeros((4, 4), np.int64), rng.integers(250, 256, (9, 9))]
+    for labels in cases:
+        labels = labels.astype(dtype)
+        for max_labels in (None, 1, 5, 100):
+            fast = mn._compact_labels(labels, max_labels)
+            with monkeypatch.context() as m:
+                m.setattr(mn, "_LABEL_LUT_LIMIT", 0)                 # forces np.unique
+                slow = mn._compact_labels(labels, max_labels)
+            assert fast[1] == slow[1]
+            assert fast[0].dtype == slow[0].dtype == np.int32
+            np.testing.assert_array_equal(fast[0], slow[0])
+
+
+def test_callback_benchmark_scene_is_a_valid_rgbd_stream():
+    """The benchmark's synthetic camera (the benchmark itself runs by hand:
+    python -m clusteringsdf_ros.bench_callbacks)."""
+    from clusteringsdf_core.data.frame import check_pose
+    from clusteringsdf_ros import bench_callbacks as bench
+
+    args = bench._parser().parse_args([])
+    assert (args.seconds, args.rate, args.width, args.height) == (20.0, 30.0, 640, 480)
+    for k in (0, 7):
+        T = check_pose(bench.camera_pose(k, 12))
+        rgb, depth, ids = bench.render(T, 64, 48, 0.9 * 64)
+        assert rgb.shape == (48, 64, 3) and rgb.dtype == np.uint8
+        assert np.isfinite(depth).all() and 0.1 < depth.min() and depth.max() < 8.0
+        assert ids.dtype == np.uint16 and ids.min() >= 1 and ids.max() <= 6 + len(bench.BOXES)
+        assert 5 in ids   # the camera looks down: the floor is in view

@@ -256,3 +256,134 @@ def test_rclpy_adapter_with_message_filters(ros_context):
     adapter, got = _run_adapter(ros_context, prefer_message_filters=True)
     assert adapter.uses_message_filters
     assert len(got) == 3
+
+
+# --------------------------------------------------------------------------- time jumps back
+
+
+def test_jump_back_beyond_the_limit_resets_and_starts_the_new_timeline():
+    sync = _sync(jump_back_s=1.0)
+    for t in REQ:
+        sync.add(t, 100_000 * MS, t + "100")
+    sync.add("info", 100_050 * MS, "info100.05")       # queued, never completes a set
+    assert sync.add("rgb", 99_500 * MS, "late") == []  # 0.5 s back: still a late drop
+    assert sync.stats.per_topic["rgb"].dropped_late == 1 and sync.stats.jumps_back == 0
+    # The bag starts again: 90 s back on rgb resets every queue and keeps the message.
+    assert sync.add("rgb", 10_000 * MS, "rgb10") == []
+    assert sync.stats.jumps_back == 1 and sync.stats.per_topic["rgb"].dropped_late == 1
+    assert sync.pending() == {"rgb": 1, "info": 0, "inst": 0}   # the old info is gone
+    sync.add("info", 10_000 * MS, "info10")   # no jump for these: their queues were reset
+    assert sync.add("inst", 10_000 * MS, "inst10") == [("rgb10", "info10", "inst10")]
+    assert sync.stats.jumps_back == 1
+    assert sync.add("rgb", 9_500 * MS, "late2") == []          # small steps back stay late
+    assert sync.stats.per_topic["rgb"].dropped_late == 2
+
+
+def test_without_jump_back_limit_old_stamps_stay_late_forever():
+    sync = _sync()
+    for t in REQ:
+        sync.add(t, 100_000 * MS, t)
+    for t in REQ:
+        assert sync.add(t, 10_000 * MS, t) == []
+    assert sync.stats.total("dropped_late") == 3 and sync.stats.jumps_back == 0
+    with pytest.raises(ValueError, match="jump_back_s"):
+        _sync(jump_back_s=0.0)
+
+
+def test_rclpy_adapter_reset_and_jump_back_with_the_builtin_synchroniser(ros_context):
+    import rclpy
+    from rclpy.qos import QoSProfile
+    from sensor_msgs.msg import CameraInfo, Image
+
+    node = rclpy.create_node("test_sync_reset", context=ros_context)
+    got = []
+    try:
+        adapter = RosApproximateSync(node, {"r/rgb": Image, "r/info": CameraInfo},
+                                     lambda *m: got.append(m), qos=QoSProfile(depth=10),
+                                     prefer_message_filters=False, jump_back_s=1.0)
+        assert adapter.sync.jump_back_ns == 1_000_000_000
+        adapter.sync.add("r/rgb", 5 * MS, "a")
+        adapter.reset()
+        assert adapter.sync.pending() == {"r/rgb": 0, "r/info": 0}
+        adapter.sync.add("r/rgb", 7 * MS, "b")
+        adapter.sync.add("r/info", 7 * MS, "c")
+        assert got == [("b", "c")]
+        adapter.destroy(node)
+    finally:
+        node.destroy_node()
+
+
+class _Msg:
+    def __init__(self, stamp):
+        self.stamp = stamp
+
+
+class _FakeMessageFilters:
+    """The shape of message_filters that reset() relies on: ``queues`` of {stamp: msg},
+    a non-reentrant ``lock`` held while the callback runs, and the delivered set
+    deleted from the queues after the callback returns."""
+
+    class Subscriber:
+        def __init__(self, node, msg_type, topic, **kwargs):
+            self.callbacks = []
+
+        def registerCallback(self, callback, *args):
+            self.callbacks.append((callback, args))
+
+        def signal(self, msg):
+            for callback, args in self.callbacks:
+                callback(msg, *args)
+
+    class ApproximateTimeSynchronizer:
+        def __init__(self, fs, queue_size, slop):
+            self.lock = threading.Lock()
+            self.queues = [{} for _ in fs]
+            self.callbacks = []
+            for f, q in zip(fs, self.queues):
+                f.registerCallback(self.add, q)
+
+        def registerCallback(self, callback):
+            self.callbacks.append(callback)
+
+        def add(self, msg, my_queue):
+            assert self.lock.acquire(timeout=5.0), "deadlock: the lock was taken twice"
+            try:
+                my_queue[msg.stamp] = msg
+                common = set.intersection(*[set(q) for q in self.queues])
+                for t in sorted(common):
+                    msgs = [q[t] for q in self.queues]
+                    for callback in self.callbacks:
+                        callback(*msgs)
+                    for q in self.queues:
+                        del q[t]   # KeyError if reset() removed the delivered set
+                    break
+            finally:
+                self.lock.release()
+
+
+def test_rclpy_adapter_reset_with_message_filters_inside_and_outside_the_callback(monkeypatch):
+    from clusteringsdf_ros import sync as sync_module
+
+    monkeypatch.setattr(sync_module, "_message_filters", lambda: _FakeMessageFilters)
+    got = []
+
+    def callback(a, b):
+        got.append((a.stamp, b.stamp))
+        if len(got) == 1:
+            adapter.reset()   # from inside the callback, as the mapping node does on a jump
+
+    adapter = RosApproximateSync(None, {"a": object, "b": object}, callback, qos=None)
+    assert adapter.uses_message_filters and adapter.sync is None
+    sub_a, sub_b = adapter._subscriptions
+    sub_a.signal(_Msg(1))
+    sub_a.signal(_Msg(3))      # queued: cleared by the reset inside the callback
+    sub_b.signal(_Msg(1))
+    assert got == [(1, 1)]
+    assert [dict(q) for q in adapter._mf_sync.queues] == [{}, {}]
+    sub_b.signal(_Msg(3))      # its partner was cleared: nothing
+    assert got == [(1, 1)]
+    adapter.reset()            # from outside: takes the lock
+    assert [dict(q) for q in adapter._mf_sync.queues] == [{}, {}]
+    sub_a.signal(_Msg(5))
+    sub_b.signal(_Msg(5))
+    assert got == [(1, 1), (5, 5)]
