@@ -14,6 +14,31 @@ from typing import Sequence
 from clusteringsdf_core import __version__
 
 
+#: Commands served by other packages, named by module so that the core never imports
+#: them (nor ROS) unless one of them is asked for: name -> (module, help). The module's
+#: ``main(argv)`` gets the whole command line from the command name on.
+PLUGIN_COMMANDS: dict[str, tuple[str, str]] = {
+    "bag": ("clusteringsdf_ros.cli", "rosbag2 tools: write a bag from any dataset, summarise a bag "
+                                     "(needs the ROS 2 package)"),
+    "ros": ("clusteringsdf_ros.cli", "run the ROS launch files without launch_ros; the ROS demo "
+                                     "(needs the ROS 2 package)"),
+}
+
+
+def _run_plugin(name: str, argv: Sequence[str]) -> int:
+    import importlib
+
+    module_name = PLUGIN_COMMANDS[name][0]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        print(f"clusteringsdf {name}: needs the ROS 2 package ({module_name} is not importable: {exc}). "
+              "Build it with `make setup` (or colcon) and run through `scripts/env.sh` or after "
+              "`source install/setup.bash`.", file=sys.stderr)
+        return 2
+    return int(module.main([name, *argv]) or 0)
+
+
 def _repo_config_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "config"
 
@@ -365,12 +390,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop at the first method error (default: record it and go on)")
     p.add_argument("--list", action="store_true", help="list methods and protocols, then exit")
     p.set_defaults(func=_cmd_bench)
+
+    for name, (_, text) in PLUGIN_COMMANDS.items():
+        # Listed here for --help; main() hands these to their module before parsing.
+        sub.add_parser(name, help=text, add_help=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from clusteringsdf_core.config import ConfigError
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in PLUGIN_COMMANDS:
+        return _run_plugin(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

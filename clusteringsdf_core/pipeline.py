@@ -19,7 +19,8 @@ from clusteringsdf_core.data.frame import Frame
 from clusteringsdf_core.extract import ObjectTracker, export_objects, extract_objects
 from clusteringsdf_core.trainer import Snapshot, Trainer
 
-__all__ = ["build_config", "train", "render_views", "extract", "mesh_picture"]
+__all__ = ["build_config", "train", "render_views", "extract", "mesh_picture", "demo_scene", "evaluate_against_gt",
+           "metrics_table", "demo", "DEMO_METRICS"]
 
 log = logging.getLogger(__name__)
 
@@ -153,23 +154,14 @@ def device_name(config: Config) -> str:
 
 
 
-def demo(out_dir: str | Path, *, seed: int = 0, preset_name: str = "cpu", time_budget_s: float | None = None,
-         iterations: int | None = None, figure_views: int = 3, progress: bool = True) -> dict:
-    """The main job end to end, offline: a synthetic scene with simulated segmenter
-    labels, ClusteringSDF trained on it, objects extracted, and both the method and the
-    naive id-fusion baseline evaluated against ground truth on held-out views."""
-    from clusteringsdf_core.bench.harness import evaluate_prediction
-    from clusteringsdf_core.bench.methods import get_method
+def demo_scene(scene_dir: str | Path, *, seed: int = 0):
+    """The demo's synthetic scene with realistic simulated segmenter labels, generated
+    into ``scene_dir`` unless a scene of the same configuration is already there."""
     from clusteringsdf_core.data import segmenter_sim
     from clusteringsdf_core.data.dataset import load_scene
     from clusteringsdf_core.data.synthetic import SyntheticSceneConfig, generate_scene, write_synthetic_scene
-    from clusteringsdf_core.evaluation import model_prediction
-    from clusteringsdf_core.viz import colorize_labels, contact_sheet, save_png
 
-    out = Path(out_dir)
-    timings: dict[str, float] = {}
-    started = time.perf_counter()
-    scene_dir = out / "scene"
+    scene_dir = Path(scene_dir)
     scene_config = SyntheticSceneConfig(seed=seed)
     meta_path = scene_dir / "scene.json"
     if not (meta_path.exists() and json.loads(meta_path.read_text()).get("meta", {}).get("config")
@@ -179,7 +171,77 @@ def demo(out_dir: str | Path, *, seed: int = 0, preset_name: str = "cpu", time_b
         write_synthetic_scene(scene, scene_dir, labelled_frames=(
             segmenter_sim.simulate_dataset(scene.dataset.train, sim, seed=seed),
             segmenter_sim.simulate_dataset(scene.dataset.test, sim, seed=seed)))
-    dataset = load_scene(scene_dir, labels="sim")
+    return load_scene(scene_dir, labels="sim")
+
+
+#: Metrics shown in the demo's table (results.md and the printed summary).
+DEMO_METRICS = ("pq_scene", "pq_scene_things", "sq_scene", "rq_scene", "miou", "ea", "ap25_agnostic",
+                "ap50_agnostic", "fscore")
+
+
+def metrics_table(results: dict[str, dict], keys: Sequence[str] = DEMO_METRICS) -> str:
+    """A markdown table, one row per method."""
+    lines = ["| method | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for name, metrics in results.items():
+        cells = [("-" if metrics.get(k) is None else f"{metrics[k]:.1f}") for k in keys]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def evaluate_against_gt(dataset, snapshot: Snapshot, objects: Sequence[tuple], out_dir: str | Path, *,
+                        device: str = "cpu", figure_views: int = 3, title: str = "ClusteringSDF") -> dict:
+    """Metrics of a trained model and of the naive id-fusion baseline on the held-out
+    views of ``dataset``, and the demo's pictures in ``out_dir``: ``objects.png``
+    (``objects`` = (mesh, id) pairs), ``objects_gt.png`` and ``labels.png`` (per test
+    view: the image, the segmenter ids of the nearest training view, naive fusion,
+    the model's fused labels, ground truth). Returns metrics, table and figure paths."""
+    from clusteringsdf_core.bench.harness import evaluate_prediction
+    from clusteringsdf_core.bench.methods import get_method
+    from clusteringsdf_core.evaluation import model_prediction
+    from clusteringsdf_core.viz import colorize_labels, contact_sheet, save_png
+
+    out = Path(out_dir)
+    gt_meshes, _ = dataset.load_gt_meshes()
+    figures = []
+    if any(len(m.faces) for m, _ in objects):
+        figures.append(mesh_picture(list(objects), out / "objects.png", bounds=dataset.bounds,
+                                    title=f"{title} objects ({len(objects)}), iteration {snapshot.iteration}"))
+    if gt_meshes:
+        figures.append(mesh_picture([(m, i) for i, m in gt_meshes.items()], out / "objects_gt.png",
+                                    bounds=dataset.bounds, title=f"ground truth ({len(gt_meshes)} objects)"))
+    prediction = model_prediction(snapshot, dataset.classes, device=device)
+    results = {"clusteringsdf": evaluate_prediction(dataset, prediction)}
+    baseline = get_method("naive_fusion").run(dataset, {})
+    results["naive_fusion"] = evaluate_prediction(dataset, baseline)
+
+    test, train_frames = list(dataset.test), list(dataset.train)
+    rows = []
+    for frame in test[:: max(1, len(test) // figure_views)][:figure_views]:
+        nearest = min(train_frames, key=lambda f: np.linalg.norm(f.T_world_cam[:3, 3] - frame.T_world_cam[:3, 3]))
+        _, fused = prediction.render_labels(frame)
+        _, naive = baseline.render_labels(frame)
+        rows.append([(f"test view {frame.index}", frame.rgb),
+                     (f"segmenter ids, train view {nearest.index}", colorize_labels(nearest.instance)),
+                     ("naive id fusion", colorize_labels(naive)),
+                     (title, colorize_labels(fused)),
+                     ("ground truth", colorize_labels(frame.gt_instance))])
+    if rows:
+        figures.append(save_png(out / "labels.png", contact_sheet(rows)))
+    return {"metrics": results, "table": metrics_table(results), "figures": [str(f) for f in figures],
+            "num_gt_objects": len(gt_meshes)}
+
+
+def demo(out_dir: str | Path, *, seed: int = 0, preset_name: str = "cpu", time_budget_s: float | None = None,
+         iterations: int | None = None, figure_views: int = 3, progress: bool = True) -> dict:
+    """The main job end to end, offline: a synthetic scene with simulated segmenter
+    labels, ClusteringSDF trained on it, objects extracted, and both the method and the
+    naive id-fusion baseline evaluated against ground truth on held-out views.
+    (``clusteringsdf ros demo`` runs the same job through the ROS nodes.)"""
+    out = Path(out_dir)
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    scene_dir = out / "scene"
+    dataset = demo_scene(scene_dir, seed=seed)
     timings["scene_s"] = time.perf_counter() - started
 
     config = build_config(preset_name)
@@ -192,46 +254,18 @@ def demo(out_dir: str | Path, *, seed: int = 0, preset_name: str = "cpu", time_b
     t0 = time.perf_counter()
     tracked, objects_path = extract(snapshot, dataset.classes, out / "objects", device=str(trainer.device))
     timings["extract_s"] = time.perf_counter() - t0
-    gt_meshes, _ = dataset.load_gt_meshes()
-    mesh_picture([(t.object.mesh, t.id) for t in tracked], out / "objects.png", bounds=dataset.bounds,
-                 title=f"ClusteringSDF objects ({len(tracked)}), iteration {snapshot.iteration}")
-    mesh_picture([(m, i) for i, m in gt_meshes.items()], out / "objects_gt.png", bounds=dataset.bounds,
-                 title=f"ground truth ({len(gt_meshes)} objects)")
 
     t0 = time.perf_counter()
-    prediction = model_prediction(snapshot, dataset.classes, device=trainer.device)
-    results = {"clusteringsdf": evaluate_prediction(dataset, prediction)}
-    baseline = get_method("naive_fusion").run(dataset, {})
-    results["naive_fusion"] = evaluate_prediction(dataset, baseline)
+    report = evaluate_against_gt(dataset, snapshot, [(t.object.mesh, t.id) for t in tracked], out,
+                                 device=str(trainer.device), figure_views=figure_views)
     timings["evaluate_s"] = time.perf_counter() - t0
-
-    # Input labels vs fused labels at a few held-out views.
-    test = list(dataset.test)
-    train_frames = list(dataset.train)
-    rows = []
-    for frame in test[:: max(1, len(test) // figure_views)][:figure_views]:
-        nearest = min(train_frames, key=lambda f: np.linalg.norm(f.T_world_cam[:3, 3] - frame.T_world_cam[:3, 3]))
-        _, fused = prediction.render_labels(frame)
-        _, naive = baseline.render_labels(frame)
-        rows.append([(f"test view {frame.index}", frame.rgb),
-                     (f"segmenter ids, train view {nearest.index}", colorize_labels(nearest.instance)),
-                     ("naive id fusion", colorize_labels(naive)),
-                     ("ClusteringSDF", colorize_labels(fused)),
-                     ("ground truth", colorize_labels(frame.gt_instance))])
-    figure = save_png(out / "labels.png", contact_sheet(rows))
     timings["total_s"] = time.perf_counter() - started
 
-    keys = ("pq_scene", "pq_scene_things", "sq_scene", "rq_scene", "miou", "ea", "ap25_agnostic", "ap50_agnostic",
-            "fscore")
-    lines = ["| method | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
-    for name, metrics in results.items():
-        cells = [("-" if metrics.get(k) is None else f"{metrics[k]:.1f}") for k in keys]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     summary = {"scene": str(scene_dir), "objects": str(objects_path), "num_objects": len(tracked),
-               "num_gt_objects": len(gt_meshes), "iterations": trainer.iteration, "device": str(trainer.device),
-               "iterations_per_s": train_summary["iterations_per_s"], "timings": timings,
-               "metrics": results, "figures": [str(out / "objects.png"), str(out / "objects_gt.png"), str(figure)]}
+               "num_gt_objects": report["num_gt_objects"], "iterations": trainer.iteration,
+               "device": str(trainer.device), "iterations_per_s": train_summary["iterations_per_s"],
+               "timings": timings, "metrics": report["metrics"], "figures": report["figures"]}
     (out / "results.json").write_text(json.dumps(summary, indent=1, default=float))
-    (out / "results.md").write_text("\n".join(lines) + "\n")
-    summary["table"] = "\n".join(lines)
+    (out / "results.md").write_text(report["table"] + "\n")
+    summary["table"] = report["table"]
     return summary

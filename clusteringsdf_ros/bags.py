@@ -53,7 +53,7 @@ from clusteringsdf_ros import conversions as conv
 from clusteringsdf_ros.params import RosConfig
 
 __all__ = ["BagTopics", "BagWriteSummary", "write_bag_from_dataset", "BagError", "BagPlayer",
-           "PlaybackStats", "parse_remap", "MAP_FRAME", "BODY_FRAME", "OPTICAL_FRAME",
+           "PlaybackStats", "parse_remap", "bag_info", "MAP_FRAME", "BODY_FRAME", "OPTICAL_FRAME",
            "T_BODY_OPTICAL", "DEFAULT_BASE_TIME_NS"]
 
 log = logging.getLogger(__name__)
@@ -251,6 +251,32 @@ def write_bag_from_dataset(dataset: SceneDataset, out_path: str | Path, *, stora
 
 
 # --------------------------------------------------------------------------- playing
+
+
+def _storage_identifier(path: Path) -> str:
+    import yaml
+
+    meta = yaml.safe_load((path / "metadata.yaml").read_text()) or {}
+    return str(meta.get("rosbag2_bagfile_information", {}).get("storage_identifier", "?"))
+
+
+def bag_info(bag_path: str | Path) -> dict:
+    """Storage, duration and per-topic type and message count of a rosbag2 folder."""
+    from rosbags.rosbag2 import Reader
+
+    path = Path(bag_path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"bag {path} does not exist")
+    try:
+        with Reader(path) as reader:
+            topics = [{"name": name, "type": t.msgtype, "count": t.msgcount}
+                      for name, t in sorted(reader.topics.items())]
+            storage = _storage_identifier(path)
+            return {"path": str(path), "storage": storage, "messages": reader.message_count,
+                    "duration_s": reader.duration / _NS if reader.message_count else 0.0,
+                    "start_ns": reader.start_time, "end_ns": reader.end_time, "topics": topics}
+    except Exception as exc:  # rosbags, sqlite3 and mcap raise various types
+        raise BagError(f"cannot read bag {path} (truncated or corrupt?): {type(exc).__name__}: {exc}") from exc
 
 
 class BagError(RuntimeError):

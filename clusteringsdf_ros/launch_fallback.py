@@ -22,9 +22,10 @@ from pathlib import Path
 
 from clusteringsdf_ros.launch_spec import MAPPING_TOPICS, PACKAGE, NodeSpec, mapping_nodes, replay_nodes, ros_args
 
-__all__ = ["command", "run", "main"]
+__all__ = ["command", "run", "main", "add_launch_arguments", "specs_from_args", "run_from_args"]
 
-_MODULES = {"mapping_node": "clusteringsdf_ros.mapping_node", "bag_player": "clusteringsdf_ros.bag_player_node"}
+_MODULES = {"mapping_node": "clusteringsdf_ros.mapping_node", "bag_player": "clusteringsdf_ros.bag_player_node",
+            "segmenter_node": "clusteringsdf_ros.segmenter_node"}
 
 
 def _share_config() -> str:
@@ -78,26 +79,36 @@ def run(specs: list[NodeSpec], *, exit_with: str | None = None, grace_s: float =
     return max((abs(p.returncode or 0) for p in procs.values()), default=0)
 
 
+def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``mapping`` and ``replay`` subcommands and their arguments (those of the
+    launch files), added to ``parser``; ``clusteringsdf ros run`` uses the same."""
+    sub = parser.add_subparsers(dest="launch", required=True, metavar="LAUNCH")
+    for name, text in (("mapping", "mapping node (as mapping.launch.py)"),
+                       ("replay", "bag player + mapping node (as replay.launch.py)")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--config-file", default=None, help="parameter file (default: the installed mapping.yaml)")
+        p.add_argument("--namespace", default="")
+        p.add_argument("--output-dir", default=None, help="where saved maps go (ros.output_dir)")
+        if name == "mapping":
+            p.add_argument("--pose-source", choices=("tf", "pose_topic", "odometry"))
+            p.add_argument("--use-segmenter", action="store_true",
+                           help="also start segmenter_node, making the instance ids from the colour (and depth) "
+                                "images")
+            for key in MAPPING_TOPICS:
+                p.add_argument(f"--{key.replace('_', '-')}", dest=key, help=f"remap of {MAPPING_TOPICS[key]}")
+        else:
+            p.add_argument("--bag", required=True, help="rosbag2 folder (mcap or sqlite3)")
+            p.add_argument("--rate", type=float, default=1.0, help="playback rate")
+            p.add_argument("--loop", action="store_true", help="play the bag again and again")
+            p.add_argument("--start-offset-s", type=float, default=0.0, help="skip this much of the bag")
+            p.add_argument("--exit-when-bag-ends", action="store_true",
+                           help="stop the mapping node (which saves its map) when the bag ends")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m clusteringsdf_ros.launch_fallback",
                                      description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="launch", required=True)
-    for name in ("mapping", "replay"):
-        p = sub.add_parser(name)
-        p.add_argument("--config-file", default=None, help="parameter file (default: the installed mapping.yaml)")
-        p.add_argument("--namespace", default="")
-        p.add_argument("--output-dir", default=None)
-        if name == "mapping":
-            p.add_argument("--pose-source", choices=("tf", "pose_topic", "odometry"))
-            for key in MAPPING_TOPICS:
-                p.add_argument(f"--{key.replace('_', '-')}", dest=key)
-        else:
-            p.add_argument("--bag", required=True)
-            p.add_argument("--rate", type=float, default=1.0)
-            p.add_argument("--loop", action="store_true")
-            p.add_argument("--start-offset-s", type=float, default=0.0)
-            p.add_argument("--exit-when-bag-ends", action="store_true",
-                           help="stop the mapping node (which saves its map) when the bag ends")
+    add_launch_arguments(parser)
     return parser
 
 
@@ -106,16 +117,19 @@ def specs_from_args(args: argparse.Namespace) -> list[NodeSpec]:
     if args.launch == "mapping":
         topics = {k: getattr(args, k) for k in MAPPING_TOPICS if getattr(args, k)}
         return mapping_nodes(config, namespace=args.namespace, pose_source=args.pose_source, topics=topics,
-                             output_dir=args.output_dir)
+                             output_dir=args.output_dir, use_segmenter=args.use_segmenter)
     return replay_nodes(args.bag, config, namespace=args.namespace, rate=args.rate, loop=args.loop,
                         start_offset_s=args.start_offset_s, output_dir=args.output_dir)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    specs = specs_from_args(args)
+def run_from_args(args: argparse.Namespace) -> int:
+    """Run what parsed ``args`` (of :func:`add_launch_arguments`) describe."""
     exit_with = "bag_player" if getattr(args, "exit_when_bag_ends", False) else None
-    return run(specs, exit_with=exit_with)
+    return run(specs_from_args(args), exit_with=exit_with)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_from_args(_parser().parse_args(argv))
 
 
 if __name__ == "__main__":
