@@ -1,6 +1,6 @@
 # clusteringsdf_ros: the two commands users need, and the pieces behind them.
 #   make test    set up what is missing, then run the whole test suite
-#   make demo    set up what is missing, then run the demo job
+#   make demo    set up what is missing, then run the demo job (scene -> rosbag -> mapping node -> metrics)
 # Set-up (scripts/setup.sh) is idempotent: it re-runs a step only when its inputs changed.
 
 SHELL := /bin/bash
@@ -17,7 +17,7 @@ test: setup
 
 demo: setup
 	@ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST FASTDDS_DEFAULT_PROFILES_FILE=$(CURDIR)/config/fastdds_loopback.xml \
-	  $(ENV) clusteringsdf demo --out outputs/demo
+	  $(ENV) clusteringsdf ros demo --out outputs/demo
 
 clean:
 	rm -rf build install log .pytest_cache

@@ -378,9 +378,14 @@ class ExtractConfig(Section):
 
     resolution: int = param(256, "marching-cubes grid cells along the longest side of the "
                             "scene bounds (public code: 256)", min=8)
-    min_component_faces: int = param(200, "connected mesh fragments with fewer faces are removed",
+    live_resolution: int = param(64, "grid cells along the longest side for the periodic extractions "
+                                 "while training (the mapping node's live /objects; 8x fewer network "
+                                 "queries at half the resolution); saved maps use `resolution`", min=8)
+    min_component_faces: int = param(200, "connected mesh fragments with fewer faces are removed "
+                                     "(at `resolution`; scaled by the squared resolution ratio)",
                                      min=0)
-    min_object_faces: int = param(500, "channels whose mesh has fewer faces are dropped", min=0)
+    min_object_faces: int = param(500, "channels whose mesh has fewer faces are dropped (at "
+                                  "`resolution`, scaled like min_component_faces)", min=0)
     match_iou: float = param(0.2, "3D box IoU above which a new extraction keeps the id of a "
                              "previous object", min=0.0, max=1.0)
     export_format: str = param("ply", "mesh file format", choices=("ply", "glb", "obj"))

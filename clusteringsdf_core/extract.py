@@ -126,7 +126,12 @@ def extract_objects(model: ClusteringSDFModel, config: ExtractConfig, channel_cl
     becomes object k, for either SDF parametrisation. The volume is that of the
     grid cells inside the scene (negative SDF) owned by the channel.
     """
-    scene, owner, axes = sdf_grid(model, resolution or config.resolution)
+    resolution = resolution or config.resolution
+    # Face counts grow with the square of the resolution: keep the thresholds' meaning.
+    face_scale = (resolution / config.resolution) ** 2
+    min_component = int(round(config.min_component_faces * face_scale))
+    min_object = max(int(round(config.min_object_faces * face_scale)), 1)
+    scene, owner, axes = sdf_grid(model, resolution)
     spacing = tuple(float(a[1] - a[0]) * model.box.scale if len(a) > 1 else 1.0 for a in axes)
     origin = model.box.to_world(np.array([a[0] for a in axes]))
     if scene.min() >= 0 or scene.max() <= 0:
@@ -140,11 +145,11 @@ def extract_objects(model: ClusteringSDFModel, config: ExtractConfig, channel_cl
     first = 0 if include_background else 1
     for k in range(first, model.num_channels):
         selected = np.flatnonzero(face_owner == k)
-        if len(selected) < max(config.min_object_faces, 1):
+        if len(selected) < min_object:
             continue
         mesh = surface.submesh([selected], append=True, repair=False)
-        mesh = _keep_large_components(mesh, config.min_component_faces)
-        if len(mesh.faces) < max(config.min_object_faces, 1):
+        mesh = _keep_large_components(mesh, min_component)
+        if len(mesh.faces) < min_object:
             continue
         pose, size = oriented_box_upright(np.asarray(mesh.vertices))
         volume = float(np.count_nonzero((scene < 0) & (owner == k))) * cell_volume

@@ -45,7 +45,7 @@ def _gpu() -> Config:
         "render": {"depth_guided_samples": 24, "num_samples_extra": 16, "num_samples_coarse": 128},
         "sampling": {"rays_per_batch": 4096},
         "trainer": {"iterations": 6000},
-        "extract": {"resolution": 256},
+        "extract": {"resolution": 256, "live_resolution": 128},
     })
 
 

@@ -94,6 +94,17 @@ class Snapshot:
         return model.to(device).eval()
 
 
+def _adam(groups: list[dict], device: torch.device, **kwargs) -> torch.optim.Adam:
+    """Adam with the fused kernel where torch has one for the device (CPU and CUDA): the
+    dense grids hold millions of parameters, and the default per-tensor loop on a CPU
+    spent a quarter of each training step in the optimiser (334 -> 21 ms per step with
+    the cpu preset's 9 M parameters on 2 cores)."""
+    try:
+        return torch.optim.Adam(groups, fused=device.type in ("cpu", "cuda"), **kwargs)
+    except (RuntimeError, TypeError, ValueError):   # no fused kernel here: per-tensor loop
+        return torch.optim.Adam(groups, **kwargs)
+
+
 class Trainer:
     def __init__(self, config: Config, bounds_m: np.ndarray | SceneBox, *,
                  classes: ClassTable = SCANNET_REDUCED, device: str | torch.device | None = None):
@@ -107,8 +118,8 @@ class Trainer:
             SceneBox(bounds_m, padding_m=config.render.bounds_padding_m)
         self.model = ClusteringSDFModel(config, self.box).to(self.device)
         tc = config.trainer
-        self.optimizer = torch.optim.Adam(self.model.parameter_groups(tc.lr, tc.grid_lr_factor),
-                                          betas=tuple(tc.adam_betas), eps=tc.adam_eps)
+        self.optimizer = _adam(self.model.parameter_groups(tc.lr, tc.grid_lr_factor), self.device,
+                               betas=tuple(tc.adam_betas), eps=tc.adam_eps)
         self._base_lrs = [g["lr"] for g in self.optimizer.param_groups]
         self.iteration = 0
         self.rng = np.random.default_rng(tc.seed)

@@ -28,12 +28,17 @@ _MODULES = {"mapping_node": "clusteringsdf_ros.mapping_node", "bag_player": "clu
             "segmenter_node": "clusteringsdf_ros.segmenter_node"}
 
 
-def _share_config() -> str:
+def share_file(name: str) -> str:
+    """``config/<name>`` of the installed package (AMENT_PREFIX_PATH), else of the checkout."""
     for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
-        path = Path(prefix) / "share" / PACKAGE / "config" / "mapping.yaml"
+        path = Path(prefix) / "share" / PACKAGE / "config" / name
         if prefix and path.is_file():
             return str(path)
-    return str(Path(__file__).resolve().parent.parent / "config" / "mapping.yaml")
+    return str(Path(__file__).resolve().parent.parent / "config" / name)
+
+
+def _share_config() -> str:
+    return share_file("mapping.yaml")
 
 
 def command(spec: NodeSpec) -> list[str]:

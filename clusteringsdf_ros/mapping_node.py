@@ -971,7 +971,9 @@ class MappingWorker:
                 self._extract_job = None
                 self._extract_busy = True
             try:
-                result = self._extract(snapshot, views, device, self.now_ns())
+                # Periodic extractions (no one waiting) at the live resolution; saves and
+                # extract_now at the full one.
+                result = self._extract(snapshot, views, device, self.now_ns(), live=future is None)
                 if future is not None:
                     future.set_result(result)
             except Exception as exc:
@@ -986,13 +988,14 @@ class MappingWorker:
                         self._requests_served = max(self._requests_served, covers)
                     self._extract_cv.notify_all()
 
-    def _extract(self, snapshot, views, device: str, stamp_ns: int) -> ObjectsResult:
+    def _extract(self, snapshot, views, device: str, stamp_ns: int, *, live: bool = False) -> ObjectsResult:
         from clusteringsdf_core.extract import extract_objects
 
         started = time.perf_counter()
         model = snapshot.model(device)
-        extracted = extract_objects(model, snapshot.config.extract, snapshot.channel_classes,
-                                    snapshot.channel_confidence)
+        ecfg = snapshot.config.extract
+        extracted = extract_objects(model, ecfg, snapshot.channel_classes, snapshot.channel_confidence,
+                                    resolution=ecfg.live_resolution if live else ecfg.resolution)
         tracked = self.tracker.update(extracted, stamp=stamp_ns / _NS)
         tracked = [dataclasses.replace(t, num_observations=count_observations(
             t.object.mesh.vertices, views)) for t in tracked]
@@ -1457,6 +1460,9 @@ class MappingNode(Node):
             "pending_reset": ",".join(sorted(self.pending_reset)),
             "pending_restart": ",".join(sorted(self.pending_restart)),
         }
+        if sync is not None:   # per input: what arrived, what made it into a set
+            for topic, t in sync.per_topic.items():
+                values[f"received {topic}"] = t.received
         values.update({f"loss.{k}": v for k, v in stats["losses"].items()})
         values.update(self.counters.snapshot())
         for path, times in self.callback_times.items():  # callback_synced_p99_ms, ...
