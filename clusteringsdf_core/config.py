@@ -200,6 +200,12 @@ class ModelConfig(Section):
                                      "random centre c_k (a Voronoi-like initial partition that breaks "
                                      "the symmetry between object channels, as the spheres of the "
                                      "direct parametrisation do)", min=0.0)
+    init_seeds_observed: float = param(0.0, "share of the object channels whose centre c_k (sphere "
+                                       "or offset ramp) is placed on observed surfaces instead of "
+                                       "at random in the scene box: farthest-point samples of the "
+                                       "foreground depth (instance id > 0) of the frames known at the "
+                                       "first step (all of them offline; the first ones online)",
+                                       min=0.0, max=1.0)
     geometric_init: bool = param(True, "geometric initialisation: channel 0 an inverted room "
                                  "sphere, object channels small spheres")
     init_background_radius: float = param(1.0, "size of the initial inverted background box "

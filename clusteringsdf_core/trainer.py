@@ -128,6 +128,7 @@ class Trainer:
         self.buffer: KeyframeBuffer[TrainingView] = KeyframeBuffer(config.keyframes)
         self.sampler = KeyframeSampler([], config.keyframes)
         self.online = False
+        self._seeds_placed = False
         c, k = config.model.num_channels, len(classes)
         self.channel_class_counts = torch.zeros(c, k, dtype=torch.float64)
         self.last_losses: dict[str, float] = {}
@@ -246,10 +247,47 @@ class Trainer:
         u = torch.rand(n, 3, generator=self.generator).to(self.device)
         return (u * 2 - 1) * half
 
+    def place_channel_seeds(self, max_points_per_view: int = 2000) -> int:
+        """Put ``model.init_seeds_observed`` of the object channels' initial centres on
+        observed foreground surfaces (farthest-point sampling over the back-projected
+        depth of labelled pixels of the current views), so that each object seen starts
+        near a channel of its own instead of sharing a random one; the other channels
+        keep their random centres. Runs once, at the first step. Returns how many
+        centres were placed."""
+        self._seeds_placed = True
+        net = self.model.sdf_net
+        n_obs = int(round(self.config.model.init_seeds_observed * (self.config.model.num_channels - 1)))
+        if n_obs <= 0 or not net.geometric_init:
+            return 0
+        points = []
+        for view in self.views:
+            if view.depth_m is None:
+                continue
+            fg = torch.nonzero((view.instance > 0) & view.valid & (view.depth_m > 0))[:, 0]
+            if fg.numel() == 0:
+                continue
+            if fg.numel() > max_points_per_view:
+                fg = fg[torch.randperm(fg.numel(), generator=self.generator)[:max_points_per_view].to(fg.device)]
+            _, origins, dirs, depth_t = self._rays(view, fg)
+            points.append(self.box.to_normalised(origins + dirs * depth_t[:, None] * self.box.scale))
+        if not points:
+            return 0
+        pts = torch.cat(points)
+        chosen = [int(torch.randint(pts.shape[0], (1,), generator=self.generator))]
+        dist = (pts - pts[chosen[0]]).norm(dim=-1)
+        for _ in range(min(n_obs, pts.shape[0]) - 1):
+            chosen.append(int(dist.argmax()))
+            dist = torch.minimum(dist, (pts - pts[chosen[-1]]).norm(dim=-1))
+        with torch.no_grad():
+            net.sphere_centres[1:1 + len(chosen)] = pts[chosen].to(net.sphere_centres)
+        return len(chosen)
+
     def step(self) -> dict[str, float]:
         """One optimisation step; returns the loss terms (floats)."""
         if not self.views:
             raise RuntimeError("no training views: add frames first")
+        if not self._seeds_placed and self.iteration == 0:
+            self.place_channel_seeds()
         cfg = self.config
         lcfg, sc = cfg.loss, cfg.sampling
         self.model.train()

@@ -161,3 +161,40 @@ def test_live_update_of_loss_weights_and_learning_rate(tiny_dataset):
     assert torch.equal(trainer.optimizer.state_dict()["state"][0]["exp_avg"], state["exp_avg"])
     trainer.step()
     assert trainer.iteration == 2
+
+
+def test_channel_seeds_land_on_observed_foreground(tiny_dataset):
+    config = tiny_config(**{"model.init_seeds_observed": 0.6})       # 0.6 * 5 object channels = 3
+    trainer = Trainer.from_dataset(tiny_dataset, config)
+    random_centres = trainer.model.sdf_net.sphere_centres.clone()
+    trainer.step()
+    centres = trainer.model.sdf_net.sphere_centres
+    moved = [k for k in range(1, 6) if not torch.equal(centres[k], random_centres[k])]
+    assert moved == [1, 2, 3]
+    assert torch.equal(centres[4:], random_centres[4:]) and torch.equal(centres[0], random_centres[0])
+    # Each placed centre is a back-projected foreground pixel of some view.
+    foreground = []
+    for f in tiny_dataset.train:
+        v, u = np.nonzero((f.instance > 0) & (f.depth_m > 0))
+        K = f.intrinsics
+        cam = np.stack([(u + 0.5 - K.cx) / K.fx, (v + 0.5 - K.cy) / K.fy, np.ones_like(u, float)], -1)
+        cam *= f.depth_m[v, u][:, None]
+        foreground.append(cam @ f.T_world_cam[:3, :3].T + f.T_world_cam[:3, 3])
+    foreground = trainer.box.to_normalised(np.concatenate(foreground))
+    for k in moved:
+        gap = np.linalg.norm(foreground - centres[k].numpy(), axis=1).min()
+        assert gap < 1e-3, (k, gap)
+    # Farthest-point sampling spreads them: no two share a spot.
+    d = torch.cdist(centres[1:4], centres[1:4])
+    assert float(d[~torch.eye(3, dtype=torch.bool)].min()) > 0.05
+    # Placed once: later steps (and resumed trainers) keep them.
+    placed = centres.clone()
+    trainer.step()
+    assert torch.equal(trainer.model.sdf_net.sphere_centres, placed)
+
+
+def test_channel_seeds_stay_random_without_the_option(tiny_dataset):
+    trainer = Trainer.from_dataset(tiny_dataset, tiny_config(**{"model.init_seeds_observed": 0.0}))
+    before = trainer.model.sdf_net.sphere_centres.clone()
+    trainer.step()
+    assert torch.equal(trainer.model.sdf_net.sphere_centres, before)
