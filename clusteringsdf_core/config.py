@@ -353,14 +353,15 @@ class TrainerConfig(Section):
 
     mode: str = param("instance", "instance mode (view-inconsistent instance ids) or semantic mode "
                       "(channel = class id)", choices=("instance", "semantic"))
-    iterations: int = param(120000, "training iterations (paper: ~120k)", min=0)
+    iterations: int = param(120000, "training iterations (paper: ~120k); online, the length of the "
+                            "learning-rate schedule (training goes on at the final rate)", min=0)
     lr: float = param(5.0e-4, "Adam learning rate of the networks", min=0.0, min_exclusive=True)
     grid_lr_factor: float = param(20.0, "learning-rate multiplier of the grid encoding", min=0.0,
                                   min_exclusive=True)
     adam_betas: list[float] = param([0.9, 0.99], "Adam betas (beta1, beta2) of the optimiser", min=0.0, max=1.0)
     adam_eps: float = param(1.0e-15, "Adam epsilon of the optimiser", min=0.0, min_exclusive=True)
     lr_final_factor: float = param(0.1, "exponential decay of the learning rate down to this "
-                                   "factor at the last iteration", min=0.0, max=1.0,
+                                   "factor at the last iteration (online too, then held)", min=0.0, max=1.0,
                                    min_exclusive=True)
     device: str = param("auto", "torch device: auto (CUDA when present), cpu, cuda, cuda:N")
     seed: int = param(0, "random seed of initialisation and sampling", min=0)

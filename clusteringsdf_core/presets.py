@@ -27,7 +27,7 @@ def _cpu() -> Config:
             "grid_base_resolution": 16, "grid_max_resolution": 128, "positional_frequencies": 4,
             "sdf_hidden": [64, 64], "activation": "silu", "weight_norm": False, "feature_dim": 16,
             "color_hidden": [64], "color_uses_normal": False, "sdf_parametrization": "shared_geometry",
-            "init_offset_slope": 0.3,
+            "init_offset_slope": 0.3, "init_seeds_observed": 0.5,
         },
         "render": {"sampler": "depth_guided", "depth_guided_samples": 12, "depth_guided_band_m": 0.15,
                    "num_samples": 24, "num_samples_coarse": 64, "num_samples_extra": 8},

@@ -225,9 +225,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ training
     def _lr_factor(self) -> float:
+        # Online too: a constant rate kept the label field from settling (the grid's rate
+        # is grid_lr_factor times higher), which cost PQ and id stability.
         total = max(1, self.config.trainer.iterations)
-        if self.online:
-            return 1.0
         return self.config.trainer.lr_final_factor ** min(1.0, self.iteration / total)
 
     def _rays(self, view: TrainingView, pixels: torch.Tensor):
