@@ -294,6 +294,12 @@ class LossConfig(Section):
     lambda_diff: float = param(20.0, "l1: weight of L_diff (cluster centres apart)", min=0.0)
     lambda_onehot: float = param(0.5, "l2: weight of L_onehot", min=0.0)
     lambda_reg: float = param(10000.0, "l3: weight of L_reg (slows entropy reduction)", min=0.0)
+    reg_reference_channels: int = param(0, "when > 0, lambda_reg is meant for this many channels and "
+                                        "is scaled by (num_channels / this)^2 for the model's count: "
+                                        "the variance L_reg measures shrinks like 1/c^2, so the "
+                                        "paper's 1e4 (tuned at 50 channels) is ~40x stronger at 8 "
+                                        "channels and merged neighbouring objects; 0 = unscaled",
+                                        min=0)
     lambda_bg: float = param(0.2, "l4: weight of the background term of L_fg-bg", min=0.0)
     lambda_fg: float = param(0.1, "l5: weight of the foreground term of L_fg-bg", min=0.0)
     lambda_sem: float = param(0.15, "weight of L_sem (semantic mode)", min=0.0)

@@ -94,6 +94,14 @@ class Snapshot:
         return model.to(device).eval()
 
 
+def _reg_weight(cfg: Config) -> float:
+    """lambda_reg for the model's channel count (``loss.reg_reference_channels``)."""
+    ref = cfg.loss.reg_reference_channels
+    if ref <= 0:
+        return cfg.loss.lambda_reg
+    return cfg.loss.lambda_reg * (cfg.model.num_channels / ref) ** 2
+
+
 def _adam(groups: list[dict], device: torch.device, **kwargs) -> torch.optim.Adam:
     """Adam with the fused kernel where torch has one for the device (CPU and CUDA): the
     dense grids hold millions of parameters, and the default per-tensor loop on a CPU
@@ -358,7 +366,7 @@ class Trainer:
             add("fg_bg", 1.0, lc.fg_bg_loss(opacity, fg, bg, lcfg.lambda_bg, lcfg.lambda_fg))
         if bool(keep.any()):
             add("diff", lcfg.lambda_diff * scale, lc.diff_loss(opacity_s[keep], labels[keep]))
-            add("reg", lcfg.lambda_reg * scale, lc.reg_loss(opacity_s[keep], labels[keep],
+            add("reg", _reg_weight(cfg) * scale, lc.reg_loss(opacity_s[keep], labels[keep],
                                                             definition=lcfg.definition))
             add("onehot", lcfg.lambda_onehot, lc.onehot_loss(opacity, opacity_s, keep & (labels > 0)))
         add("opacity_label", lcfg.lambda_opacity_label, lc.opacity_label_loss(opacity[valid], instance[valid]))

@@ -9,7 +9,7 @@ same ``--ros-args`` (so the fallback is not a second definition).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 __all__ = ["NodeSpec", "mapping_nodes", "replay_nodes", "ros_args", "PACKAGE"]
@@ -69,16 +69,22 @@ def mapping_nodes(config_file: str, *, namespace: str = "", pose_source: str | N
 
 def replay_nodes(bag_path: str, config_file: str, *, namespace: str = "", rate: float = 1.0,
                  loop: bool = False, start_offset_s: float = 0.0, output_dir: str | None = None,
-                 wait_for_subscribers_s: float = 60.0) -> list[NodeSpec]:
+                 wait_for_subscribers_s: float = 60.0,
+                 semantic_topic: str = "segmentation/semantic") -> list[NodeSpec]:
     """Bag player + mapping node. Bags from ``write_bag_from_dataset`` carry a PoseStamped
-    topic, which works where tf2_ros is missing, so the replay uses it."""
+    topic, which works where tf2_ros is missing, so the replay uses it, and the
+    segmenter's class ids where the dataset has them: the mapping node takes them as an
+    optional input (``semantic_topic``; '' = not used), which names each object's class
+    and tells unlabelled pixels (void class) from background."""
     player = NodeSpec("bag_player", "bag_player", namespace, (), {
         "bag_path": str(Path(bag_path).expanduser()), "rate": float(rate), "loop": bool(loop),
         "start_offset_s": float(start_offset_s),
         # the mapping node takes seconds to start (torch): do not play into the void
         "wait_for_subscribers_s": float(wait_for_subscribers_s)})
-    return [player] + mapping_nodes(config_file, namespace=namespace, pose_source="pose_topic",
-                                    output_dir=output_dir)
+    nodes = mapping_nodes(config_file, namespace=namespace, pose_source="pose_topic", output_dir=output_dir)
+    if semantic_topic:
+        nodes[0] = replace(nodes[0], parameters={**nodes[0].parameters, "ros.semantic_topic": semantic_topic})
+    return [player] + nodes
 
 
 def _value(v) -> str:

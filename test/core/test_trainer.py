@@ -198,3 +198,14 @@ def test_channel_seeds_stay_random_without_the_option(tiny_dataset):
     before = trainer.model.sdf_net.sphere_centres.clone()
     trainer.step()
     assert torch.equal(trainer.model.sdf_net.sphere_centres, before)
+
+
+def test_reg_weight_follows_the_channel_count(tiny_dataset):
+    """loss.reg_reference_channels: lambda_reg is meant for that many channels (6 here)."""
+    def first_reg(ref):
+        trainer = Trainer.from_dataset(tiny_dataset, tiny_config(**{"loss.reg_reference_channels": ref}))
+        return trainer.step()["reg"]
+
+    unscaled, same, double = first_reg(0), first_reg(6), first_reg(12)
+    assert same == pytest.approx(unscaled)
+    assert double == pytest.approx(unscaled / 4)     # (6 / 12)^2
