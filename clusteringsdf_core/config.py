@@ -206,6 +206,10 @@ class ModelConfig(Section):
                                        "foreground depth (instance id > 0) of the frames known at the "
                                        "first step (all of them offline; the first ones online)",
                                        min=0.0, max=1.0)
+    init_seed_spacing_m: float = param(0.3, "observed channel centres are at least this far apart "
+                                       "(metres): farthest-point sampling stops below it, and online "
+                                       "a new frame adds a centre where its foreground is farther "
+                                       "than this from every placed one", min=0.0)
     geometric_init: bool = param(True, "geometric initialisation: channel 0 an inverted room "
                                  "sphere, object channels small spheres")
     init_background_radius: float = param(1.0, "size of the initial inverted background box "

@@ -137,6 +137,7 @@ class Trainer:
         self.sampler = KeyframeSampler([], config.keyframes)
         self.online = False
         self._seeds_placed = False
+        self._seeds_count = 0             # object channels whose centre sits on observed surfaces
         c, k = config.model.num_channels, len(classes)
         self.channel_class_counts = torch.zeros(c, k, dtype=torch.float64)
         self.last_losses: dict[str, float] = {}
@@ -217,6 +218,8 @@ class Trainer:
         if accepted:
             self.views = self.buffer.items()
             self.sampler.update([v.num_labels for v in self.views])
+            if self._seeds_placed:   # objects that came into view get centres of their own
+                self._extend_seeds(self._foreground_points([view]))
         return accepted
 
     def update_live(self, config: Config) -> None:
@@ -255,20 +258,10 @@ class Trainer:
         u = torch.rand(n, 3, generator=self.generator).to(self.device)
         return (u * 2 - 1) * half
 
-    def place_channel_seeds(self, max_points_per_view: int = 2000) -> int:
-        """Put ``model.init_seeds_observed`` of the object channels' initial centres on
-        observed foreground surfaces (farthest-point sampling over the back-projected
-        depth of labelled pixels of the current views), so that each object seen starts
-        near a channel of its own instead of sharing a random one; the other channels
-        keep their random centres. Runs once, at the first step. Returns how many
-        centres were placed."""
-        self._seeds_placed = True
-        net = self.model.sdf_net
-        n_obs = int(round(self.config.model.init_seeds_observed * (self.config.model.num_channels - 1)))
-        if n_obs <= 0 or not net.geometric_init:
-            return 0
+    def _foreground_points(self, views, max_points_per_view: int = 2000) -> torch.Tensor | None:
+        """Back-projected depth of the labelled foreground pixels of ``views``, normalised."""
         points = []
-        for view in self.views:
+        for view in views:
             if view.depth_m is None:
                 continue
             fg = torch.nonzero((view.instance > 0) & view.valid & (view.depth_m > 0))[:, 0]
@@ -278,17 +271,47 @@ class Trainer:
                 fg = fg[torch.randperm(fg.numel(), generator=self.generator)[:max_points_per_view].to(fg.device)]
             _, origins, dirs, depth_t = self._rays(view, fg)
             points.append(self.box.to_normalised(origins + dirs * depth_t[:, None] * self.box.scale))
-        if not points:
+        return torch.cat(points) if points else None
+
+    def _extend_seeds(self, pts: torch.Tensor | None) -> int:
+        """Farthest-point sampling over ``pts`` that adds object channel centres while a
+        point lies more than ``model.init_seed_spacing_m`` from every placed centre and
+        the share ``model.init_seeds_observed`` is not used up. Returns how many it added."""
+        mc = self.config.model
+        budget = int(round(mc.init_seeds_observed * (mc.num_channels - 1)))
+        net = self.model.sdf_net
+        if pts is None or pts.shape[0] == 0 or self._seeds_count >= budget or not net.geometric_init:
             return 0
-        pts = torch.cat(points)
-        chosen = [int(torch.randint(pts.shape[0], (1,), generator=self.generator))]
-        dist = (pts - pts[chosen[0]]).norm(dim=-1)
-        for _ in range(min(n_obs, pts.shape[0]) - 1):
-            chosen.append(int(dist.argmax()))
-            dist = torch.minimum(dist, (pts - pts[chosen[-1]]).norm(dim=-1))
-        with torch.no_grad():
-            net.sphere_centres[1:1 + len(chosen)] = pts[chosen].to(net.sphere_centres)
-        return len(chosen)
+        spacing = mc.init_seed_spacing_m / self.box.scale
+        centres = net.sphere_centres
+        if self._seeds_count:
+            dist = torch.cdist(pts, centres[1:1 + self._seeds_count].to(pts)).min(dim=1).values
+        else:
+            dist = torch.full((pts.shape[0],), float("inf"), device=pts.device)
+        added = 0
+        while self._seeds_count < budget:
+            i = int(dist.argmax()) if self._seeds_count else int(torch.randint(pts.shape[0], (1,),
+                                                                               generator=self.generator))
+            if float(dist[i]) <= spacing:
+                break
+            with torch.no_grad():
+                centres[1 + self._seeds_count] = pts[i].to(centres)
+            self._seeds_count += 1
+            added += 1
+            dist = torch.minimum(dist, (pts - pts[i]).norm(dim=-1))
+        return added
+
+    def place_channel_seeds(self, max_points_per_view: int = 2000) -> int:
+        """Put object channels' initial centres on observed foreground surfaces (at most
+        the share ``model.init_seeds_observed`` of them, ``model.init_seed_spacing_m``
+        apart: farthest-point sampling over the back-projected depth of labelled pixels of
+        the current views), so that each object seen starts near a channel of its own
+        instead of sharing a random one; the other channels keep their random centres.
+        Runs at the first step; online, later frames add centres where they show
+        foreground farther than the spacing from every centre placed. Returns how many
+        centres were placed."""
+        self._seeds_placed = True
+        return self._extend_seeds(self._foreground_points(self.views, max_points_per_view))
 
     def step(self) -> dict[str, float]:
         """One optimisation step; returns the loss terms (floats)."""
@@ -467,6 +490,7 @@ class Trainer:
             "generator": self.generator.get_state(),
             "channel_class_counts": self.channel_class_counts,
             "online": self.online,
+            "seeds": [self._seeds_placed, self._seeds_count],
         }
 
     def save_checkpoint(self, path: str | Path) -> Path:
@@ -487,6 +511,7 @@ class Trainer:
         self.generator.set_state(state["generator"])
         self.channel_class_counts = state["channel_class_counts"].clone()
         self.online = bool(state.get("online", False))
+        self._seeds_placed, self._seeds_count = state.get("seeds", [self.iteration > 0, 0])
 
     @classmethod
     def load_checkpoint(cls, path: str | Path, *, dataset=None, device=None) -> "Trainer":

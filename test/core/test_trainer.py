@@ -209,3 +209,26 @@ def test_reg_weight_follows_the_channel_count(tiny_dataset):
     unscaled, same, double = first_reg(0), first_reg(6), first_reg(12)
     assert same == pytest.approx(unscaled)
     assert double == pytest.approx(unscaled / 4)     # (6 / 12)^2
+
+
+def test_online_frames_add_channel_centres_where_new_foreground_appears(tiny_dataset):
+    config = tiny_config(**{"model.init_seeds_observed": 1.0, "model.init_seed_spacing_m": 0.4,
+                            "keyframes.min_translation_m": 0.0, "keyframes.min_rotation_deg": 0.0})
+    trainer = Trainer(config, tiny_dataset.bounds, classes=tiny_dataset.classes)
+    frames = list(tiny_dataset.train)
+    trainer.add_frame(frames[0])
+    trainer.step()
+    first = trainer._seeds_count
+    assert first >= 1
+    for f in frames[1:]:
+        trainer.add_frame(f)
+    placed = trainer.model.sdf_net.sphere_centres[1:1 + trainer._seeds_count]
+    pts = trainer._foreground_points(trainer.views, max_points_per_view=10_000)
+    gap = torch.cdist(pts, placed).min(dim=1).values.max() * trainer.box.scale
+    # Every foreground point seen is within the spacing of a centre, unless the budget ran out.
+    assert trainer._seeds_count == 5 or gap <= 0.4 + 1e-4, (trainer._seeds_count, float(gap))
+    assert trainer._seeds_count >= first
+    # Centres are never closer than the spacing.
+    if len(placed) > 1:
+        d = torch.cdist(placed, placed) * trainer.box.scale
+        assert float(d[~torch.eye(len(placed), dtype=torch.bool)].min()) > 0.4

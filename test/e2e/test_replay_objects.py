@@ -17,7 +17,7 @@ from clusteringsdf_core.config import dump_yaml
 from clusteringsdf_ros.params import load_params_file
 
 #: Iterations the node trains before the objects are checked (the budget of this test).
-ITERATIONS = 600
+ITERATIONS = 900
 
 
 def _aabb_of_box(center: np.ndarray, size: np.ndarray, yaw: float) -> np.ndarray:
@@ -47,7 +47,7 @@ def replay_inputs(tmp_path_factory, repo_root):
     bag = write_bag_from_dataset(dataset, root / "bag", frame_rate_hz=10.0).path
 
     config, ros = load_params_file(repo_root / "config" / "mapping.yaml")
-    config = config.merged({"model.num_channels": 8,
+    config = config.merged({"model.num_channels": 8, "model.init_seeds_observed": 1.0,
                             "trainer.iterations": ITERATIONS})
     ros = dataclasses.replace(ros, publish_period_s=1.0, extract_period_s=4.0, image_qos="reliable",
                               output_dir=str(root / "maps"), save_on_shutdown=False)
