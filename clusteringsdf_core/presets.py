@@ -32,7 +32,7 @@ def _cpu() -> Config:
         "render": {"sampler": "depth_guided", "depth_guided_samples": 12, "depth_guided_band_m": 0.15,
                    "num_samples": 24, "num_samples_coarse": 64, "num_samples_extra": 8},
         "loss": {"depth": 0.1, "sdf": 1.0, "eikonal_method": "finite_difference", "eikonal_points": 512,
-                 "smooth": 0.0, "labels_move_geometry": False, "reg_reference_channels": 50},
+                 "smooth": 0.0, "labels_move_geometry": False},
         "trainer": {"iterations": 3000, "lr": 2.0e-3, "log_every": 100, "checkpoint_every": 0},
         "extract": {"resolution": 128},
     })

@@ -48,6 +48,7 @@ def replay_inputs(tmp_path_factory, repo_root):
 
     config, ros = load_params_file(repo_root / "config" / "mapping.yaml")
     config = config.merged({"model.num_channels": 8, "model.init_seeds_observed": 1.0,
+                            "loss.reg_reference_channels": 50,
                             "trainer.iterations": ITERATIONS})
     ros = dataclasses.replace(ros, publish_period_s=1.0, extract_period_s=4.0, image_qos="reliable",
                               output_dir=str(root / "maps"), save_on_shutdown=False)
