@@ -489,8 +489,9 @@ def test_node_trains_publishes_saves_and_survives_bad_input(mn, frames, ros_cont
         assert applied == (5.0, 5.0) and node.get_parameter("loss.lambda_diff").value == 5.0
         result = node.set_parameters([Parameter("trainer.lr", value=1.0e-3)])[0]
         assert result.successful
-        lrs = node.worker.submit(lambda t: [g["lr"] for g in t.optimizer.param_groups]).result(10)
-        assert lrs[0] == pytest.approx(1.0e-3)
+        # The new base rate, times the schedule's current factor (online too).
+        lrs = node.worker.submit(lambda t: [(g["lr"], t._lr_factor()) for g in t.optimizer.param_groups]).result(10)
+        assert lrs[0][0] == pytest.approx(1.0e-3 * lrs[0][1]) and 0.0 < lrs[0][1] <= 1.0
         result = node.set_parameters([Parameter("loss.lambda_diff", value=-1.0)])[0]
         assert not result.successful
         assert "loss.lambda_diff" in result.reason and ">= 0.0" in result.reason
