@@ -201,15 +201,16 @@ class ModelConfig(Section):
                                      "the symmetry between object channels, as the spheres of the "
                                      "direct parametrisation do)", min=0.0)
     init_seeds_observed: float = param(0.0, "share of the object channels whose centre c_k (sphere "
-                                       "or offset ramp) is placed on observed surfaces instead of "
-                                       "at random in the scene box: farthest-point samples of the "
-                                       "foreground depth (instance id > 0) of the frames known at the "
-                                       "first step (all of them offline; the first ones online)",
+                                       "or offset ramp) is placed on observed objects instead of "
+                                       "at random in the scene box: farthest-point samples of one "
+                                       "back-projected point per labelled 2D segment of the frames "
+                                       "known at the first step, and online of later frames",
                                        min=0.0, max=1.0)
-    init_seed_spacing_m: float = param(0.3, "observed channel centres are at least this far apart "
-                                       "(metres): farthest-point sampling stops below it, and online "
-                                       "a new frame adds a centre where its foreground is farther "
-                                       "than this from every placed one", min=0.0)
+    init_seed_spacing_m: float = param(0.5, "observed channel centres (one candidate per labelled 2D "
+                                       "segment) are at least this far apart (metres): "
+                                       "farthest-point sampling stops below it, and online a new "
+                                       "frame adds a centre for a segment farther than this from "
+                                       "every placed one", min=0.0)
     geometric_init: bool = param(True, "geometric initialisation: channel 0 an inverted room "
                                  "sphere, object channels small spheres")
     init_background_radius: float = param(1.0, "size of the initial inverted background box "

@@ -259,7 +259,9 @@ class Trainer:
         return (u * 2 - 1) * half
 
     def _foreground_points(self, views, max_points_per_view: int = 2000) -> torch.Tensor | None:
-        """Back-projected depth of the labelled foreground pixels of ``views``, normalised."""
+        """One point per labelled 2D segment of ``views`` (normalised coordinates): the
+        segment pixel whose back-projected depth is nearest the segment's coordinate-wise
+        median, i.e. a point on the object the segmenter saw."""
         points = []
         for view in views:
             if view.depth_m is None:
@@ -270,8 +272,13 @@ class Trainer:
             if fg.numel() > max_points_per_view:
                 fg = fg[torch.randperm(fg.numel(), generator=self.generator)[:max_points_per_view].to(fg.device)]
             _, origins, dirs, depth_t = self._rays(view, fg)
-            points.append(self.box.to_normalised(origins + dirs * depth_t[:, None] * self.box.scale))
-        return torch.cat(points) if points else None
+            xyz = self.box.to_normalised(origins + dirs * depth_t[:, None] * self.box.scale)
+            labels = view.instance[fg]
+            for label in torch.unique(labels):
+                seg = xyz[labels == label]
+                median = seg.median(dim=0).values
+                points.append(seg[(seg - median).norm(dim=-1).argmin()])
+        return torch.stack(points) if points else None
 
     def _extend_seeds(self, pts: torch.Tensor | None) -> int:
         """Farthest-point sampling over ``pts`` that adds object channel centres while a
@@ -302,13 +309,13 @@ class Trainer:
         return added
 
     def place_channel_seeds(self, max_points_per_view: int = 2000) -> int:
-        """Put object channels' initial centres on observed foreground surfaces (at most
-        the share ``model.init_seeds_observed`` of them, ``model.init_seed_spacing_m``
-        apart: farthest-point sampling over the back-projected depth of labelled pixels of
-        the current views), so that each object seen starts near a channel of its own
+        """Put object channels' initial centres on observed objects (at most the share
+        ``model.init_seeds_observed`` of them, ``model.init_seed_spacing_m`` apart:
+        farthest-point sampling over one point per labelled 2D segment of the current
+        views), so that each object seen starts near a channel of its own
         instead of sharing a random one; the other channels keep their random centres.
-        Runs at the first step; online, later frames add centres where they show
-        foreground farther than the spacing from every centre placed. Returns how many
+        Runs at the first step; online, later frames add centres for segments
+        farther than the spacing from every centre placed. Returns how many
         centres were placed."""
         self._seeds_placed = True
         return self._extend_seeds(self._foreground_points(self.views, max_points_per_view))

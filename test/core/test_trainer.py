@@ -172,7 +172,7 @@ def test_channel_seeds_land_on_observed_foreground(tiny_dataset):
     moved = [k for k in range(1, 6) if not torch.equal(centres[k], random_centres[k])]
     assert moved == [1, 2, 3]
     assert torch.equal(centres[4:], random_centres[4:]) and torch.equal(centres[0], random_centres[0])
-    # Each placed centre is a back-projected foreground pixel of some view.
+    # Each placed centre is a back-projected foreground pixel of some view (a segment's medoid).
     foreground = []
     for f in tiny_dataset.train:
         v, u = np.nonzero((f.instance > 0) & (f.depth_m > 0))
@@ -225,7 +225,7 @@ def test_online_frames_add_channel_centres_where_new_foreground_appears(tiny_dat
     placed = trainer.model.sdf_net.sphere_centres[1:1 + trainer._seeds_count]
     pts = trainer._foreground_points(trainer.views, max_points_per_view=10_000)
     gap = torch.cdist(pts, placed).min(dim=1).values.max() * trainer.box.scale
-    # Every foreground point seen is within the spacing of a centre, unless the budget ran out.
+    # Every segment seen has a centre within the spacing, unless the budget ran out.
     assert trainer._seeds_count == 5 or gap <= 0.4 + 1e-4, (trainer._seeds_count, float(gap))
     assert trainer._seeds_count >= first
     # Centres are never closer than the spacing.
