@@ -1,15 +1,12 @@
 """`clusteringsdf bag ...` and `clusteringsdf ros ...`: the core CLI hands them to
 clusteringsdf_ros.cli (without importing it otherwise)."""
 
-import json
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from clusteringsdf_core import cli as core_cli
-from clusteringsdf_core.data.dataset import load_scene
 from clusteringsdf_ros.bags import bag_info
 
 
