@@ -218,7 +218,8 @@ class Trainer:
         if accepted:
             self.views = self.buffer.items()
             self.sampler.update([v.num_labels for v in self.views])
-            if self._seeds_placed:   # objects that came into view get centres of their own
+            if self._seeds_placed and self._seeds_count < self._seed_budget:
+                # objects that came into view get centres of their own
                 self._extend_seeds(self._foreground_points([view]))
         return accepted
 
@@ -280,12 +281,18 @@ class Trainer:
                 points.append(seg[(seg - median).norm(dim=-1).argmin()])
         return torch.stack(points) if points else None
 
+    @property
+    def _seed_budget(self) -> int:
+        """Object channels whose centre may be placed on observed objects."""
+        mc = self.config.model
+        return int(round(mc.init_seeds_observed * (mc.num_channels - 1)))
+
     def _extend_seeds(self, pts: torch.Tensor | None) -> int:
         """Farthest-point sampling over ``pts`` that adds object channel centres while a
         point lies more than ``model.init_seed_spacing_m`` from every placed centre and
         the share ``model.init_seeds_observed`` is not used up. Returns how many it added."""
         mc = self.config.model
-        budget = int(round(mc.init_seeds_observed * (mc.num_channels - 1)))
+        budget = self._seed_budget
         net = self.model.sdf_net
         if pts is None or pts.shape[0] == 0 or self._seeds_count >= budget or not net.geometric_init:
             return 0

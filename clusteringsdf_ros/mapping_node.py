@@ -75,14 +75,12 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-import rclpy
 from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, PoseStamped, Vector3
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -99,6 +97,7 @@ from clusteringsdf_core.data.frame import Frame, check_pose
 from clusteringsdf_core.presets import preset
 from clusteringsdf_ros import conversions as conv
 from clusteringsdf_ros.msg import Object, ObjectArray
+from clusteringsdf_ros.node_main import spin_node
 from clusteringsdf_ros.params import RosConfig
 from clusteringsdf_ros.sync import RosApproximateSync
 
@@ -1577,30 +1576,9 @@ class MappingNode(Node):
 
 def main(args=None) -> int:
     """Run the mapping node until Ctrl-C or SIGTERM; 0 on a clean stop, 1 on an error."""
-    rclpy.init(args=args)
-    node = None
-    executor = None
-    code = 0
-    try:
-        # Timers, services and inputs have their own callback groups: 4 threads keep the
-        # timers and services from waiting for the image callbacks (and vice versa).
-        executor = MultiThreadedExecutor(num_threads=4)
-        node = MappingNode()
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception as exc:  # a bad parameter: say why, exit non-zero
-        if rclpy.ok():
-            print(f"mapping_node: {exc}", file=sys.stderr)
-            code = 1
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if executor is not None:
-            executor.shutdown(timeout_sec=5.0)
-        rclpy.try_shutdown()
-    return code
+    # Timers, services and inputs have their own callback groups: 4 threads keep the
+    # timers and services from waiting for the image callbacks (and vice versa).
+    return spin_node(MappingNode, "mapping_node", num_threads=4, args=args)
 
 
 if __name__ == "__main__":

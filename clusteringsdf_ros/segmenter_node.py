@@ -43,18 +43,15 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import sys
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -65,6 +62,7 @@ from clusteringsdf_core.segment.backends import (BACKENDS, LearnedSegmenterConfi
                                                  Segmentation, make_segmenter)
 from clusteringsdf_core.segment.classical import ClassicalSegmenterConfig
 from clusteringsdf_ros import conversions as conv
+from clusteringsdf_ros.node_main import spin_node
 from clusteringsdf_ros.sync import RosApproximateSync
 
 __all__ = ["SegmenterNode", "SegmenterRosConfig", "LatestSlot", "RateGate", "COUNTERS",
@@ -460,30 +458,9 @@ class SegmenterNode(Node):
 
 def main(args=None) -> int:
     """Run the segmenter node until Ctrl-C or SIGTERM; 0 on a clean stop, 1 on an error."""
-    rclpy.init(args=args)
-    node = None
-    executor = None
-    code = 0
-    try:
-        # Inputs and the status timer have their own callback groups: 2 threads keep the
-        # status going while an image callback runs (segmenting happens on the worker).
-        executor = MultiThreadedExecutor(num_threads=2)
-        node = SegmenterNode()
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception as exc:  # a bad parameter or model file: say why, exit non-zero
-        if rclpy.ok():
-            print(f"segmenter_node: {exc}", file=sys.stderr)
-            code = 1
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if executor is not None:
-            executor.shutdown(timeout_sec=5.0)
-        rclpy.try_shutdown()
-    return code
+    # Inputs and the status timer have their own callback groups: 2 threads keep the
+    # status going while an image callback runs (segmenting happens on the worker).
+    return spin_node(SegmenterNode, "segmenter_node", num_threads=2, args=args)
 
 
 if __name__ == "__main__":
