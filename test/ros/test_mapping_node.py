@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 
+from _node_harness import SpunNodes
 from clusteringsdf_core.data import segmenter_sim
 from clusteringsdf_core.data.frame import Intrinsics
 from clusteringsdf_core.data.synthetic import SyntheticSceneConfig, generate_scene
@@ -313,14 +314,13 @@ def _importable(name):
     return importlib.util.find_spec(name) is not None
 
 
-class _Harness:
-    """The node and a helper node spun by a MultiThreadedExecutor on a thread."""
+class _Harness(SpunNodes):
+    """The mapping node and a helper node spun on a thread (:class:`SpunNodes`)."""
 
     def __init__(self, mn, context, ns, overrides):
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from geometry_msgs.msg import PoseStamped
-        from rclpy.executors import MultiThreadedExecutor
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import CameraInfo, Image
         from std_srvs.srv import Trigger
@@ -344,11 +344,7 @@ class _Harness:
         h.create_subscription(DiagnosticArray, "mapping_node/status", self._keep(self.status), 10)
         self.clients = {name: h.create_client(Trigger, f"mapping_node/{name}")
                         for name in ("save_map", "reset", "extract_now")}
-        self.executor = MultiThreadedExecutor(num_threads=3, context=context)
-        self.executor.add_node(self.node)
-        self.executor.add_node(h)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
+        self.spin(context)
 
     def _keep(self, store):
         def callback(msg):
@@ -356,20 +352,8 @@ class _Harness:
                 store.append(msg)
         return callback
 
-    def close(self):
-        self.executor.shutdown(timeout_sec=5.0)
-        self.thread.join(timeout=5.0)
-        self.node.destroy_node()
-        self.helper.destroy_node()
-
-    def wait_for(self, predicate, timeout, what):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = predicate()
-            if value:
-                return value
-            time.sleep(0.05)
-        raise AssertionError(f"timed out waiting for {what}; status: {self.last_status()}")
+    def describe(self):
+        return self.last_status()
 
     def last_status(self):
         with self.lock:

@@ -4,11 +4,11 @@ publishes a model's classes and confidence, counts bad input and keeps running; 
 its helpers, its launch description and main()'s refusal of a bad model path."""
 
 import threading
-import time
 
 import numpy as np
 import pytest
 
+from _node_harness import SpunNodes
 from clusteringsdf_core.config import ConfigError
 from clusteringsdf_core.segment.backends import Segmentation, SegmenterBackend
 
@@ -48,14 +48,12 @@ def _overrides(**values):
     return [Parameter(k, value=v) for k, v in {**base, **values}.items()]
 
 
-class _Harness:
-    """The node and a helper node (publishers of the inputs, subscribers of the outputs)
-    spun by a MultiThreadedExecutor on a thread."""
+class _Harness(SpunNodes):
+    """The segmenter node and a helper node spun on a thread (:class:`SpunNodes`)."""
 
     def __init__(self, sn, context, ns, overrides, backend=None):
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.executors import MultiThreadedExecutor
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image
 
@@ -71,11 +69,7 @@ class _Harness:
         for key in ("instance", "semantic", "confidence"):
             h.create_subscription(Image, f"segmentation/{key}", self._keep(key), reliable)
         h.create_subscription(DiagnosticArray, "segmenter_node/status", self._keep("status"), 10)
-        self.executor = MultiThreadedExecutor(num_threads=3, context=context)
-        self.executor.add_node(self.node)
-        self.executor.add_node(h)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
+        self.spin(context)
         use_depth = self.node.ros.use_depth
         self.wait_for(lambda: self.pubs["color"].get_subscription_count() > 0
                       and (not use_depth or self.pubs["depth"].get_subscription_count() > 0)
@@ -91,20 +85,8 @@ class _Harness:
         with self.lock:
             return list(self.received[key])
 
-    def close(self):
-        self.executor.shutdown(timeout_sec=5.0)
-        self.thread.join(timeout=5.0)
-        self.node.destroy_node()
-        self.helper.destroy_node()
-
-    def wait_for(self, predicate, timeout, what):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = predicate()
-            if value:
-                return value
-            time.sleep(0.02)
-        raise AssertionError(f"timed out waiting for {what}; status: {self.node.status_values()}")
+    def describe(self):
+        return self.node.status_values()
 
     def publish_rgb(self, rgb, stamp_ns, encoding="rgb8"):
         from clusteringsdf_ros import conversions as conv
