@@ -406,6 +406,14 @@ class ExtractConfig(Section):
                                   "`resolution`, scaled like min_component_faces)", min=0)
     match_iou: float = param(0.2, "3D box IoU above which a new extraction keeps the id of a "
                              "previous object", min=0.0, max=1.0)
+    confirm_after: int = param(2, "while training, an object gets an id (is published) once it "
+                               "has been matched in this many consecutive extractions, so "
+                               "fragments that flicker between extractions never reach planners "
+                               "(1 = at once; saved maps and offline extractions confirm at once)",
+                               min=1)
+    drop_after: int = param(2, "a published object missing from this many consecutive "
+                            "extractions is dropped; until then it stays with its last geometry "
+                            "(1 = dropped at the first miss)", min=1)
     export_format: str = param("ply", "mesh file format", choices=("ply", "glb", "obj"))
 
 

@@ -102,8 +102,8 @@ def extract(snapshot: Snapshot, classes, out_dir: str | Path, *, resolution: int
     model = snapshot.model(device)
     objects = extract_objects(model, snapshot.config.extract, snapshot.channel_classes,
                               snapshot.channel_confidence, resolution=resolution)
-    tracker = tracker or ObjectTracker(match_iou=snapshot.config.extract.match_iou)
-    tracked = tracker.update(objects, stamp=snapshot.stamp)
+    tracker = tracker or ObjectTracker.from_config(snapshot.config.extract)
+    tracked = tracker.update(objects, stamp=snapshot.stamp, confirm_new=True)
     path = export_objects(tracked, out_dir, classes, mesh_format=snapshot.config.extract.export_format,
                           iteration=snapshot.iteration)
     return tracked, path

@@ -27,8 +27,11 @@ Thin glue over :mod:`clusteringsdf_core`:
   every ``ros.extract_period_s`` hands an immutable snapshot to an extractor thread,
   which extracts the objects and gives them stable ids (one
   :class:`~clusteringsdf_core.extract.ObjectTracker` for the node's life, kept across
-  resets so ids are never reused). The result is an immutable :class:`ObjectsResult`
-  that the timers read.
+  resets so ids are never reused). Periodic extractions publish a new object once it
+  has been seen in ``extract.confirm_after`` consecutive extractions and drop one after
+  ``extract.drop_after`` misses, so fragments that flicker while the model trains never
+  reach planners; ``~/extract_now`` and saves publish new objects at once. The result
+  is an immutable :class:`ObjectsResult` that the timers read.
 - **scene bounds**: the trainer needs them when it is created. With ``ros.bounds_m``
   empty (default) it is created lazily from the first :data:`BOOTSTRAP_FRAMES` frames:
   their depth back-projected into the map frame (0.5/99.5 percentiles, plus the camera
@@ -688,7 +691,7 @@ class MappingWorker:
         self.now_ns = now_ns
         self.log = log
         self.bootstrap_frames = int(bootstrap_frames)
-        self.tracker = ObjectTracker(match_iou=config.extract.match_iou)
+        self.tracker = ObjectTracker.from_config(config.extract)
         self._queue: collections.deque[Frame] = collections.deque(maxlen=int(queue_size))
         self._queue_lock = threading.Lock()
         self._wake = threading.Event()
@@ -938,7 +941,7 @@ class MappingWorker:
                and trainer.iteration != self._last_extract_iteration and not busy)
         if sync_job_waiting or not (requested or due):
             return
-        job = (trainer.snapshot(), _view_summaries(trainer), str(trainer.device), covers, None)
+        job = (trainer.snapshot(), _view_summaries(trainer), str(trainer.device), covers, None, requested)
         self._last_extract = time.monotonic()
         self._last_extract_iteration = trainer.iteration
         with self._extract_cv:
@@ -956,7 +959,7 @@ class MappingWorker:
                 self._extract_cv.wait(0.1)   # another caller's synchronous job goes first
             replaced = self._extract_job     # a periodic job not started yet: this one covers it
             self._extract_job = (snapshot, views, device,
-                                 None if replaced is None else replaced[3], future)
+                                 None if replaced is None else replaced[3], future, True)
             self._extract_cv.notify_all()
         return future.result(timeout=timeout)
 
@@ -970,13 +973,14 @@ class MappingWorker:
                         self._extract_job[4].set_exception(RuntimeError("the node is shutting down"))
                     self._extract_job = None
                     return
-                snapshot, views, device, covers, future = self._extract_job
+                snapshot, views, device, covers, future, requested = self._extract_job
                 self._extract_job = None
                 self._extract_busy = True
             try:
-                # Periodic extractions (no one waiting) at the live resolution; saves and
-                # extract_now at the full one.
-                result = self._extract(snapshot, views, device, self.now_ns(), live=future is None)
+                # Periodic extractions and extract_now at the live resolution, saves at
+                # the full one; requested ones publish new objects at once.
+                result = self._extract(snapshot, views, device, self.now_ns(), live=future is None,
+                                       confirm_new=requested)
                 if future is not None:
                     future.set_result(result)
             except Exception as exc:
@@ -991,7 +995,8 @@ class MappingWorker:
                         self._requests_served = max(self._requests_served, covers)
                     self._extract_cv.notify_all()
 
-    def _extract(self, snapshot, views, device: str, stamp_ns: int, *, live: bool = False) -> ObjectsResult:
+    def _extract(self, snapshot, views, device: str, stamp_ns: int, *, live: bool = False,
+                 confirm_new: bool = True) -> ObjectsResult:
         from clusteringsdf_core.extract import extract_objects
 
         started = time.perf_counter()
@@ -999,7 +1004,9 @@ class MappingWorker:
         ecfg = snapshot.config.extract
         extracted = extract_objects(model, ecfg, snapshot.channel_classes, snapshot.channel_confidence,
                                     resolution=ecfg.live_resolution if live else ecfg.resolution)
-        tracked = self.tracker.update(extracted, stamp=stamp_ns / _NS)
+        # Saves and requested extractions publish what the model has now; periodic ones
+        # wait for repeated sightings before a new object gets an id (ObjectTracker).
+        tracked = self.tracker.update(extracted, stamp=stamp_ns / _NS, confirm_new=confirm_new)
         tracked = [dataclasses.replace(t, num_observations=count_observations(
             t.object.mesh.vertices, views)) for t in tracked]
         with self._extract_cv:

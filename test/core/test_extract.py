@@ -53,7 +53,7 @@ def _obj(centre, size=0.5, channel=1):
 
 
 def test_tracker_keeps_ids_stable_and_never_reuses_them(tmp_path):
-    tracker = ObjectTracker(match_iou=0.2)
+    tracker = ObjectTracker(match_iou=0.2, confirm_after=1, drop_after=1)
     first = tracker.update([_obj([0, 0, 0]), _obj([3, 0, 0])], stamp=1.0)
     assert [t.id for t in first] == [1, 2]
     # Channels swapped and objects moved a little: ids follow the geometry.
@@ -71,3 +71,44 @@ def test_tracker_keeps_ids_stable_and_never_reuses_them(tmp_path):
     assert data["iteration"] == 7 and [o["id"] for o in data["objects"]] == [1, 3]
     assert data["objects"][0]["class_name"] == "chair"
     assert (tmp_path / data["objects"][0]["mesh"]).exists() and (tmp_path / "scene_objects.ply").exists()
+
+
+def test_tracker_hysteresis_hides_flickering_fragments_and_bridges_one_miss():
+    tracker = ObjectTracker(match_iou=0.2, confirm_after=2, drop_after=2)
+    table, chair, fragment = _obj([0, 0, 0]), _obj([3, 0, 0]), _obj([-3, 0, 0], channel=4)
+    # First extraction: nothing has been seen twice yet.
+    assert tracker.update([table, chair], stamp=1.0) == []
+    second = tracker.update([table, chair, fragment], stamp=2.0)
+    assert [t.id for t in second] == [1, 2] and second[0].first_seen == 1.0
+    # The fragment vanishes before its second sighting and never gets an id; the chair
+    # is missed once and stays published with its last geometry.
+    third = tracker.update([table], stamp=3.0)
+    assert [(t.id, t.misses) for t in third] == [(1, 0), (2, 1)]
+    assert third[1].object is second[1].object
+    # The chair comes back: same id, miss count reset.
+    fourth = tracker.update([table, _obj([3.02, 0, 0], channel=9)], stamp=4.0)
+    assert [(t.id, t.misses, t.object.channel) for t in fourth] == [(1, 0, 1), (2, 0, 9)]
+    # Two misses in a row drop it; the fragment's reappearance needs two sightings again
+    # and then takes a fresh id (3: ids are never reused).
+    tracker.update([table, fragment], stamp=5.0)
+    sixth = tracker.update([table, fragment], stamp=6.0)
+    assert [t.id for t in sixth] == [1, 3]
+    # A save / offline extraction confirms new objects at once.
+    final = tracker.update([table, fragment, _obj([0, 4, 0], channel=6)], stamp=7.0, confirm_new=True)
+    assert [t.id for t in final] == [1, 3, 4]
+
+
+def test_tracker_matches_published_objects_before_candidates():
+    tracker = ObjectTracker(match_iou=0.1, confirm_after=2, drop_after=2)
+    table = _obj([0, 0, 0])
+    tracker.update([table], stamp=1.0)
+    # The table is confirmed; a fragment beside it becomes a candidate.
+    assert [t.id for t in tracker.update([table, _obj([0.4, 0, 0], channel=5)], stamp=2.0)] == [1]
+    # The table's next extraction overlaps the candidate more (IoU 0.67) than the
+    # published table (0.25): it still continues the published object.
+    moved = _obj([0.3, 0, 0], channel=3)
+    third = tracker.update([moved], stamp=3.0)
+    assert [(t.id, t.misses, t.object.channel) for t in third] == [(1, 0, 3)]
+    assert not tracker.candidates
+    with pytest.raises(ValueError, match="at least 1"):
+        ObjectTracker(confirm_after=0)
