@@ -551,7 +551,7 @@ def run_protocol(protocol: str, methods: Sequence[str | Method], datasets: Seque
     cache = MeshCache(max_entries=2)
     total = len(datasets) * len(spec.variants) * len(chosen)
     bar = tqdm(total=total, desc=protocol, unit="run", disable=None, dynamic_ncols=True)
-    say = report or tqdm.write
+    say = report or _say
     started = time.perf_counter()
 
     variants_out: dict[str, dict] = {
@@ -559,6 +559,35 @@ def run_protocol(protocol: str, methods: Sequence[str | Method], datasets: Seque
             m.name: {"description": m.description, "needs": list(m.needs), "scenes": {}}
             for m in chosen}} for v in spec.variants}
     figure = None
+
+    def write(done: int) -> tuple[dict, dict[str, Path]]:
+        """results.json / results.md as they stand (after each run, so an interrupted
+        benchmark keeps what it measured; ``complete`` false until the last run)."""
+        for variant in variants_out.values():
+            for method_entry in variant["methods"].values():
+                method_entry["mean"] = _mean_over_scenes(method_entry["scenes"])
+        document = _load_existing(out_dir / "results.json")
+        document.update({"format": RESULTS_FORMAT,
+                         "updated": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                             timespec="seconds"),
+                         "versions": _versions(), "command": sys.argv})
+        document.setdefault("protocols", {})[protocol] = {
+            "description": spec.description, "label_seed": int(seed),
+            "scenes": {n: _scene_info(d) for n, d in zip(scene_names, datasets)},
+            "methods": [m.name for m in chosen], "variants": variants_out,
+            "runs_done": int(done), "runs_total": int(total), "complete": done == total,
+            "total_s": time.perf_counter() - started,
+            "evaluation": {"pq_resize": [512, 512], "gt_max_edge_m": 0.05,
+                           "transfer_distance_m": 0.05, "fscore_threshold_m": 0.05,
+                           "geometry_points": int(geometry_points)},
+        }
+        document = _jsonable(document)
+        paths = {"results": out_dir / "results.json", "markdown": out_dir / "results.md"}
+        paths["results"].write_text(json.dumps(document, indent=1))
+        paths["markdown"].write_text(render_markdown(document))
+        return document, paths
+
+    done = 0
     try:
         for scene_index, (dataset, scene_name) in enumerate(zip(datasets, scene_names)):
             try:
@@ -581,38 +610,29 @@ def run_protocol(protocol: str, methods: Sequence[str | Method], datasets: Seque
                     if want_figure:
                         figure.add(method.name, prediction)
                     say(_summary_line(protocol, scene_name, variant, method.name, entry))
+                    done += 1
                     bar.update(1)
+                    if done < total:
+                        write(done)
     finally:
         bar.close()
 
-    for variant in variants_out.values():
-        for method_entry in variant["methods"].values():
-            method_entry["mean"] = _mean_over_scenes(method_entry["scenes"])
-
-    document = _load_existing(out_dir / "results.json")
-    document.update({"format": RESULTS_FORMAT,
-                     "updated": datetime.datetime.now(datetime.timezone.utc).isoformat(
-                         timespec="seconds"),
-                     "versions": _versions(), "command": sys.argv})
-    document.setdefault("protocols", {})[protocol] = {
-        "description": spec.description, "label_seed": int(seed),
-        "scenes": {n: _scene_info(d) for n, d in zip(scene_names, datasets)},
-        "methods": [m.name for m in chosen], "variants": variants_out,
-        "total_s": time.perf_counter() - started,
-        "evaluation": {"pq_resize": [512, 512], "gt_max_edge_m": 0.05,
-                       "transfer_distance_m": 0.05, "fscore_threshold_m": 0.05,
-                       "geometry_points": int(geometry_points)},
-    }
-    document = _jsonable(document)
-    paths = {"results": out_dir / "results.json", "markdown": out_dir / "results.md"}
-    paths["results"].write_text(json.dumps(document, indent=1))
-    paths["markdown"].write_text(render_markdown(document))
+    document, paths = write(done)
     if figure is not None and figure.has_panels():
         from clusteringsdf_core.viz import save_png
 
         paths["figure"] = save_png(out_dir / "figure.png", figure.sheet())
     document["outputs"] = {k: str(v) for k, v in paths.items()}
     return document
+
+
+def _say(line: str) -> None:
+    """A result line above the progress bar, flushed at once (benchmarks run for long
+    under nohup / CI, where stdout is block-buffered)."""
+    from tqdm import tqdm
+
+    tqdm.write(line)
+    sys.stdout.flush()
 
 
 def _load_existing(path: Path) -> dict:
@@ -759,6 +779,9 @@ def render_markdown(document: Mapping[str, Any]) -> str:
                       f"{i.get('image_size', ['?', '?'])[0]}x{i.get('image_size', ['?', '?'])[1]})"
                       for s, i in scenes.items())
                   + f"; label seed {proto.get('label_seed')}. Values are means over scenes.", ""]
+        if proto.get("complete") is False:
+            lines += [f"**Partial**: {proto.get('runs_done')} of {proto.get('runs_total')} runs done "
+                      "(the benchmark is running or was interrupted).", ""]
         variants = proto.get("variants", {})
         for variant, block in variants.items():
             lines += [f"### Labels: `{variant}`", ""]

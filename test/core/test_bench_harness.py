@@ -162,6 +162,32 @@ def test_table_a_one_entry_per_masking_level(scene, tmp_path):
     assert "| oracle | 100.0 | 100.0 | 100.0 | 100.0 | 100.0 |" in markdown
 
 
+def test_interrupted_benchmark_keeps_the_runs_it_finished(scene, tmp_path):
+    calls = []
+
+    def run(dataset, options):
+        calls.append(dataset.label_variant)
+        if len(calls) == 3:
+            raise KeyboardInterrupt   # Ctrl-C during the third masking level
+        return _gt_prediction()
+
+    oracle = Method("oracle", "renders the GT maps", run, needs=("instance_labels",))
+    with pytest.raises(KeyboardInterrupt):
+        run_protocol("table_a", [oracle], [scene], tmp_path, seed=0, report=lambda line: None)
+    proto = json.loads((tmp_path / "results.json").read_text())["protocols"]["table_a"]
+    assert proto["complete"] is False and (proto["runs_done"], proto["runs_total"]) == (2, 5)
+    done = [v for v, block in proto["variants"].items() if block["methods"]["oracle"]["scenes"]]
+    assert done == ["0%", "10%"]
+    assert proto["variants"]["10%"]["methods"]["oracle"]["mean"]["pq_scene"] == pytest.approx(100.0)
+    assert "**Partial**: 2 of 5 runs done" in (tmp_path / "results.md").read_text()
+    # A complete run replaces the partial entry.
+    run_protocol("table_a", [Method("oracle", "GT", lambda d, o: _gt_prediction())], [scene], tmp_path,
+                 seed=0, report=lambda line: None)
+    proto = json.loads((tmp_path / "results.json").read_text())["protocols"]["table_a"]
+    assert proto["complete"] is True and proto["runs_done"] == 5
+    assert "Partial" not in (tmp_path / "results.md").read_text()
+
+
 def test_failing_method_is_recorded(scene, tmp_path):
     def broken(dataset, options):
         raise RuntimeError("boom")
