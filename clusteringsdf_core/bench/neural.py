@@ -10,6 +10,8 @@ Variants (Table 2):
 - ``clusteringsdf``: the full method;
 - ``clusteringsdf_no_onehot`` / ``_no_reg`` / ``_no_fgbg``: one clustering term off;
 - ``clusteringsdf_cross_view``: with L_cross_view (needs semantic labels);
+- ``clusteringsdf_semantic``: the paper's semantic mode (channel k = class k, trained on
+  the machine class labels with L_sem); no instances, so its score is mIoU;
 - ``objectsdfpp_gt``: ObjectSDF++ (opacity loss, no clustering) on GT instance ids,
   which are consistent across views;
 - ``objectsdfpp_machine``: ObjectSDF++ on the machine ids taken as if consistent.
@@ -29,18 +31,26 @@ __all__ = ["VARIANTS", "train_and_predict", "variant_config"]
 _NO_CLUSTERING = {"lambda_diff": 0.0, "lambda_onehot": 0.0, "lambda_reg": 0.0, "lambda_bg": 0.0,
                   "lambda_fg": 0.0}
 
-#: name -> (description, loss overrides, labels: "machine" or "gt")
+#: name -> (description, config overrides (nested sections), labels: "machine" or "gt")
 VARIANTS: dict[str, tuple[str, dict, str]] = {
     "clusteringsdf": ("ClusteringSDF, full method", {}, "machine"),
-    "clusteringsdf_no_onehot": ("ClusteringSDF without L_onehot", {"lambda_onehot": 0.0}, "machine"),
-    "clusteringsdf_no_reg": ("ClusteringSDF without L_reg", {"lambda_reg": 0.0}, "machine"),
-    "clusteringsdf_no_fgbg": ("ClusteringSDF without L_fg-bg", {"lambda_bg": 0.0, "lambda_fg": 0.0}, "machine"),
-    "clusteringsdf_cross_view": ("ClusteringSDF with L_cross_view", {"lambda_cross_view": 1.0}, "machine"),
+    "clusteringsdf_no_onehot": ("ClusteringSDF without L_onehot", {"loss": {"lambda_onehot": 0.0}},
+                                "machine"),
+    "clusteringsdf_no_reg": ("ClusteringSDF without L_reg", {"loss": {"lambda_reg": 0.0}}, "machine"),
+    "clusteringsdf_no_fgbg": ("ClusteringSDF without L_fg-bg", {"loss": {"lambda_bg": 0.0, "lambda_fg": 0.0}},
+                              "machine"),
+    "clusteringsdf_cross_view": ("ClusteringSDF with L_cross_view", {"loss": {"lambda_cross_view": 1.0}},
+                                 "machine"),
+    "clusteringsdf_semantic": ("ClusteringSDF in semantic mode (channel = class; scored by mIoU)",
+                               {"trainer": {"mode": "semantic"}}, "machine"),
     "objectsdfpp_gt": ("ObjectSDF++ opacity loss on GT instance ids (consistent across views)",
-                       {**_NO_CLUSTERING, "lambda_opacity_label": 1.0}, "gt"),
+                       {"loss": {**_NO_CLUSTERING, "lambda_opacity_label": 1.0}}, "gt"),
     "objectsdfpp_machine": ("ObjectSDF++ opacity loss on the machine ids taken as consistent",
-                            {**_NO_CLUSTERING, "lambda_opacity_label": 1.0}, "machine"),
+                            {"loss": {**_NO_CLUSTERING, "lambda_opacity_label": 1.0}}, "machine"),
 }
+
+#: Variants that read the frames' class labels.
+_NEED_SEMANTIC = ("clusteringsdf_cross_view", "clusteringsdf_semantic")
 
 
 def variant_config(name: str, overrides: Mapping[str, Any] | None = None) -> Config:
@@ -49,8 +59,8 @@ def variant_config(name: str, overrides: Mapping[str, Any] | None = None) -> Con
 
     overrides = dict(overrides or {})
     base = preset(str(overrides.pop("preset", "cpu")))
-    _, loss, _ = VARIANTS[name]
-    config = base.merged({"loss": loss}) if loss else base
+    _, variant, _ = VARIANTS[name]
+    config = base.merged(variant) if variant else base
     return config.merged(overrides) if overrides else config
 
 
@@ -107,7 +117,7 @@ def train_and_predict(name: str, dataset, options: Mapping[str, Any]) -> ScenePr
 def _register() -> None:
     for name, (description, _, labels) in VARIANTS.items():
         needs = ("torch", "depth") + (("instance_labels",) if labels == "machine" else ())
-        if name == "clusteringsdf_cross_view":
+        if name in _NEED_SEMANTIC:
             needs = needs + ("semantic_labels",)
         register_method(Method(name=name, description=description,
                                run=lambda dataset, options, _n=name: train_and_predict(_n, dataset, options),
