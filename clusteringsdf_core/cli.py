@@ -160,6 +160,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         extra = options.setdefault(name, {})
         if args.time_budget is not None:
             extra["time_budget_s"] = args.time_budget
+        if args.eval_at:
+            extra["eval_at"] = args.eval_at
         if args.device is not None:
             extra["device"] = args.device
     stray = sorted(set(options) - set(names))
@@ -383,6 +385,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-budget", type=float, default=None,
                    help="seconds per scene for methods that train (passed as time_budget_s)")
     p.add_argument("--device", default=None, help="torch device for neural methods (cpu, cuda)")
+    p.add_argument("--eval-at", type=lambda v: [int(x) for x in v.split(",") if x.strip()], default=None,
+                   metavar="IT[,IT...]",
+                   help="neural methods: also score the model at these iterations (held-out 2D "
+                        "metrics, half resolution; not counted as training time): the "
+                        "time-to-quality table of results.md")
     p.add_argument("--figure-views", type=int, default=3, help="test views in figure.png")
     p.add_argument("--geometry-points", type=int, default=200_000,
                    help="surface samples per mesh for Chamfer / F-score")

@@ -36,7 +36,9 @@ Metric conventions (REFERENCE.md, Metrics):
   stuff, ceiling included);
 - seconds: wall time of the method's ``run``, plus the time of shared work it reused
   from another method (``prediction.meta["reused_s"]``, e.g. a TSDF mesh), so each
-  method is timed as if it ran alone; ``wall_s`` is the bare wall time.
+  method is timed as if it ran alone, minus the time it spent scoring its own
+  time-to-quality curve (``meta["self_eval_s"]``, neural methods with ``eval_at``);
+  ``wall_s`` is the bare wall time.
 """
 
 from __future__ import annotations
@@ -669,8 +671,10 @@ def _run_one(method: Method, labelled: SceneDataset, evaluation: dict, cache: Me
         return {"error": f"{type(exc).__name__}: {exc}",
                 "traceback": traceback.format_exc(limit=8)}, None
     reused = float(prediction.meta.get("reused_s", 0.0) or 0.0)
-    entry = {**metrics, "seconds": wall + reused, "wall_s": wall, "reused_s": reused,
-             "eval_s": eval_s,
+    # Time a method spent scoring itself (a time-to-quality curve) is not its run time.
+    self_eval = float(prediction.meta.get("self_eval_s", 0.0) or 0.0)
+    entry = {**metrics, "seconds": wall + reused - self_eval, "wall_s": wall, "reused_s": reused,
+             "eval_s": eval_s + self_eval,
              "prediction": {"has_mesh": prediction.mesh is not None,
                             "mesh_vertices": None if prediction.mesh is None
                             else int(len(prediction.mesh.vertices)),
@@ -808,6 +812,7 @@ def render_markdown(document: Mapping[str, Any]) -> str:
                       "| paper row | PQ^scene | RQ | EA |", "|---|---|---|---|"]
             lines += [f"| {r} | {pq:.1f} | {rq:.1f} | {ea:.1f} |" for r, pq, rq, ea in PAPER_TABLE_2]
             lines.append("")
+        lines += _curve_lines(variants)
         problems = [(v, m, s, e) for v, block in variants.items()
                     for m, me in block.get("methods", {}).items()
                     for s, e in me.get("scenes", {}).items() if "error" in e or "skipped" in e]
@@ -817,6 +822,32 @@ def render_markdown(document: Mapping[str, Any]) -> str:
                       for v, m, s, e in problems]
             lines.append("")
     return "\n".join(lines)
+
+
+def _curve_lines(variants: Mapping[str, Any]) -> list[str]:
+    """A time-to-quality table for the runs that recorded a curve (``--eval-at``): its
+    points (2D metrics at half resolution) and the final, fully scored model."""
+    rows = []
+    for variant, block in variants.items():
+        for method, method_entry in block.get("methods", {}).items():
+            for scene, entry in method_entry.get("scenes", {}).items():
+                meta = entry.get("prediction", {}).get("meta", {})
+                curve = meta.get("curve") or []
+                if not curve:
+                    continue
+                final = {"iteration": meta.get("iterations"), "train_s": meta.get("train_s"),
+                         **{k: entry.get(k) for k in ("pq_scene", "pq_scene_things", "rq_scene", "miou")}}
+                for point in [*curve, final]:
+                    rows.append(f"| {method} | {scene} | {variant} | {point.get('iteration')} | "
+                                f"{_cell(point.get('train_s'), 0)} | {_cell(point.get('pq_scene'), 1)} | "
+                                f"{_cell(point.get('pq_scene_things'), 1)} | {_cell(point.get('miou'), 1)} |")
+    if not rows:
+        return []
+    return ["### Time to quality", "",
+            "Training seconds (scoring excluded) and held-out 2D scores during training; the "
+            "last row of each run is the final model.", "",
+            "| method | scene | labels | iteration | train s | PQ^scene | things | mIoU |",
+            "|---|---|---|---|---|---|---|---|", *rows, ""]
 
 
 def _row_cells(method_entry: Mapping[str, Any]) -> str:

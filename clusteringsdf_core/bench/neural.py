@@ -83,7 +83,19 @@ def _gt_labelled(dataset):
     return SceneDataset(**fields)
 
 
+#: Metrics kept per point of a time-to-quality curve.
+CURVE_METRICS = ("pq_scene", "pq_scene_things", "rq_scene", "miou")
+
+
 def train_and_predict(name: str, dataset, options: Mapping[str, Any]) -> ScenePrediction:
+    """Train variant ``name`` on ``dataset`` and wrap the model as a prediction.
+
+    ``options``: ``config`` (overrides, ``preset`` names the base), ``seed``, ``device``,
+    ``time_budget_s``, ``progress`` (callable), and ``eval_at``: iterations at which a
+    snapshot is kept and, after training, scored on the test views (2D metrics of
+    :data:`CURVE_METRICS`, label maps at half resolution) into ``meta["curve"]``:
+    the time-to-quality curve. Scoring the curve is excluded from the method's time
+    (``meta["self_eval_s"]``)."""
     import time
 
     from clusteringsdf_core.evaluation import model_prediction
@@ -100,10 +112,14 @@ def train_and_predict(name: str, dataset, options: Mapping[str, Any]) -> ScenePr
     trainer = Trainer.from_dataset(data, config)
     progress = options.get("progress")
     total = config.trainer.iterations
+    eval_at = sorted({int(i) for i in options.get("eval_at") or () if 0 < int(i) < total})
+    kept: list[tuple[float, object]] = []
 
     def report(t: Trainer) -> None:
         if progress is not None and t.iteration % 50 == 0:
             progress(t.iteration / max(total, 1), f"{name} it {t.iteration}")
+        if len(kept) < len(eval_at) and t.iteration >= eval_at[len(kept)]:
+            kept.append((time.perf_counter() - started, t.snapshot()))
 
     trainer.fit(progress=False, callback=report, time_budget_s=options.get("time_budget_s"))
     train_s = time.perf_counter() - started
@@ -111,7 +127,25 @@ def train_and_predict(name: str, dataset, options: Mapping[str, Any]) -> ScenePr
     prediction.meta.update({"train_s": train_s, "iterations": trainer.iteration,
                             "iterations_per_s": trainer.iteration / max(train_s, 1e-9),
                             "device": str(trainer.device), "losses": trainer.last_losses})
+    if kept:
+        eval_started = time.perf_counter()
+        prediction.meta["curve"] = [_curve_point(dataset, snapshot, seconds, trainer.device)
+                                    for seconds, snapshot in kept]
+        prediction.meta["self_eval_s"] = time.perf_counter() - eval_started
     return prediction
+
+
+def _curve_point(dataset, snapshot, train_s: float, device) -> dict:
+    from clusteringsdf_core.bench.harness import evaluate_prediction
+    from clusteringsdf_core.evaluation import model_prediction
+
+    frame = dataset.test[0]
+    half = (max(frame.width // 2, 1), max(frame.height // 2, 1))
+    prediction = model_prediction(snapshot, dataset.classes, extract=False, device=device,
+                                  render_resolution=half)
+    metrics = evaluate_prediction(dataset, prediction, compute_3d=False)
+    return {"iteration": int(snapshot.iteration), "train_s": float(train_s),
+            **{k: metrics.get(k) for k in CURVE_METRICS}}
 
 
 def _register() -> None:

@@ -67,3 +67,23 @@ def test_variants_with_their_own_paths_train_and_are_scored(scene, tmp_path):
         assert 0.0 <= entry["miou"] <= 100.0 and entry["prediction"]["meta"]["iterations"] == 2, name
     # Semantic mode predicts classes, not instances.
     assert methods["clusteringsdf_semantic"]["scenes"][scene.name]["pq_scene_things"] == 0.0
+
+
+def test_time_to_quality_curve(scene, tmp_path):
+    config = {**TINY, "trainer": {**TINY["trainer"], "iterations": 4}}
+    document = run_protocol("baselines", ["clusteringsdf"], [scene], tmp_path, fail_fast=True,
+                            figure_views=0, geometry_points=2000, report=lambda line: None,
+                            method_options={"clusteringsdf": {"config": config, "eval_at": [2, 3, 9]}})
+    entry = document["protocols"]["baselines"]["variants"]["realistic"]["methods"]["clusteringsdf"][
+        "scenes"][scene.name]
+    curve = entry["prediction"]["meta"]["curve"]
+    # Points at 2 and 3 (9 is past the end: the final model is scored anyway).
+    assert [p["iteration"] for p in curve] == [2, 3]
+    assert curve[0]["train_s"] < curve[1]["train_s"] <= entry["prediction"]["meta"]["train_s"]
+    assert all(0.0 <= p["pq_scene"] <= 100.0 for p in curve)
+    # Scoring the curve is evaluation time, not the method's.
+    self_eval = entry["prediction"]["meta"]["self_eval_s"]
+    assert self_eval > 0 and entry["seconds"] == pytest.approx(entry["wall_s"] - self_eval)
+    markdown = (tmp_path / "results.md").read_text()
+    assert "### Time to quality" in markdown
+    assert markdown.count(f"| clusteringsdf | {scene.name} | realistic |") == 3
