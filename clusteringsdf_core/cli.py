@@ -145,6 +145,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                          f"{method_names()}")
     if not args.scene and not args.seeds:
         raise SystemExit("clusteringsdf bench: give --scene DIR ... or --seeds N ...")
+    if args.labels:
+        missing = [v for v in args.labels if v not in harness.PROTOCOLS[args.protocol].variants]
+        if missing:
+            raise SystemExit(f"clusteringsdf bench: protocol {args.protocol!r} has no label "
+                             f"variant(s) {missing}; it has "
+                             f"{list(harness.PROTOCOLS[args.protocol].variants)}")
     out = Path(args.out)
     started = time.perf_counter()
     datasets = []
@@ -170,10 +176,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     document = harness.run_protocol(args.protocol, names, datasets, out, seed=args.label_seed,
                                     method_options=options, figure_views=args.figure_views,
                                     fail_fast=args.fail_fast,
-                                    geometry_points=args.geometry_points)
+                                    geometry_points=args.geometry_points,
+                                    label_variants=args.labels)
     outputs = document["outputs"]
     print(f"benchmark '{args.protocol}': {len(names)} method(s) x "
-          f"{len(harness.PROTOCOLS[args.protocol].variants)} label variant(s) x "
+          f"{len(document['protocols'][args.protocol]['variants'])} label variant(s) x "
           f"{len(datasets)} scene(s) in {time.perf_counter() - started:.1f} s")
     for key in ("results", "markdown", "figure"):
         if key in outputs:
@@ -385,6 +392,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-budget", type=float, default=None,
                    help="seconds per scene for methods that train (passed as time_budget_s)")
     p.add_argument("--device", default=None, help="torch device for neural methods (cpu, cuda)")
+    p.add_argument("--labels", type=lambda v: [x.strip() for x in v.split(",") if x.strip()],
+                   default=None, metavar="VARIANT[,VARIANT...]",
+                   help="run only these label variants of the protocol (e.g. --protocol table_a "
+                        "--labels 0%%,70%%)")
     p.add_argument("--eval-at", type=lambda v: [int(x) for x in v.split(",") if x.strip()], default=None,
                    metavar="IT[,IT...]",
                    help="neural methods: also score the model at these iterations (held-out 2D "

@@ -524,7 +524,8 @@ def run_protocol(protocol: str, methods: Sequence[str | Method], datasets: Seque
                  out_dir: str | Path, *, seed: int = 0,
                  method_options: Mapping[str, Mapping[str, Any]] | None = None,
                  figure_views: int = 3, fail_fast: bool = False, geometry_points: int = 200_000,
-                 report: Callable[[str], None] | None = None) -> dict:
+                 report: Callable[[str], None] | None = None,
+                 label_variants: Sequence[str] | None = None) -> dict:
     """Run ``methods`` (names or :class:`Method`) on every label variant of ``protocol``
     for every dataset (with GT), score them with :func:`evaluate_prediction`, and write
     ``results.json``, ``results.md`` and ``figure.png`` into ``out_dir``.
@@ -533,7 +534,9 @@ def run_protocol(protocol: str, methods: Sequence[str | Method], datasets: Seque
     options (``config``, ``time_budget_s``, ``device``, ...) merged into what it receives.
     A method that raises is recorded with its error (and the run goes on) unless
     ``fail_fast``. ``geometry_points``: surface samples per mesh of the geometry metrics;
-    ``report`` prints the one-line summary of each result (default: above the bar). An
+    ``report`` prints the one-line summary of each result (default: above the bar).
+    ``label_variants`` runs a subset of the protocol's label variants (e.g. ``["0%",
+    "70%"]`` of ``table_a``; ValueError for one the protocol does not have). An
     existing ``results.json`` in ``out_dir`` keeps its other protocols; this protocol's
     entry is replaced. Returns the whole results document (plus ``outputs``: paths).
     """
@@ -542,6 +545,12 @@ def run_protocol(protocol: str, methods: Sequence[str | Method], datasets: Seque
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; known: {list(PROTOCOLS)}")
     spec = PROTOCOLS[protocol]
+    if label_variants:
+        unknown = [v for v in label_variants if v not in spec.variants]
+        if unknown:
+            raise ValueError(f"protocol {protocol!r} has no label variant(s) {unknown}; it has "
+                             f"{list(spec.variants)}")
+        spec = dataclasses.replace(spec, variants=tuple(v for v in spec.variants if v in label_variants))
     chosen = _resolve(methods)
     datasets = list(datasets)
     if not datasets:

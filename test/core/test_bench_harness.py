@@ -188,6 +188,15 @@ def test_interrupted_benchmark_keeps_the_runs_it_finished(scene, tmp_path):
     assert "Partial" not in (tmp_path / "results.md").read_text()
 
 
+def test_a_subset_of_label_variants(scene, tmp_path):
+    oracle = Method("oracle", "renders the GT maps", lambda d, o: _gt_prediction(), needs=("instance_labels",))
+    document = run_protocol("table_a", [oracle], [scene], tmp_path, seed=0, report=lambda line: None,
+                            label_variants=["70%", "0%"])
+    assert list(document["protocols"]["table_a"]["variants"]) == ["0%", "70%"]
+    with pytest.raises(ValueError, match="no label variant"):
+        run_protocol("table_a", [oracle], [scene], tmp_path, label_variants=["realistic"])
+
+
 def test_failing_method_is_recorded(scene, tmp_path):
     def broken(dataset, options):
         raise RuntimeError("boom")
