@@ -32,7 +32,7 @@ def test_variants_differ_from_the_full_method_by_their_switches_only():
         assert {k: v for k, v in config.items() if full[k] != v} == switches, name
     for name in ("objectsdfpp_gt", "objectsdfpp_machine"):
         config = neural.variant_config(name)
-        assert config.loss.lambda_opacity_label == 1.0
+        assert config.loss.lambda_opacity_label == 1.0 and config.model.sdf_parametrization == "direct"
         assert config.loss.lambda_diff == config.loss.lambda_reg == config.loss.lambda_onehot == 0.0
     assert "semantic_labels" in get_method("clusteringsdf_semantic").needs
     assert "instance_labels" not in get_method("objectsdfpp_gt").needs
