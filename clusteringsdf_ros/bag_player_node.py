@@ -13,16 +13,14 @@ SIGTERM (background processes of non-interactive shells ignore SIGINT).
 
 from __future__ import annotations
 
-import sys
 import threading
 
-import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from clusteringsdf_ros.bags import BagPlayer
+from clusteringsdf_ros.node_main import spin_node
 
 __all__ = ["BagPlayerNode", "main"]
 
@@ -72,34 +70,24 @@ class BagPlayerNode(Node):
         self.thread.join(timeout=5.0)
         self.player.close()
 
+    def destroy_node(self) -> None:
+        self.shutdown()
+        super().destroy_node()
+
+
+def _play_to_the_end(executor, node: BagPlayerNode) -> int:
+    while node.thread.is_alive():  # raises ExternalShutdownException on SIGTERM
+        executor.spin_once(timeout_sec=0.1)
+    if node.error is not None:
+        node.get_logger().error(str(node.error))
+        return 1
+    return 0
+
 
 def main(args=None) -> int:
-    """Run the node until the bag has been played; 0 on success or a signal, 1 on an error."""
-    rclpy.init(args=args)
-    node = None
-    code = 0
-    try:
-        node = BagPlayerNode()
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        while node.thread.is_alive():  # raises ExternalShutdownException on SIGTERM
-            executor.spin_once(timeout_sec=0.1)
-        if node.error is not None:
-            node.get_logger().error(str(node.error))
-            code = 1
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception as exc:  # a bad parameter or an unreadable bag: say why, exit non-zero
-        if rclpy.ok():  # else a signal shut the context down while it was busy
-            print(f"bag_player: {exc}", file=sys.stderr)
-            code = 1
-    finally:
-        if node is not None:
-            node.shutdown()
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return code
+    """Run the node until the bag has been played; 0 on success or a signal, 1 on an error
+    (a bad parameter or an unreadable bag: the reason goes to stderr)."""
+    return spin_node(BagPlayerNode, "bag_player", num_threads=1, args=args, run=_play_to_the_end)
 
 
 if __name__ == "__main__":

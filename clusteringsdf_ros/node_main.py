@@ -1,11 +1,12 @@
-"""The ``main()`` of the long-running nodes: init, spin a multi-threaded executor until
-Ctrl-C or SIGTERM, and shut down cleanly (the node's ``destroy_node`` does its own
-shutdown work, e.g. the mapping node saves its map)."""
+"""The ``main()`` of the nodes: init, spin a multi-threaded executor until Ctrl-C or
+SIGTERM (or until the node's own ``run`` says it is done), and shut down cleanly (the
+node's ``destroy_node`` does its own shutdown work, e.g. the mapping node saves its map,
+the bag player stops its thread)."""
 
 from __future__ import annotations
 
 import sys
-from typing import Callable
+from typing import Callable, TypeVar
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
@@ -13,10 +14,19 @@ from rclpy.node import Node
 
 __all__ = ["spin_node"]
 
+N = TypeVar("N", bound=Node)
 
-def spin_node(make_node: Callable[[], Node], name: str, *, num_threads: int, args=None) -> int:
-    """Run the node ``make_node()`` builds; 0 on a clean stop, 1 when it cannot start
-    (a bad parameter, a missing model file: the reason goes to stderr)."""
+
+def _spin_forever(executor: MultiThreadedExecutor, node: Node) -> int:
+    executor.spin()
+    return 0
+
+
+def spin_node(make_node: Callable[[], N], name: str, *, num_threads: int, args=None,
+              run: Callable[[MultiThreadedExecutor, N], int] = _spin_forever) -> int:
+    """Run the node ``make_node()`` builds: ``run(executor, node)`` spins it (default:
+    until a signal) and returns the exit code. 0 on a clean stop or a signal, 1 when it
+    cannot start (a bad parameter, a missing model file: the reason goes to stderr)."""
     rclpy.init(args=args)
     node = None
     executor = None
@@ -25,7 +35,7 @@ def spin_node(make_node: Callable[[], Node], name: str, *, num_threads: int, arg
         executor = MultiThreadedExecutor(num_threads=num_threads)
         node = make_node()
         executor.add_node(node)
-        executor.spin()
+        code = run(executor, node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception as exc:
