@@ -75,7 +75,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 from builtin_interfaces.msg import Duration
@@ -664,6 +664,21 @@ def objects_to_markers(msg: ObjectArray) -> MarkerArray:
 # =========================================================================== trainer thread
 
 
+class _ExtractJob(NamedTuple):
+    """A snapshot waiting for the extractor thread."""
+
+    snapshot: Any
+    views: list
+    device: str
+    covers: int | None                 # extract_now requests it serves (None: none)
+    future: concurrent.futures.Future | None   # set for saves: a caller waits on it
+    requested: bool                    # a save or extract_now: new objects publish at once
+
+    @property
+    def waited_on(self) -> bool:
+        return self.future is not None
+
+
 class MappingWorker:
     """Owns the trainer (one thread) and the extraction (another); ROS-free.
 
@@ -708,7 +723,7 @@ class MappingWorker:
         self._last_extract_iteration = -1
         # extraction hand-off: one pending job (newest wins), a condition for waiters
         self._extract_cv = threading.Condition()
-        self._extract_job: tuple | None = None
+        self._extract_job: _ExtractJob | None = None
         self._extract_busy = False
         self._requests = 0           # extraction requests made
         self._requests_served = 0    # ... covered by a finished extraction
@@ -936,16 +951,17 @@ class MappingWorker:
             requested = self._requests > self._requests_queued
             busy = self._extract_busy or self._extract_job is not None
             covers = self._requests
-            sync_job_waiting = self._extract_job is not None and self._extract_job[4] is not None
+            sync_job_waiting = self._extract_job is not None and self._extract_job.waited_on
         due = (time.monotonic() - self._last_extract >= self.extract_period_s
                and trainer.iteration != self._last_extract_iteration and not busy)
         if sync_job_waiting or not (requested or due):
             return
-        job = (trainer.snapshot(), _view_summaries(trainer), str(trainer.device), covers, None, requested)
+        job = _ExtractJob(trainer.snapshot(), _view_summaries(trainer), str(trainer.device), covers, None,
+                          requested)
         self._last_extract = time.monotonic()
         self._last_extract_iteration = trainer.iteration
         with self._extract_cv:
-            if self._extract_job is not None and self._extract_job[4] is not None:
+            if self._extract_job is not None and self._extract_job.waited_on:
                 return                   # a save's extraction came in meanwhile: it goes first
             self._extract_job = job      # a newer job replaces one not started yet
             self._requests_queued = max(self._requests_queued, covers)
@@ -955,11 +971,11 @@ class MappingWorker:
     def _extract_via_thread(self, snapshot, views, device, timeout: float) -> ObjectsResult:
         future: concurrent.futures.Future = concurrent.futures.Future()
         with self._extract_cv:
-            while self._extract_job is not None and self._extract_job[4] is not None:
+            while self._extract_job is not None and self._extract_job.waited_on:
                 self._extract_cv.wait(0.1)   # another caller's synchronous job goes first
             replaced = self._extract_job     # a periodic job not started yet: this one covers it
-            self._extract_job = (snapshot, views, device,
-                                 None if replaced is None else replaced[3], future, True)
+            self._extract_job = _ExtractJob(snapshot, views, device,
+                                            None if replaced is None else replaced.covers, future, True)
             self._extract_cv.notify_all()
         return future.result(timeout=timeout)
 
@@ -969,30 +985,29 @@ class MappingWorker:
                 while self._extract_job is None and not self._stop.is_set():
                     self._extract_cv.wait(0.5)
                 if self._stop.is_set():
-                    if self._extract_job is not None and self._extract_job[4] is not None:
-                        self._extract_job[4].set_exception(RuntimeError("the node is shutting down"))
+                    if self._extract_job is not None and self._extract_job.waited_on:
+                        self._extract_job.future.set_exception(RuntimeError("the node is shutting down"))
                     self._extract_job = None
                     return
-                snapshot, views, device, covers, future, requested = self._extract_job
-                self._extract_job = None
+                job, self._extract_job = self._extract_job, None
                 self._extract_busy = True
             try:
                 # Periodic extractions and extract_now at the live resolution, saves at
                 # the full one; requested ones publish new objects at once.
-                result = self._extract(snapshot, views, device, self.now_ns(), live=future is None,
-                                       confirm_new=requested)
-                if future is not None:
-                    future.set_result(result)
+                result = self._extract(job.snapshot, job.views, job.device, self.now_ns(),
+                                       live=not job.waited_on, confirm_new=job.requested)
+                if job.future is not None:
+                    job.future.set_result(result)
             except Exception as exc:
                 self.counters.inc("trainer_errors")
                 self.log("error", f"extraction failed: {type(exc).__name__}: {exc}")
-                if future is not None:
-                    future.set_exception(exc)
+                if job.future is not None:
+                    job.future.set_exception(exc)
             finally:
                 with self._extract_cv:
                     self._extract_busy = False
-                    if covers is not None:
-                        self._requests_served = max(self._requests_served, covers)
+                    if job.covers is not None:
+                        self._requests_served = max(self._requests_served, job.covers)
                     self._extract_cv.notify_all()
 
     def _extract(self, snapshot, views, device: str, stamp_ns: int, *, live: bool = False,
