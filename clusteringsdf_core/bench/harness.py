@@ -69,9 +69,12 @@ from clusteringsdf_core.data.segmenter_sim import (SegmenterSimConfig, preset, s
 
 __all__ = ["Protocol", "PROTOCOLS", "GTScene", "SimulatedLabelFrames", "with_labels",
            "load_gt_scene", "evaluate_prediction", "run_protocol", "synthetic_scenes",
-           "open_scenes", "render_markdown", "RESULTS_FORMAT", "TABLE_COLUMNS"]
+           "open_scenes", "render_markdown", "RESULTS_FORMAT", "TABLE_COLUMNS", "CURVE_METRICS"]
 
 RESULTS_FORMAT = "clusteringsdf-bench/1"
+
+#: Metrics kept per point of a time-to-quality curve (``--eval-at``; 2D only).
+CURVE_METRICS = ("pq_scene", "pq_scene_things", "rq_scene", "miou")
 
 #: Columns of the per-variant markdown tables: (results key, header, decimals).
 TABLE_COLUMNS = (
@@ -845,7 +848,7 @@ def _curve_lines(variants: Mapping[str, Any]) -> list[str]:
                 if not curve:
                     continue
                 final = {"iteration": meta.get("iterations"), "train_s": meta.get("train_s"),
-                         **{k: entry.get(k) for k in ("pq_scene", "pq_scene_things", "rq_scene", "miou")}}
+                         **{k: entry.get(k) for k in CURVE_METRICS}}
                 for point in [*curve, final]:
                     rows.append(f"| {method} | {scene} | {variant} | {point.get('iteration')} | "
                                 f"{_cell(point.get('train_s'), 0)} | {_cell(point.get('pq_scene'), 1)} | "

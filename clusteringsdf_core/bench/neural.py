@@ -89,17 +89,13 @@ def _gt_labelled(dataset):
     return SceneDataset(**fields)
 
 
-#: Metrics kept per point of a time-to-quality curve.
-CURVE_METRICS = ("pq_scene", "pq_scene_things", "rq_scene", "miou")
-
-
 def train_and_predict(name: str, dataset, options: Mapping[str, Any]) -> ScenePrediction:
     """Train variant ``name`` on ``dataset`` and wrap the model as a prediction.
 
     ``options``: ``config`` (overrides, ``preset`` names the base), ``seed``, ``device``,
     ``time_budget_s``, ``progress`` (callable), and ``eval_at``: iterations at which a
-    snapshot is kept and, after training, scored on the test views (2D metrics of
-    :data:`CURVE_METRICS`, label maps at half resolution) into ``meta["curve"]``:
+    snapshot is kept and, after training, scored on the test views (the 2D metrics of
+    ``harness.CURVE_METRICS``, label maps at half resolution) into ``meta["curve"]``:
     the time-to-quality curve. Scoring the curve is excluded from the method's time
     (``meta["self_eval_s"]``)."""
     import time
@@ -142,7 +138,7 @@ def train_and_predict(name: str, dataset, options: Mapping[str, Any]) -> ScenePr
 
 
 def _curve_point(dataset, snapshot, train_s: float, device) -> dict:
-    from clusteringsdf_core.bench.harness import evaluate_prediction
+    from clusteringsdf_core.bench.harness import CURVE_METRICS, evaluate_prediction
     from clusteringsdf_core.evaluation import model_prediction
 
     frame = dataset.test[0]
