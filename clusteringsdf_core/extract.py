@@ -238,9 +238,8 @@ class ObjectTracker:
             track = matched.get(i)
             if isinstance(track, TrackedObject):
                 changed = not np.allclose(track.object.aabb, obj.aabb, atol=1e-3)
-                current[track.id] = TrackedObject(track.id, obj, track.first_seen,
-                                                  stamp if changed else track.last_updated,
-                                                  track.num_observations)
+                current[track.id] = dataclasses.replace(
+                    track, object=obj, misses=0, last_updated=stamp if changed else track.last_updated)
                 continue
             hits = track.hits + 1 if isinstance(track, _Candidate) else 1
             first_seen = track.first_seen if isinstance(track, _Candidate) else stamp
