@@ -420,11 +420,14 @@ def test_node_trains_publishes_saves_and_survives_bad_input(mn, frames, ros_cont
         assert [o.id for o in second.objects] == ids
         assert first.header.frame_id == "map" and first.iteration > 0
         assert all(len(o.mesh.triangles) <= mn.MAX_MESH_FACES for o in first.objects)
-        # the same snapshot extracted twice keeps every id
+        # the same snapshot extracted twice keeps the id of every object it contains
+        # (an object carried over from an earlier extraction with `misses` > 0 is not in
+        # this snapshot: the second miss may drop it, by the tracker's hysteresis)
         snapshot = node.worker.submit(lambda t: t.snapshot()).result(timeout=10)
         a = node.worker._extract(snapshot, [], "cpu", BASE_NS)
         b = node.worker._extract(snapshot, [], "cpu", BASE_NS)
-        assert [t.id for t in a.objects] == [t.id for t in b.objects]
+        seen_a = [t.id for t in a.objects if t.misses == 0]
+        assert seen_a and seen_a == [t.id for t in b.objects if t.misses == 0]
 
         # save_map writes objects.json and a checkpoint into ros.output_dir
         reply = h.call("save_map")
