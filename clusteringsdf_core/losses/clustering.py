@@ -54,16 +54,32 @@ def diff_loss(opacity_s: Tensor, labels: Tensor) -> Tensor:
     return -dist[upper].sum() / (n * (n - 1))
 
 
-def onehot_loss(opacity: Tensor, opacity_s: Tensor, foreground: Tensor) -> Tensor:
+def onehot_loss(opacity: Tensor, opacity_s: Tensor, foreground: Tensor, *, target: str = "any") -> Tensor:
     """L_onehot (Eq. 5) = mean over foreground rays of ||O_p - onehot(argmax O^s_p)||_2.
 
     Zero exactly when the raw opacities of foreground rays are one-hot.
+
+    ``target`` picks the one-hot vertex of a foreground ray: ``"any"`` (the paper) the
+    argmax over all channels; ``"object"`` the argmax over the object channels 1..c-1
+    only. Early in training every surface is still in the background channel 0, so
+    with ``"any"`` the term pulls foreground rays *into* the background and, once an
+    object channel's opacity there has decayed, nothing pulls them out again (with
+    sparse labels, e.g. 70 % of instances masked, whole objects stay in channel 0).
+    A ray labelled foreground is not background (the premise of L_fg-bg), so
+    ``"object"`` pulls it toward its closest object channel instead.
     """
+    if target not in ("any", "object"):
+        raise ValueError(f"unknown onehot target {target!r} (any, object)")
     if not bool(foreground.any()):
         return opacity.sum() * 0.0
     o = opacity[foreground]
-    target = torch.zeros_like(o).scatter_(1, opacity_s[foreground].argmax(-1, keepdim=True), 1.0)
-    return torch.sqrt(((o - target) ** 2).sum(-1) + 1e-12).mean()
+    scores = opacity_s[foreground]
+    if target == "object" and scores.shape[1] > 1:
+        index = scores[:, 1:].argmax(-1, keepdim=True) + 1
+    else:
+        index = scores.argmax(-1, keepdim=True)
+    one_hot = torch.zeros_like(o).scatter_(1, index, 1.0)
+    return torch.sqrt(((o - one_hot) ** 2).sum(-1) + 1e-12).mean()
 
 
 def reg_loss(opacity_s: Tensor, labels: Tensor, *, definition: str = "paper") -> Tensor:

@@ -83,6 +83,33 @@ def test_onehot_is_zero_on_onehot_predictions():
     assert float(lc.onehot_loss(blurred, torch.softmax(blurred, -1), fg)) > 0.1
 
 
+def test_onehot_object_target_never_pulls_a_foreground_ray_into_the_background():
+    # rays of a labelled object still rendered in the background channel 0
+    o = torch.tensor([[0.9, 0.05, 0.2], [0.0, 0.1, 0.8]])
+    fg = torch.tensor([True, True])
+    o_s = torch.softmax(o, -1)
+    # paper: the first ray's target is channel 0, so raising O_0 lowers the loss
+    probe = o.clone().requires_grad_(True)
+    lc.onehot_loss(probe, o_s, fg).backward()
+    assert probe.grad[0, 0] < 0
+    # object target: its target is its best object channel (2); O_0 is pushed down
+    probe = o.clone().requires_grad_(True)
+    lc.onehot_loss(probe, o_s, fg, target="object").backward()
+    assert probe.grad[0, 0] > 0 and probe.grad[0, 2] < 0 and probe.grad[0, 1] > 0
+    # the same on rays already one-hot on an object channel; a one-hot background ray
+    # costs nothing for the paper's target and a full unit for the object target
+    on_object = _onehot([1, 2], 3)
+    assert float(lc.onehot_loss(on_object, torch.softmax(on_object, -1), fg, target="object")) == pytest.approx(
+        0.0, abs=1e-5)
+    on_bg = _onehot([0], 3)
+    one = torch.tensor([True])
+    assert float(lc.onehot_loss(on_bg, torch.softmax(on_bg, -1), one)) == pytest.approx(0.0, abs=1e-5)
+    assert float(lc.onehot_loss(on_bg, torch.softmax(on_bg, -1), one, target="object")) == pytest.approx(
+        2 ** 0.5, abs=1e-5)
+    with pytest.raises(ValueError):
+        lc.onehot_loss(o, o_s, fg, target="other")
+
+
 def test_clustering_loss_is_invariant_to_relabelling_a_view():
     torch.manual_seed(2)
     o = torch.rand(40, 8)
