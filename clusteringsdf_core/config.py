@@ -299,10 +299,12 @@ class LossConfig(Section):
     lambda_diff: float = param(20.0, "l1: weight of L_diff (cluster centres apart)", min=0.0)
     lambda_onehot: float = param(0.5, "l2: weight of L_onehot", min=0.0)
     onehot_target: str = param("any", "the vertex L_onehot pulls a foreground ray to: the argmax "
-                               "over all channels (paper) or over the object channels only "
-                               "(a ray labelled foreground is never pulled into the background "
-                               "channel 0; with sparse labels 'any' leaves whole objects there)",
-                               choices=("any", "object"))
+                               "over all channels (paper; it pulls rays still in the background "
+                               "into it, so with sparse labels whole objects stay there), over "
+                               "the object channels only (objects of one view can be pulled "
+                               "into one channel), or 'distinct': rays in the background go to "
+                               "their label's object channel, distinct for the labels of a view",
+                               choices=("any", "object", "distinct"))
     lambda_reg: float = param(10000.0, "l3: weight of L_reg (slows entropy reduction)", min=0.0)
     reg_reference_channels: int = param(0, "when > 0, lambda_reg is meant for this many channels and "
                                         "is scaled by (num_channels / this)^2 for the model's count: "

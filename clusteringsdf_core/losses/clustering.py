@@ -54,32 +54,73 @@ def diff_loss(opacity_s: Tensor, labels: Tensor) -> Tensor:
     return -dist[upper].sum() / (n * (n - 1))
 
 
-def onehot_loss(opacity: Tensor, opacity_s: Tensor, foreground: Tensor, *, target: str = "any") -> Tensor:
+ONEHOT_TARGETS = ("any", "object", "distinct")
+
+
+def onehot_loss(opacity: Tensor, opacity_s: Tensor, foreground: Tensor, *, target: str = "any",
+                labels: Tensor | None = None) -> Tensor:
     """L_onehot (Eq. 5) = mean over foreground rays of ||O_p - onehot(argmax O^s_p)||_2.
 
     Zero exactly when the raw opacities of foreground rays are one-hot.
 
-    ``target`` picks the one-hot vertex of a foreground ray: ``"any"`` (the paper) the
-    argmax over all channels; ``"object"`` the argmax over the object channels 1..c-1
-    only. Early in training every surface is still in the background channel 0, so
-    with ``"any"`` the term pulls foreground rays *into* the background and, once an
-    object channel's opacity there has decayed, nothing pulls them out again (with
-    sparse labels, e.g. 70 % of instances masked, whole objects stay in channel 0).
-    A ray labelled foreground is not background (the premise of L_fg-bg), so
-    ``"object"`` pulls it toward its closest object channel instead.
+    ``target`` picks the one-hot vertex of a foreground ray:
+
+    - ``"any"`` (the paper): the argmax over all channels. Early in training every
+      surface is still in the background channel 0, so the term pulls foreground rays
+      *into* the background; once an object channel's opacity there has decayed,
+      nothing pulls them out again (with sparse labels, e.g. 70 % of the instances of
+      each view masked, whole objects stay in channel 0).
+    - ``"object"``: the argmax over the object channels 1..c-1. A ray labelled
+      foreground is not background (the premise of L_fg-bg), so it is pulled toward
+      its closest object channel; but two objects of one view still in the background
+      are pulled toward the same nearest channel, and merge.
+    - ``"distinct"``: a ray whose argmax is an object channel keeps it (as the paper);
+      a ray whose argmax is the background is pulled toward its label's object
+      channel, chosen per label (``labels`` of the rays, required) so that labels of
+      the view take distinct channels: labels whose mean O^s already peaks on an
+      object channel own it, the others take, most confident first, the free object
+      channel with the highest mean O^s.
     """
-    if target not in ("any", "object"):
-        raise ValueError(f"unknown onehot target {target!r} (any, object)")
+    if target not in ONEHOT_TARGETS:
+        raise ValueError(f"unknown onehot target {target!r} ({', '.join(ONEHOT_TARGETS)})")
     if not bool(foreground.any()):
         return opacity.sum() * 0.0
     o = opacity[foreground]
     scores = opacity_s[foreground]
-    if target == "object" and scores.shape[1] > 1:
-        index = scores[:, 1:].argmax(-1, keepdim=True) + 1
-    else:
-        index = scores.argmax(-1, keepdim=True)
-    one_hot = torch.zeros_like(o).scatter_(1, index, 1.0)
+    c = scores.shape[1]
+    index = scores.argmax(-1)
+    if target == "object" and c > 1:
+        index = scores[:, 1:].argmax(-1) + 1
+    elif target == "distinct" and c > 1:
+        if labels is None:
+            raise ValueError("onehot target 'distinct' needs the rays' labels")
+        index = index.clone()
+        in_background = index == 0
+        if bool(in_background.any()):
+            uniq, centres, _, inverse = group_means(scores.detach(), labels[foreground])
+            channel = _distinct_object_channels(centres)
+            index[in_background] = channel[inverse[in_background]]
+    one_hot = torch.zeros_like(o).scatter_(1, index[:, None], 1.0)
     return torch.sqrt(((o - one_hot) ** 2).sum(-1) + 1e-12).mean()
+
+
+def _distinct_object_channels(centres: Tensor) -> Tensor:
+    """One object channel per cluster centre (N, c), distinct while channels last:
+    centres peaking on an object channel keep it; the others, most confident first,
+    take the free object channel with the largest share."""
+    n, c = centres.shape
+    peak = centres.argmax(-1).tolist()
+    taken = {k for k in peak if k != 0}
+    channel = [k if k != 0 else -1 for k in peak]
+    order = torch.argsort(centres[:, 1:].max(-1).values, descending=True).tolist()
+    for i in order:
+        if channel[i] != -1:
+            continue
+        ranked = (torch.argsort(centres[i, 1:], descending=True) + 1).tolist()
+        free = [k for k in ranked if k not in taken]
+        channel[i] = free[0] if free else ranked[0]
+        taken.add(channel[i])
+    return torch.as_tensor(channel, device=centres.device)
 
 
 def reg_loss(opacity_s: Tensor, labels: Tensor, *, definition: str = "paper") -> Tensor:

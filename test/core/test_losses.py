@@ -110,6 +110,28 @@ def test_onehot_object_target_never_pulls_a_foreground_ray_into_the_background()
         lc.onehot_loss(o, o_s, fg, target="other")
 
 
+def test_onehot_distinct_target_gives_the_labels_of_a_view_distinct_object_channels():
+    # labels 1 and 2 both still in the background, both closest to channel 1; label 3
+    # already peaks on channel 2 and keeps it
+    o = torch.tensor([[0.9, 0.30, 0.0, 0.10], [0.9, 0.25, 0.0, 0.05],
+                      [0.0, 0.10, 0.9, 0.00], [0.7, 0.20, 0.6, 0.10]])
+    labels = torch.tensor([1, 2, 3, 3])
+    fg = torch.ones(4, dtype=torch.bool)
+    probe = o.clone().requires_grad_(True)
+    lc.onehot_loss(probe, torch.softmax(o, -1), fg, target="distinct", labels=labels).backward()
+    target = probe.grad.argmin(-1).tolist()   # the pulled-up channel has the negative gradient
+    assert target[0] == 1 and target[1] == 3  # label 2 takes the free channel, not label 1's
+    assert target[2] == 2
+    assert target[3] == 2                     # a background ray of label 3: its label's channel
+    assert all(probe.grad[i, 0] > 0 for i in (0, 1, 3))  # never pulled into the background
+    # a label peaking on an object channel is left as in the paper
+    on_object = _onehot([1, 2], 4)
+    assert float(lc.onehot_loss(on_object, torch.softmax(on_object, -1), torch.ones(2, dtype=torch.bool),
+                                target="distinct", labels=torch.tensor([5, 6]))) == pytest.approx(0.0, abs=1e-5)
+    with pytest.raises(ValueError, match="labels"):
+        lc.onehot_loss(o, torch.softmax(o, -1), fg, target="distinct")
+
+
 def test_clustering_loss_is_invariant_to_relabelling_a_view():
     torch.manual_seed(2)
     o = torch.rand(40, 8)

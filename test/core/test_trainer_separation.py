@@ -85,7 +85,7 @@ def test_training_puts_each_object_in_a_channel_of_its_own(trained):
 def test_sparse_labels_still_take_every_object_out_of_the_background():
     # Table A's 70 % masking: here one object at most is labelled per view. With the
     # paper's L_onehot target (argmax over all channels, background included) every
-    # object of this room stayed in channel 0; the presets' object target frees them.
+    # object of this room stayed in channel 0; the presets' 'distinct' target frees them.
     # Whether two objects never labelled in the same view get distinct channels is
     # not asserted: no view tells them apart.
     dataset, trainer = _train_instance("70%")
