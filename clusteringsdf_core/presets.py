@@ -34,14 +34,8 @@ def _cpu() -> Config:
         # lambda_sem: the paper's 0.15 left channel k != class k next to the clustering
         # terms (mIoU 0.2 on the bench scene); 50 pins the classes (small room: pixel
         # accuracy 0.90 at 300 it, 0.57 with 10, 0.01 with 0.15).
-        # onehot_target distinct: with the paper's 'any', foreground rays whose argmax is
-        # still the background are pulled into it; at 70 % masking (one labelled object
-        # per view) every object of the small room stayed in channel 0 (bench Table A
-        # 70 %: things PQ 8.7). 'object' freed them but pulled objects of one view into
-        # the same channel (bench realistic labels 77.9 -> 63.7).
         "loss": {"depth": 0.1, "sdf": 1.0, "eikonal_method": "finite_difference", "eikonal_points": 512,
-                 "smooth": 0.0, "labels_move_geometry": False, "lambda_sem": 50.0,
-                 "onehot_target": "distinct"},
+                 "smooth": 0.0, "labels_move_geometry": False, "lambda_sem": 50.0},
         "trainer": {"iterations": 3000, "lr": 2.0e-3, "log_every": 100, "checkpoint_every": 0},
         "extract": {"resolution": 128},
     })
