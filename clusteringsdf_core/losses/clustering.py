@@ -97,7 +97,7 @@ def onehot_loss(opacity: Tensor, opacity_s: Tensor, foreground: Tensor, *, targe
         index = index.clone()
         in_background = index == 0
         if bool(in_background.any()):
-            uniq, centres, _, inverse = group_means(scores.detach(), labels[foreground])
+            _, centres, _, inverse = group_means(scores.detach(), labels[foreground])
             channel = _distinct_object_channels(centres)
             index[in_background] = channel[inverse[in_background]]
     one_hot = torch.zeros_like(o).scatter_(1, index[:, None], 1.0)
