@@ -108,7 +108,6 @@ def _distinct_object_channels(centres: Tensor) -> Tensor:
     """One object channel per cluster centre (N, c), distinct while channels last:
     centres peaking on an object channel keep it; the others, most confident first,
     take the free object channel with the largest share."""
-    n, c = centres.shape
     peak = centres.argmax(-1).tolist()
     taken = {k for k in peak if k != 0}
     channel = [k if k != 0 else -1 for k in peak]

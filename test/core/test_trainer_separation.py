@@ -40,7 +40,8 @@ def _train_instance(labels: str, loss: dict | None = None):
     config = preset("cpu").merged({
         "model": {"num_channels": 6, "grid_levels": 3, "grid_max_resolution": 64,
                   "init_seeds_observed": 1.0},
-        "sampling": {"rays_per_batch": 512}, "loss": {"eikonal_points": 256, "reg_reference_channels": 50, **(loss or {})},
+        "sampling": {"rays_per_batch": 512},
+        "loss": {"eikonal_points": 256, "reg_reference_channels": 50, **(loss or {})},
         "data": {"image_width": 80, "image_height": 60},
         "trainer": {"iterations": ITERATIONS, "progress_bar": False, "device": "cpu", "seed": 0},
     })
