@@ -109,5 +109,8 @@ def test_replayed_bag_gives_the_gt_objects_with_stable_ids(replay_inputs):
         assert row.max() > 0.1, f"GT object {list(gt_boxes)[g]} has no published box over it: {ious.round(2)}"
     assert len(set(ious.argmax(axis=1))) == len(gt_boxes), f"two GT objects share one box: {ious.round(2)}"
     print(f"\n/objects after {second.iteration} iterations: ids {second.ids}, GT x box IoU\n{ious.round(2)}")
-    # ... and the ids of one extraction are those of the next.
-    assert sorted(first.ids) == sorted(second.ids), (first.ids, second.ids)
+    # ... and every object of one extraction keeps its id in the next. Training goes on
+    # between the two, so a piece that has persisted through confirm_after extractions
+    # may be added under a new id (seen once in five runs: a split-off part of a GT
+    # object); what a planner must not see is a known object renamed or dropped.
+    assert set(first.ids) <= set(second.ids), (first.ids, second.ids)
