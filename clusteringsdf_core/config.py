@@ -302,9 +302,16 @@ class LossConfig(Section):
                                "over all channels (paper; it pulls rays still in the background "
                                "into it, so with sparse labels whole objects stay there), over "
                                "the object channels only (objects of one view can be pulled "
-                               "into one channel), or 'distinct': rays in the background go to "
+                               "into one channel), 'settled': the paper's target for rays "
+                               "already on an object channel, rays still in the background left "
+                               "alone, or 'distinct': rays in the background go to "
                                "their label's object channel, distinct for the labels of a view",
-                               choices=("any", "object", "distinct"))
+                               choices=("any", "settled", "object", "distinct"))
+    onehot_start_fraction: float = param(0.0, "fraction of trainer.iterations after which L_onehot "
+                                         "switches on (paper: from the start). It sharpens the "
+                                         "clusters once they have formed; on from the start it "
+                                         "holds objects that are still in the background there",
+                                         min=0.0, max=1.0)
     lambda_reg: float = param(10000.0, "l3: weight of L_reg (slows entropy reduction)", min=0.0)
     reg_reference_channels: int = param(0, "when > 0, lambda_reg is meant for this many channels and "
                                         "is scaled by (num_channels / this)^2 for the model's count: "

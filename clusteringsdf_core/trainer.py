@@ -405,8 +405,9 @@ class Trainer:
             add("diff", lcfg.lambda_diff * scale, lc.diff_loss(opacity_s[keep], labels[keep]))
             add("reg", _reg_weight(cfg) * scale, lc.reg_loss(opacity_s[keep], labels[keep],
                                                             definition=lcfg.definition))
-            add("onehot", lcfg.lambda_onehot, lc.onehot_loss(opacity, opacity_s, keep & (labels > 0),
-                                                             target=lcfg.onehot_target, labels=labels))
+            if self.iteration >= lcfg.onehot_start_fraction * cfg.trainer.iterations:
+                add("onehot", lcfg.lambda_onehot, lc.onehot_loss(opacity, opacity_s, keep & (labels > 0),
+                                                                 target=lcfg.onehot_target, labels=labels))
         add("opacity_label", lcfg.lambda_opacity_label, lc.opacity_label_loss(opacity[valid], instance[valid]))
         if lcfg.lambda_violation > 0 and self.iteration >= lcfg.violation_start_fraction * cfg.trainer.iterations:
             pts = self._eikonal_points(256)

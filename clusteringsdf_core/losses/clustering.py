@@ -54,7 +54,7 @@ def diff_loss(opacity_s: Tensor, labels: Tensor) -> Tensor:
     return -dist[upper].sum() / (n * (n - 1))
 
 
-ONEHOT_TARGETS = ("any", "object", "distinct")
+ONEHOT_TARGETS = ("any", "settled", "object", "distinct")
 
 
 def onehot_loss(opacity: Tensor, opacity_s: Tensor, foreground: Tensor, *, target: str = "any",
@@ -70,6 +70,11 @@ def onehot_loss(opacity: Tensor, opacity_s: Tensor, foreground: Tensor, *, targe
       *into* the background; once an object channel's opacity there has decayed,
       nothing pulls them out again (with sparse labels, e.g. 70 % of the instances of
       each view masked, whole objects stay in channel 0).
+    - ``"settled"``: the paper's target, but only for rays whose argmax is already an
+      object channel; rays still in the background are left alone (they contribute
+      nothing and are not counted in the mean). The term then only sharpens what the
+      clustering has placed and never decides foreground against background, which is
+      L_fg-bg's job.
     - ``"object"``: the argmax over the object channels 1..c-1. A ray labelled
       foreground is not background (the premise of L_fg-bg), so it is pulled toward
       its closest object channel; but two objects of one view still in the background
@@ -89,7 +94,12 @@ def onehot_loss(opacity: Tensor, opacity_s: Tensor, foreground: Tensor, *, targe
     scores = opacity_s[foreground]
     c = scores.shape[1]
     index = scores.argmax(-1)
-    if target == "object" and c > 1:
+    if target == "settled" and c > 1:
+        settled = index != 0
+        if not bool(settled.any()):
+            return opacity.sum() * 0.0
+        o, index = o[settled], index[settled]
+    elif target == "object" and c > 1:
         index = scores[:, 1:].argmax(-1) + 1
     elif target == "distinct" and c > 1:
         if labels is None:

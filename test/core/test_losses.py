@@ -110,6 +110,24 @@ def test_onehot_object_target_never_pulls_a_foreground_ray_into_the_background()
         lc.onehot_loss(o, o_s, fg, target="other")
 
 
+def test_onehot_settled_target_leaves_background_rays_alone_and_sharpens_the_others():
+    # ray 0: a labelled object still in the background; ray 1: already on channel 2
+    o = torch.tensor([[0.9, 0.05, 0.2], [0.1, 0.1, 0.8]])
+    fg = torch.tensor([True, True])
+    o_s = torch.softmax(o, -1)
+    probe = o.clone().requires_grad_(True)
+    lc.onehot_loss(probe, o_s, fg, target="settled").backward()
+    assert torch.all(probe.grad[0] == 0)                 # no pull either way
+    assert probe.grad[1, 2] < 0 and probe.grad[1, 0] > 0 and probe.grad[1, 1] > 0
+    # the mean is over settled rays only: ray 1 alone gives the same value
+    assert float(lc.onehot_loss(o, o_s, fg, target="settled")) == pytest.approx(
+        float(lc.onehot_loss(o[1:], o_s[1:], fg[1:])), abs=1e-6)
+    # nothing settled: zero, and still a graph-connected tensor
+    only_bg = o[:1].clone().requires_grad_(True)
+    loss = lc.onehot_loss(only_bg, torch.softmax(only_bg, -1), fg[:1], target="settled")
+    assert float(loss) == 0.0 and loss.requires_grad
+
+
 def test_onehot_distinct_target_gives_the_labels_of_a_view_distinct_object_channels():
     # labels 1 and 2 both still in the background, both closest to channel 1; label 3
     # already peaks on channel 2 and keeps it

@@ -46,6 +46,14 @@ def test_two_steps_in_instance_mode(tiny_dataset, parametrization):
     assert sum(changed) >= len(changed) - 1   # the untouched one may be an unused bias
 
 
+def test_onehot_waits_for_its_start_fraction(tiny_dataset):
+    trainer = Trainer.from_dataset(tiny_dataset, tiny_config(**{"trainer.iterations": 4,
+                                                                "loss.onehot_start_fraction": 0.5}))
+    steps = [trainer.step() for _ in range(4)]
+    assert ["onehot" in s for s in steps] == [False, False, True, True]
+    assert all("diff" in s for s in steps)
+
+
 def test_two_steps_in_semantic_mode(tiny_dataset):
     config = tiny_config(**{"trainer.mode": "semantic", "model.num_channels": 22})
     trainer = Trainer.from_dataset(tiny_dataset, config)
