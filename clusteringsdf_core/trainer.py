@@ -374,6 +374,10 @@ class Trainer:
         self.last_losses = losses
         return losses
 
+    def _past(self, fraction: float) -> bool:
+        """Whether training has done ``fraction`` of ``trainer.iterations`` (a term's start)."""
+        return self.iteration >= fraction * self.config.trainer.iterations
+
     def _add_view_losses(self, view: TrainingView, pixels, depth_t, out, add) -> None:
         cfg = self.config
         lcfg = cfg.loss
@@ -405,11 +409,11 @@ class Trainer:
             add("diff", lcfg.lambda_diff * scale, lc.diff_loss(opacity_s[keep], labels[keep]))
             add("reg", _reg_weight(cfg) * scale, lc.reg_loss(opacity_s[keep], labels[keep],
                                                             definition=lcfg.definition))
-            if self.iteration >= lcfg.onehot_start_fraction * cfg.trainer.iterations:
+            if self._past(lcfg.onehot_start_fraction):
                 add("onehot", lcfg.lambda_onehot, lc.onehot_loss(opacity, opacity_s, keep & (labels > 0),
                                                                  target=lcfg.onehot_target, labels=labels))
         add("opacity_label", lcfg.lambda_opacity_label, lc.opacity_label_loss(opacity[valid], instance[valid]))
-        if lcfg.lambda_violation > 0 and self.iteration >= lcfg.violation_start_fraction * cfg.trainer.iterations:
+        if lcfg.lambda_violation > 0 and self._past(lcfg.violation_start_fraction):
             pts = self._eikonal_points(256)
             if pts is not None:
                 add("violation", lcfg.lambda_violation, lc.violation_loss(self.model.sdf_net.sdf(pts)))

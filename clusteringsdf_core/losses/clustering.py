@@ -88,18 +88,15 @@ def onehot_loss(opacity: Tensor, opacity_s: Tensor, foreground: Tensor, *, targe
     """
     if target not in ONEHOT_TARGETS:
         raise ValueError(f"unknown onehot target {target!r} ({', '.join(ONEHOT_TARGETS)})")
+    if target == "settled":
+        foreground = foreground & (opacity_s.argmax(-1) != 0)
     if not bool(foreground.any()):
         return opacity.sum() * 0.0
     o = opacity[foreground]
     scores = opacity_s[foreground]
     c = scores.shape[1]
     index = scores.argmax(-1)
-    if target == "settled" and c > 1:
-        settled = index != 0
-        if not bool(settled.any()):
-            return opacity.sum() * 0.0
-        o, index = o[settled], index[settled]
-    elif target == "object" and c > 1:
+    if target == "object" and c > 1:
         index = scores[:, 1:].argmax(-1) + 1
     elif target == "distinct" and c > 1:
         if labels is None:
