@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -341,9 +342,10 @@ class Trainer:
             group["lr"] = base * factor
         terms: dict[str, torch.Tensor] = {}
 
-        def add(name: str, weight: float, value: torch.Tensor) -> None:
+        def add(name: str, weight: float, term: Callable[[], torch.Tensor]) -> None:
+            # ``term`` is only evaluated for a positive weight: switched-off terms cost nothing.
             if weight > 0:
-                terms[name] = terms.get(name, 0.0) + weight * value
+                terms[name] = terms.get(name, 0.0) + weight * term()
 
         rays_per_view = max(1, sc.rays_per_batch // sc.images_per_batch)
         sem_opacities, sem_labels = [], []
@@ -362,7 +364,7 @@ class Trainer:
         if lcfg.lambda_cross_view > 0 and sem_opacities:
             extra_o, extra_l = self._cross_view_rays()
             add("cross_view", lcfg.lambda_cross_view,
-                lc.cross_view_loss(sem_opacities[:1] + extra_o, sem_labels[:1] + extra_l))
+                lambda: lc.cross_view_loss(sem_opacities[:1] + extra_o, sem_labels[:1] + extra_l))
         total = sum(terms.values())
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
@@ -381,13 +383,13 @@ class Trainer:
     def _add_view_losses(self, view: TrainingView, pixels, depth_t, out, add) -> None:
         cfg = self.config
         lcfg = cfg.loss
-        add("rgb", lcfg.rgb, lr.rgb_loss(out["rgb"], view.rgb[pixels]))
+        add("rgb", lcfg.rgb, lambda: lr.rgb_loss(out["rgb"], view.rgb[pixels]))
         if depth_t is not None:
-            add("depth", lcfg.depth, lr.depth_loss(out["depth_t"], depth_t))
-            add("sdf", lcfg.sdf, lr.depth_sdf_loss(out["scene_sdf"], out["t"], depth_t,
-                                                   lcfg.sdf_truncation_m / self.box.scale))
+            add("depth", lcfg.depth, lambda: lr.depth_loss(out["depth_t"], depth_t))
+            add("sdf", lcfg.sdf, lambda: lr.depth_sdf_loss(out["scene_sdf"], out["t"], depth_t,
+                                                           lcfg.sdf_truncation_m / self.box.scale))
         if "grad" in out:
-            add("eikonal", lcfg.eikonal, lr.eikonal_loss(out["grad"]))
+            add("eikonal", lcfg.eikonal, lambda: lr.eikonal_loss(out["grad"]))
         opacity = out["opacity"]
         opacity_s = lc.softmax_opacity(opacity, lcfg.softmax_temperature)
         valid = view.valid[pixels]
@@ -397,26 +399,29 @@ class Trainer:
             labels = view.semantic[pixels]
             scale = lcfg.semantic_clustering_scale
             conf = view.confidence[pixels] if view.confidence is not None else None
-            add("sem", lcfg.lambda_sem, lc.semantic_loss(opacity, opacity_s, labels, conf,
-                                                         definition=lcfg.definition))
+            add("sem", lcfg.lambda_sem, lambda: lc.semantic_loss(opacity, opacity_s, labels, conf,
+                                                                 definition=lcfg.definition))
             keep = labels > 0
         else:
             labels = instance
             keep = valid
             fg, bg = valid & (instance > 0), valid & (instance == 0)
-            add("fg_bg", 1.0, lc.fg_bg_loss(opacity, fg, bg, lcfg.lambda_bg, lcfg.lambda_fg))
+            add("fg_bg", 1.0, lambda: lc.fg_bg_loss(opacity, fg, bg, lcfg.lambda_bg, lcfg.lambda_fg))
         if bool(keep.any()):
-            add("diff", lcfg.lambda_diff * scale, lc.diff_loss(opacity_s[keep], labels[keep]))
-            add("reg", _reg_weight(cfg) * scale, lc.reg_loss(opacity_s[keep], labels[keep],
-                                                            definition=lcfg.definition))
+            add("diff", lcfg.lambda_diff * scale, lambda: lc.diff_loss(opacity_s[keep], labels[keep]))
+            add("reg", _reg_weight(cfg) * scale, lambda: lc.reg_loss(opacity_s[keep], labels[keep],
+                                                                     definition=lcfg.definition))
             if self._past(lcfg.onehot_start_fraction):
-                add("onehot", lcfg.lambda_onehot, lc.onehot_loss(opacity, opacity_s, keep & (labels > 0),
-                                                                 target=lcfg.onehot_target, labels=labels))
-        add("opacity_label", lcfg.lambda_opacity_label, lc.opacity_label_loss(opacity[valid], instance[valid]))
+                add("onehot", lcfg.lambda_onehot,
+                    lambda: lc.onehot_loss(opacity, opacity_s, keep & (labels > 0),
+                                           target=lcfg.onehot_target, labels=labels))
+        add("opacity_label", lcfg.lambda_opacity_label,
+            lambda: lc.opacity_label_loss(opacity[valid], instance[valid]))
         if lcfg.lambda_violation > 0 and self._past(lcfg.violation_start_fraction):
             pts = self._eikonal_points(256)
             if pts is not None:
-                add("violation", lcfg.lambda_violation, lc.violation_loss(self.model.sdf_net.sdf(pts)))
+                add("violation", lcfg.lambda_violation,
+                    lambda: lc.violation_loss(self.model.sdf_net.sdf(pts)))
         if view.semantic is not None and cfg.trainer.mode == "instance":
             self._update_channel_classes(opacity_s.detach(), view.semantic[pixels], valid & (instance > 0))
 

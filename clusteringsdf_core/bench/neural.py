@@ -59,14 +59,19 @@ VARIANTS: dict[str, tuple[str, dict, str]] = {
 _NEED_SEMANTIC = ("clusteringsdf_cross_view", "clusteringsdf_semantic")
 
 
-def variant_config(name: str, overrides: Mapping[str, Any] | None = None) -> Config:
-    """The configuration a variant trains with: preset, variant losses, then overrides."""
+def variant_config(name: str, overrides: Mapping[str, Any] | None = None, *,
+                   seed: int | None = None) -> Config:
+    """The configuration a variant trains with: preset, variant losses, ``seed`` (the
+    benchmark's label seed) as ``trainer.seed``, then overrides (so an explicit
+    ``trainer.seed`` override varies training alone, with the labels kept)."""
     from clusteringsdf_core.presets import preset
 
     overrides = dict(overrides or {})
     base = preset(str(overrides.pop("preset", "cpu")))
     _, variant, _ = VARIANTS[name]
     config = base.merged(variant) if variant else base
+    if seed is not None:
+        config = config.merged({"trainer.seed": int(seed)})
     return config.merged(overrides) if overrides else config
 
 
@@ -103,9 +108,7 @@ def train_and_predict(name: str, dataset, options: Mapping[str, Any]) -> ScenePr
     from clusteringsdf_core.evaluation import model_prediction
     from clusteringsdf_core.trainer import Trainer
 
-    config = variant_config(name, options.get("config"))
-    if options.get("seed") is not None:
-        config = config.merged({"trainer.seed": int(options["seed"])})
+    config = variant_config(name, options.get("config"), seed=options.get("seed"))
     if options.get("device"):
         config = config.merged({"trainer.device": str(options["device"])})
     _, _, labels = VARIANTS[name]

@@ -39,6 +39,9 @@ def test_variants_differ_from_the_full_method_by_their_switches_only():
     # Overrides go last; the preset is chosen by name.
     assert neural.variant_config("clusteringsdf_no_reg", {"preset": "gpu", "loss": {"lambda_reg": 5.0}}
                                  ).loss.lambda_reg == 5.0
+    # The benchmark's label seed seeds training unless trainer.seed is set explicitly.
+    assert neural.variant_config("clusteringsdf", seed=3).trainer.seed == 3
+    assert neural.variant_config("clusteringsdf", {"trainer": {"seed": 7}}, seed=3).trainer.seed == 7
     with pytest.raises(KeyError):
         neural.variant_config("clusteringsdf", {"preset": "nope"})
 
