@@ -181,7 +181,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     outputs = document["outputs"]
     print(f"benchmark '{args.protocol}': {len(names)} method(s) x "
           f"{len(document['protocols'][args.protocol]['variants'])} label variant(s) x "
-          f"{len(datasets)} scene(s) in {time.perf_counter() - started:.1f} s")
+          f"{len(datasets)} scene(s) x {len(args.label_seed)} label seed(s) in "
+          f"{time.perf_counter() - started:.1f} s")
     for key in ("results", "markdown", "figure"):
         if key in outputs:
             print(f"  {key:8s} {outputs[key]}")
@@ -378,7 +379,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="synthetic scenes of these seeds, generated into OUT/scenes/seed_N/ "
                         "(reused when already there)")
     p.add_argument("--out", default="outputs/bench", help="output folder")
-    p.add_argument("--label-seed", type=int, default=0, help="seed of the label simulation")
+    p.add_argument("--label-seed", type=lambda v: [int(x) for x in v.split(",") if x.strip()],
+                   default=[0], metavar="N[,N...]",
+                   help="seed(s) of the label simulation (neural methods: also of training); "
+                        "several (e.g. 0,1,2) run every scene once per seed and report means "
+                        "and spread")
     p.add_argument("--width", type=int, default=320, help="synthetic scenes: image width")
     p.add_argument("--height", type=int, default=240, help="synthetic scenes: image height")
     p.add_argument("--num-train", type=int, default=80, help="synthetic scenes: training views")

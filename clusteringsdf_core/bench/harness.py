@@ -524,7 +524,7 @@ def _summary_line(protocol: str, scene: str, variant: str, method: str, entry: d
 
 
 def run_protocol(protocol: str, methods: Sequence[str | Method], datasets: Sequence[SceneDataset],
-                 out_dir: str | Path, *, seed: int = 0,
+                 out_dir: str | Path, *, seed: int | Sequence[int] = 0,
                  method_options: Mapping[str, Mapping[str, Any]] | None = None,
                  figure_views: int = 3, fail_fast: bool = False, geometry_points: int = 200_000,
                  report: Callable[[str], None] | None = None,
@@ -533,7 +533,10 @@ def run_protocol(protocol: str, methods: Sequence[str | Method], datasets: Seque
     for every dataset (with GT), score them with :func:`evaluate_prediction`, and write
     ``results.json``, ``results.md`` and ``figure.png`` into ``out_dir``.
 
-    ``seed`` seeds the label simulation. ``method_options`` maps a method name to extra
+    ``seed`` seeds the label simulation (and, for neural methods, training); several
+    seeds run every scene once per seed: the entries are then named ``<scene>/labels<seed>``
+    and the means (with the standard deviation of PQ^scene) are over scenes x seeds, the
+    spread a single run hides. ``method_options`` maps a method name to extra
     options (``config``, ``time_budget_s``, ``device``, ...) merged into what it receives.
     A method that raises is recorded with its error (and the run goes on) unless
     ``fail_fast``. ``geometry_points``: surface samples per mesh of the geometry metrics;
@@ -555,6 +558,9 @@ def run_protocol(protocol: str, methods: Sequence[str | Method], datasets: Seque
                              f"{list(spec.variants)}")
         spec = dataclasses.replace(spec, variants=tuple(v for v in spec.variants if v in label_variants))
     chosen = _resolve(methods)
+    seeds = [int(seed)] if isinstance(seed, (int, np.integer)) else [int(s) for s in seed]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"label seeds must be distinct and at least one, got {seeds}")
     datasets = list(datasets)
     if not datasets:
         raise ValueError("no scenes to run on")
@@ -563,7 +569,7 @@ def run_protocol(protocol: str, methods: Sequence[str | Method], datasets: Seque
     out_dir.mkdir(parents=True, exist_ok=True)
     method_options = dict(method_options or {})
     cache = MeshCache(max_entries=2)
-    total = len(datasets) * len(spec.variants) * len(chosen)
+    total = len(datasets) * len(seeds) * len(spec.variants) * len(chosen)
     bar = tqdm(total=total, desc=protocol, unit="run", disable=None, dynamic_ncols=True)
     say = report or _say
     started = time.perf_counter()
@@ -586,7 +592,7 @@ def run_protocol(protocol: str, methods: Sequence[str | Method], datasets: Seque
                              timespec="seconds"),
                          "versions": _versions(), "command": sys.argv})
         document.setdefault("protocols", {})[protocol] = {
-            "description": spec.description, "label_seed": int(seed),
+            "description": spec.description, "label_seeds": seeds,
             "scenes": {n: _scene_info(d) for n, d in zip(scene_names, datasets)},
             "methods": [m.name for m in chosen], "variants": variants_out,
             "runs_done": int(done), "runs_total": int(total), "complete": done == total,
@@ -610,24 +616,27 @@ def run_protocol(protocol: str, methods: Sequence[str | Method], datasets: Seque
                 gt_scene = None
             evaluation = {"gt_scene": gt_scene, "compute_3d": gt_scene is not None,
                           "geometry_points": geometry_points, "geometry_cache": {}}
-            for variant_index, variant in enumerate(spec.variants):
-                labelled = with_labels(dataset, variant, seed)
-                want_figure = scene_index == 0 and variant_index == 0 and figure_views > 0
-                if want_figure:
-                    figure = _FigureCollector(labelled, scene_name, variant, figure_views)
-                for method in chosen:
-                    bar.set_postfix_str(f"{scene_name} {variant} {method.name}")
-                    entry, prediction = _run_one(method, labelled, evaluation, cache, seed,
-                                                 method_options.get(method.name, {}), bar,
-                                                 fail_fast)
-                    variants_out[variant]["methods"][method.name]["scenes"][scene_name] = entry
+            for seed_index, label_seed in enumerate(seeds):
+                run_name = scene_name if len(seeds) == 1 else f"{scene_name}/labels{label_seed}"
+                for variant_index, variant in enumerate(spec.variants):
+                    labelled = with_labels(dataset, variant, label_seed)
+                    want_figure = (scene_index == seed_index == variant_index == 0
+                                   and figure_views > 0)
                     if want_figure:
-                        figure.add(method.name, prediction)
-                    say(_summary_line(protocol, scene_name, variant, method.name, entry))
-                    done += 1
-                    bar.update(1)
-                    if done < total:
-                        write(done)
+                        figure = _FigureCollector(labelled, scene_name, variant, figure_views)
+                    for method in chosen:
+                        bar.set_postfix_str(f"{run_name} {variant} {method.name}")
+                        entry, prediction = _run_one(method, labelled, evaluation, cache, label_seed,
+                                                     method_options.get(method.name, {}), bar,
+                                                     fail_fast)
+                        variants_out[variant]["methods"][method.name]["scenes"][run_name] = entry
+                        if want_figure:
+                            figure.add(method.name, prediction)
+                        say(_summary_line(protocol, run_name, variant, method.name, entry))
+                        done += 1
+                        bar.update(1)
+                        if done < total:
+                            write(done)
     finally:
         bar.close()
 
@@ -705,6 +714,8 @@ def _mean_over_scenes(scenes: Mapping[str, dict]) -> dict:
     for key in keys:
         values = [e[key] for e in scenes.values() if isinstance(e.get(key), (int, float))]
         out[key] = float(np.mean(values)) if values else None
+    pq = [e["pq_scene"] for e in scenes.values() if isinstance(e.get("pq_scene"), (int, float))]
+    out["pq_scene_std"] = float(np.std(pq)) if len(pq) > 1 else None
     return out
 
 
@@ -794,7 +805,8 @@ def render_markdown(document: Mapping[str, Any]) -> str:
                       f"{s} ({i.get('num_train')} train / {i.get('num_test')} test views, "
                       f"{i.get('image_size', ['?', '?'])[0]}x{i.get('image_size', ['?', '?'])[1]})"
                       for s, i in scenes.items())
-                  + f"; label seed {proto.get('label_seed')}. Values are means over scenes.", ""]
+                  + f"; label seed(s) {', '.join(str(s) for s in _label_seeds(proto))}. Values "
+                  "are means over scenes x label seeds.", ""]
         if proto.get("complete") is False:
             lines += [f"**Partial**: {proto.get('runs_done')} of {proto.get('runs_total')} runs done "
                       "(the benchmark is running or was interrupted).", ""]
@@ -806,6 +818,7 @@ def render_markdown(document: Mapping[str, Any]) -> str:
             for method, entry in block.get("methods", {}).items():
                 lines.append(f"| {method} | " + _row_cells(entry) + " |")
             lines.append("")
+        lines += _per_run_lines(variants)
         if len(variants) > 1:
             lines += [f"### PQ^scene per label variant ({name})", ""]
             lines += ["| method | " + " | ".join(variants) + " |",
@@ -834,6 +847,30 @@ def render_markdown(document: Mapping[str, Any]) -> str:
                       for v, m, s, e in problems]
             lines.append("")
     return "\n".join(lines)
+
+
+def _label_seeds(proto: Mapping[str, Any]) -> list:
+    """The label seeds of a protocol entry (documents before several seeds: ``label_seed``)."""
+    return list(proto.get("label_seeds") or [proto.get("label_seed")])
+
+
+def _per_run_lines(variants: Mapping[str, Any]) -> list[str]:
+    """PQ^scene of every run (scene x label seed) and their mean +- standard deviation,
+    when a method has more than one run in a label variant."""
+    rows = []
+    for variant, block in variants.items():
+        for method, method_entry in block.get("methods", {}).items():
+            runs = method_entry.get("scenes", {})
+            if len(runs) < 2:
+                continue
+            mean = method_entry.get("mean", {})
+            cells = ", ".join(f"{run} {_cell(e.get('pq_scene'), 1)}" for run, e in runs.items())
+            rows.append(f"| {method} | {variant} | {cells} | {_cell(mean.get('pq_scene'), 1)} "
+                        f"+- {_cell(mean.get('pq_scene_std'), 1)} |")
+    if not rows:
+        return []
+    return ["### PQ^scene per run", "",
+            "| method | labels | runs | mean +- std |", "|---|---|---|---|", *rows, ""]
 
 
 def _curve_lines(variants: Mapping[str, Any]) -> list[str]:

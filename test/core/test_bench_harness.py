@@ -197,6 +197,36 @@ def test_a_subset_of_label_variants(scene, tmp_path):
         run_protocol("table_a", [oracle], [scene], tmp_path, label_variants=["realistic"])
 
 
+def test_several_label_seeds_run_each_scene_once_per_seed(scene, tmp_path):
+    seen = []
+
+    def run(dataset, options):
+        seen.append((options["seed"], dataset.train[0].instance.copy()))
+        # A method whose score depends on the seed: the GT for seed 0, nothing for seed 3.
+        return _gt_prediction() if options["seed"] == 0 else ScenePrediction(
+            method="empty", mesh=None, vertex_instance=None,
+            renderer=lambda frame: (np.zeros_like(frame.gt_semantic), np.zeros_like(frame.gt_instance)))
+
+    oracle = Method("oracle", "seed-dependent", run, needs=("instance_labels",))
+    document = run_protocol("table_a", [oracle], [scene], tmp_path, seed=[0, 3], fail_fast=True,
+                            report=lambda line: None, label_variants=["0%"])
+    proto = document["protocols"]["table_a"]
+    assert proto["label_seeds"] == [0, 3] and proto["runs_total"] == 2
+    assert [s for s, _ in seen] == [0, 3]
+    assert not np.array_equal(seen[0][1], seen[1][1])      # the ids are re-drawn per seed
+    method = proto["variants"]["0%"]["methods"]["oracle"]
+    assert set(method["scenes"]) == {f"{scene.name}/labels0", f"{scene.name}/labels3"}
+    runs = [e["pq_scene"] for e in method["scenes"].values()]
+    assert runs[0] == pytest.approx(100.0) and runs[1] < 50.0
+    assert method["mean"]["num_scenes"] == 2
+    assert method["mean"]["pq_scene"] == pytest.approx(np.mean(runs))
+    assert method["mean"]["pq_scene_std"] == pytest.approx(np.std(runs))
+    markdown = (tmp_path / "results.md").read_text()
+    assert "label seed(s) 0, 3" in markdown and "### PQ^scene per run" in markdown
+    with pytest.raises(ValueError, match="distinct"):
+        run_protocol("table_a", [oracle], [scene], tmp_path, seed=[1, 1], label_variants=["0%"])
+
+
 def test_failing_method_is_recorded(scene, tmp_path):
     def broken(dataset, options):
         raise RuntimeError("boom")
