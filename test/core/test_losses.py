@@ -125,7 +125,7 @@ def test_onehot_settled_target_leaves_background_rays_alone_and_sharpens_the_oth
     # nothing settled: zero, and still a graph-connected tensor
     only_bg = o[:1].clone().requires_grad_(True)
     loss = lc.onehot_loss(only_bg, torch.softmax(only_bg, -1), fg[:1], target="settled")
-    assert float(loss) == 0.0 and loss.requires_grad
+    assert float(loss.detach()) == 0.0 and loss.requires_grad
 
 
 def test_onehot_distinct_target_gives_the_labels_of_a_view_distinct_object_channels():
