@@ -105,6 +105,16 @@ def _cmd_scene(args: argparse.Namespace) -> int:
     return 0
 
 
+def _comma_list(value: str) -> list[str]:
+    """``a, b,,c`` -> ["a", "b", "c"] (an argparse type)."""
+    return [x.strip() for x in value.split(",") if x.strip()]
+
+
+def _comma_ints(value: str) -> list[int]:
+    """``0,1,2`` -> [0, 1, 2] (an argparse type)."""
+    return [int(x) for x in _comma_list(value)]
+
+
 def _parse_method_options(items: Sequence[str]) -> dict[str, dict]:
     """``--set METHOD.FIELD[.FIELD]=VALUE`` -> {method: {"config": nested overrides}};
     VALUE is read as YAML (numbers, true/false, lists)."""
@@ -379,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="synthetic scenes of these seeds, generated into OUT/scenes/seed_N/ "
                         "(reused when already there)")
     p.add_argument("--out", default="outputs/bench", help="output folder")
-    p.add_argument("--label-seed", type=lambda v: [int(x) for x in v.split(",") if x.strip()],
+    p.add_argument("--label-seed", type=_comma_ints,
                    default=[0], metavar="N[,N...]",
                    help="seed(s) of the label simulation (neural methods: also of training); "
                         "several (e.g. 0,1,2) run every scene once per seed and report means "
@@ -397,11 +407,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-budget", type=float, default=None,
                    help="seconds per scene for methods that train (passed as time_budget_s)")
     p.add_argument("--device", default=None, help="torch device for neural methods (cpu, cuda)")
-    p.add_argument("--labels", type=lambda v: [x.strip() for x in v.split(",") if x.strip()],
+    p.add_argument("--labels", type=_comma_list,
                    default=None, metavar="VARIANT[,VARIANT...]",
                    help="run only these label variants of the protocol (e.g. --protocol table_a "
                         "--labels 0%%,70%%)")
-    p.add_argument("--eval-at", type=lambda v: [int(x) for x in v.split(",") if x.strip()], default=None,
+    p.add_argument("--eval-at", type=_comma_ints, default=None,
                    metavar="IT[,IT...]",
                    help="neural methods: also score the model at these iterations (held-out 2D "
                         "metrics, half resolution; not counted as training time): the "

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import itertools
 import json
 import math
 import platform
@@ -616,27 +617,26 @@ def run_protocol(protocol: str, methods: Sequence[str | Method], datasets: Seque
                 gt_scene = None
             evaluation = {"gt_scene": gt_scene, "compute_3d": gt_scene is not None,
                           "geometry_points": geometry_points, "geometry_cache": {}}
-            for seed_index, label_seed in enumerate(seeds):
+            for (seed_index, label_seed), (variant_index, variant) in itertools.product(
+                    enumerate(seeds), enumerate(spec.variants)):
                 run_name = scene_name if len(seeds) == 1 else f"{scene_name}/labels{label_seed}"
-                for variant_index, variant in enumerate(spec.variants):
-                    labelled = with_labels(dataset, variant, label_seed)
-                    want_figure = (scene_index == seed_index == variant_index == 0
-                                   and figure_views > 0)
+                labelled = with_labels(dataset, variant, label_seed)
+                want_figure = scene_index == seed_index == variant_index == 0 and figure_views > 0
+                if want_figure:
+                    figure = _FigureCollector(labelled, scene_name, variant, figure_views)
+                for method in chosen:
+                    bar.set_postfix_str(f"{run_name} {variant} {method.name}")
+                    entry, prediction = _run_one(method, labelled, evaluation, cache, label_seed,
+                                                 method_options.get(method.name, {}), bar,
+                                                 fail_fast)
+                    variants_out[variant]["methods"][method.name]["scenes"][run_name] = entry
                     if want_figure:
-                        figure = _FigureCollector(labelled, scene_name, variant, figure_views)
-                    for method in chosen:
-                        bar.set_postfix_str(f"{run_name} {variant} {method.name}")
-                        entry, prediction = _run_one(method, labelled, evaluation, cache, label_seed,
-                                                     method_options.get(method.name, {}), bar,
-                                                     fail_fast)
-                        variants_out[variant]["methods"][method.name]["scenes"][run_name] = entry
-                        if want_figure:
-                            figure.add(method.name, prediction)
-                        say(_summary_line(protocol, run_name, variant, method.name, entry))
-                        done += 1
-                        bar.update(1)
-                        if done < total:
-                            write(done)
+                        figure.add(method.name, prediction)
+                    say(_summary_line(protocol, run_name, variant, method.name, entry))
+                    done += 1
+                    bar.update(1)
+                    if done < total:
+                        write(done)
     finally:
         bar.close()
 
@@ -714,8 +714,8 @@ def _mean_over_scenes(scenes: Mapping[str, dict]) -> dict:
     for key in keys:
         values = [e[key] for e in scenes.values() if isinstance(e.get(key), (int, float))]
         out[key] = float(np.mean(values)) if values else None
-    pq = [e["pq_scene"] for e in scenes.values() if isinstance(e.get("pq_scene"), (int, float))]
-    out["pq_scene_std"] = float(np.std(pq)) if len(pq) > 1 else None
+        if key == "pq_scene":
+            out["pq_scene_std"] = float(np.std(values)) if len(values) > 1 else None
     return out
 
 
