@@ -13,6 +13,8 @@ from _node_harness import SpunNodes
 from clusteringsdf_core.data import segmenter_sim
 from clusteringsdf_core.data.frame import Intrinsics
 from clusteringsdf_core.data.synthetic import SyntheticSceneConfig, generate_scene
+from clusteringsdf_core.online import BOOTSTRAP_FRAMES
+from clusteringsdf_core.online.meshes import MAX_MESH_FACES
 
 NS = 1_000_000_000
 BASE_NS = 1_700_000_000 * NS
@@ -36,6 +38,18 @@ def mn():
 
 
 @pytest.fixture(scope="module")
+def inp():
+    from clusteringsdf_ros import inputs
+    return inputs
+
+
+@pytest.fixture(scope="module")
+def om():
+    from clusteringsdf_ros import object_msgs
+    return object_msgs
+
+
+@pytest.fixture(scope="module")
 def frames():
     scene = generate_scene(SyntheticSceneConfig(furniture="procedural", width=48, height=36,
                                                 num_train=6, num_test=1, num_objects=3))
@@ -54,18 +68,18 @@ def _messages(frame, stamp_ns=BASE_NS, frame_id="camera_color_optical_frame"):
                                                  stamp_ns=stamp_ns))
 
 
-def _convert(mn, m, T=None, **kw):
-    return mn.frame_from_messages(m["rgb"], m["info"], m["instance"],
+def _convert(inp, m, T=None, **kw):
+    return inp.frame_from_messages(m["rgb"], m["info"], m["instance"],
                                   m["pose_T"] if T is None else T, depth_msg=m.get("depth"), **kw)
 
 
 # --------------------------------------------------------------------------- frame_from_messages
 
 
-def test_frame_from_messages_good_input(mn, frames):
+def test_frame_from_messages_good_input(inp, frames):
     src = frames[0]
     m = _messages(src)
-    frame, notes = mn.frame_from_messages(m["rgb"], m["info"], m["instance"], src.T_world_cam,
+    frame, notes = inp.frame_from_messages(m["rgb"], m["info"], m["instance"], src.T_world_cam,
                                           depth_msg=m["depth"], max_labels=5, index=7)
     assert frame.index == 7 and frame.stamp_s == pytest.approx(BASE_NS / NS)
     np.testing.assert_array_equal(frame.rgb, src.rgb)
@@ -122,15 +136,15 @@ def _bad_cases(frames):
 @pytest.mark.parametrize("case", ["rgb_encoding", "labels_encoding", "depth_encoding", "labels_size",
                                   "depth_size", "info_size", "info_uncalibrated", "negative_labels",
                                   "nan_pose", "non_rigid_pose"])
-def test_frame_from_messages_bad_input_names_its_counter(mn, frames, case):
+def test_frame_from_messages_bad_input_names_its_counter(mn, inp, frames, case):
     counter, m, T = _bad_cases(frames)[case]
-    with pytest.raises(mn.InputError) as info:
-        _convert(mn, m, T)
+    with pytest.raises(inp.InputError) as info:
+        _convert(inp, m, T)
     assert info.value.counter == counter and counter in mn.COUNTERS
     assert isinstance(info.value, ValueError) and str(info.value)
 
 
-def test_too_many_labels_are_merged_and_empty_labels_kept(mn, frames):
+def test_too_many_labels_are_merged_and_empty_labels_kept(inp, frames):
     from clusteringsdf_ros import conversions as conv
 
     src = frames[0]
@@ -138,60 +152,17 @@ def test_too_many_labels_are_merged_and_empty_labels_kept(mn, frames):
     for k in range(9):  # label 10+k covers (k + 1) of the 48 columns: sizes differ
         labels[:, sum(range(k + 1)):sum(range(k + 2))] = 10 + k
     m = _with(_messages(src), instance=conv.labels_to_image(labels))
-    frame, notes = _convert(mn, m, src.T_world_cam, max_labels=3)
+    frame, notes = _convert(inp, m, src.T_world_cam, max_labels=3)
     assert notes.labels_merged == 6
     kept = np.unique(frame.instance[frame.instance > 0])
     np.testing.assert_array_equal(kept, [1, 2, 3])
     assert set(np.unique(labels[frame.instance > 0])) == {16, 17, 18}  # the three largest
     empty = _with(m, instance=conv.labels_to_image(np.zeros((36, 48), np.int32)))
-    frame, notes = _convert(mn, empty, src.T_world_cam, max_labels=3)
+    frame, notes = _convert(inp, empty, src.T_world_cam, max_labels=3)
     assert notes.empty_labels and not frame.instance.any()
 
 
 # --------------------------------------------------------------------------- pose matching, bounds, meshes
-
-
-def _pose(x, yaw_deg=0.0):
-    from scipy.spatial.transform import Rotation
-
-    T = np.eye(4)
-    T[:3, :3] = Rotation.from_euler("z", yaw_deg, degrees=True).as_matrix()
-    T[0, 3] = x
-    return T
-
-
-def test_pose_history_interpolates_then_nearest_within_slop(mn):
-    from scipy.spatial.transform import Rotation
-
-    history = mn.PoseHistory(max_len=10)
-    history.add(100_000_000, _pose(0.0, 0.0))
-    history.add(200_000_000, _pose(1.0, 20.0))
-    T = history.lookup(150_000_000, slop_ns=10_000_000)  # between two poses: interpolated
-    assert T[0, 3] == pytest.approx(0.5)
-    assert Rotation.from_matrix(T[:3, :3]).as_euler("xyz", degrees=True)[2] == pytest.approx(10.0)
-    np.testing.assert_allclose(history.lookup(200_000_000, 0), _pose(1.0, 20.0))  # exact
-    np.testing.assert_allclose(history.lookup(205_000_000, 10_000_000), _pose(1.0, 20.0))
-    assert history.lookup(215_000_000, 10_000_000) is None      # newer than the slop
-    assert history.lookup(85_000_000, 10_000_000) is None       # older than the slop
-    far = mn.PoseHistory(max_gap_ns=50_000_000)
-    far.add(0, _pose(0.0))
-    far.add(NS, _pose(1.0))
-    assert far.lookup(NS // 2, 10_000_000) is None  # too far apart to interpolate
-
-
-def test_bounds_from_depth_expanded_by_margins(mn):
-    from clusteringsdf_core.data.frame import Frame
-
-    K = Intrinsics(20.0, 20.0, 10.0, 10.0, 20, 20)
-    depth = np.full((20, 20), 2.0, np.float32)
-    frame = Frame(0, np.zeros((20, 20, 3), np.uint8), np.eye(4), K, depth_m=depth)
-    bounds = mn.estimate_bounds([frame])
-    # the camera looks along +z: points at z = 2, x and y within +-1 m
-    assert bounds[0, 2] == pytest.approx(0.0 - mn.BOUNDS_MARGIN_Z_M, abs=0.05)
-    assert bounds[1, 2] == pytest.approx(2.0 + mn.BOUNDS_MARGIN_Z_M, abs=0.05)
-    assert bounds[1, 0] == pytest.approx(1.0 + mn.BOUNDS_MARGIN_XY_M, abs=0.1)
-    rgb_only = mn.estimate_bounds([Frame(0, frame.rgb, np.eye(4), K)])
-    assert rgb_only[1, 2] == pytest.approx(mn.RGB_ONLY_REACH_M + mn.BOUNDS_MARGIN_Z_M, abs=0.05)
 
 
 def _tracked_box(object_id=3, subdivisions=0):
@@ -209,20 +180,15 @@ def _tracked_box(object_id=3, subdivisions=0):
     return TrackedObject(object_id, obj, first_seen=10.5, last_updated=12.25, num_observations=4)
 
 
-def test_decimation_caps_faces(mn):
-    tracked = _tracked_box(subdivisions=5)  # 20480 faces
-    v, f = mn.decimate_mesh(tracked.object.mesh.vertices, tracked.object.mesh.faces, 5000)
-    assert 100 < len(f) <= 5000 and f.max() < len(v)
-    assert np.abs(np.linalg.norm(v - [1.0, 2.0, 0.4], axis=1) - 0.5).max() < 0.05
-
-
-def test_object_message_and_markers_are_filled(mn):
+def test_object_message_and_markers_are_filled(om):
     from clusteringsdf_core.data.classes import SCANNET_REDUCED
     from visualization_msgs.msg import Marker
 
-    result = mn.ObjectsResult(seq=1, iteration=42, stamp_ns=BASE_NS, objects=(_tracked_box(),),
+    from clusteringsdf_core.online import ObjectsResult
+
+    result = ObjectsResult(seq=1, iteration=42, stamp_ns=BASE_NS, objects=(_tracked_box(),),
                               seconds=0.0)
-    msg = mn.objects_to_msg(result, SCANNET_REDUCED, "map")
+    msg = om.objects_to_msg(result, SCANNET_REDUCED, "map")
     assert msg.header.frame_id == "map" and msg.iteration == 42 and len(msg.objects) == 1
     o = msg.objects[0]
     assert o.id == 3 and o.class_id == 5 and o.class_name == SCANNET_REDUCED.name_of(5)
@@ -233,7 +199,7 @@ def test_object_message_and_markers_are_filled(mn):
     assert o.num_observations == 4
     assert (o.first_seen.sec, o.first_seen.nanosec) == (10, 500_000_000)
     assert (o.last_updated.sec, o.last_updated.nanosec) == (12, 250_000_000)
-    markers = mn.objects_to_markers(msg).markers
+    markers = om.objects_to_markers(msg).markers
     assert markers[0].action == Marker.DELETEALL
     kinds = {(m.ns, m.type) for m in markers[1:]}
     assert kinds == {("mesh", Marker.TRIANGLE_LIST), ("box", Marker.LINE_LIST),
@@ -241,29 +207,6 @@ def test_object_message_and_markers_are_filled(mn):
     mesh = next(m for m in markers if m.ns == "mesh")
     assert len(mesh.points) == 36 and mesh.id == 3
     assert len(next(m for m in markers if m.ns == "box").points) == 24
-
-
-def test_worker_queue_drops_the_oldest_frame_and_counts_it(mn, frames):
-    from clusteringsdf_core.presets import preset
-
-    worker = mn.MappingWorker(preset("cpu").merged(TINY), queue_size=2)  # not started
-    for frame in frames[:3]:
-        worker.put(frame)
-    assert worker.queue_length() == 2 and worker.counters["dropped_queue_full"] == 1
-    assert [f.index for f in worker._queue] == [frames[1].index, frames[2].index]
-    with pytest.raises(RuntimeError):
-        worker.submit(lambda t: None).result(timeout=1)
-
-
-def test_observations_count_views_that_see_the_object(mn):
-    K = Intrinsics(20.0, 20.0, 10.0, 10.0, 20, 20).K
-    looking = mn.ViewSummary(K, np.eye(4), 20, 20, None, 1)      # optical axis +z
-    away = np.eye(4)
-    away[:3, :3] = np.diag([1.0, -1.0, -1.0])                     # looks along -z
-    occluded = mn.ViewSummary(K, np.eye(4), 20, 20, np.full((20, 20), 1.0, np.float32), 1)
-    points = np.array([[0.0, 0.0, 3.0], [0.1, 0.1, 3.0]])
-    views = [looking, mn.ViewSummary(K, away, 20, 20, None, 1), occluded]
-    assert mn.count_observations(points, views) == 1
 
 
 # --------------------------------------------------------------------------- the node
@@ -403,7 +346,7 @@ def test_node_trains_publishes_saves_and_survives_bad_input(mn, frames, ros_cont
         status = h.wait_for(lambda: int(h.last_status().get("iteration", 0)) > 0 and h.last_status(),
                             30.0, "training")
         assert int(status["sets_received"]) == len(frames)
-        assert int(status["frames_kept"]) >= mn.BOOTSTRAP_FRAMES
+        assert int(status["frames_kept"]) >= BOOTSTRAP_FRAMES
         assert status["state"] == "training" and "loss.total" in status
         assert int(status["bad_encoding"]) == 0 and int(status["pose_unmatched"]) == 0
 
@@ -419,13 +362,13 @@ def test_node_trains_publishes_saves_and_survives_bad_input(mn, frames, ros_cont
         assert ids and min(ids) > 0 and ids == sorted(ids)
         assert [o.id for o in second.objects] == ids
         assert first.header.frame_id == "map" and first.iteration > 0
-        assert all(len(o.mesh.triangles) <= mn.MAX_MESH_FACES for o in first.objects)
+        assert all(len(o.mesh.triangles) <= MAX_MESH_FACES for o in first.objects)
         # the same snapshot extracted twice keeps the id of every object it contains
         # (an object carried over from an earlier extraction with `misses` > 0 is not in
         # this snapshot: the second miss may drop it, by the tracker's hysteresis)
-        snapshot = node.worker.submit(lambda t: t.snapshot()).result(timeout=10)
-        a = node.worker._extract(snapshot, [], "cpu", BASE_NS)
-        b = node.worker._extract(snapshot, [], "cpu", BASE_NS)
+        snapshot = node.engine.submit(lambda t: t.snapshot()).result(timeout=10)
+        a = node.engine._extract(snapshot, [], "cpu", BASE_NS)
+        b = node.engine._extract(snapshot, [], "cpu", BASE_NS)
         seen_a = [t.id for t in a.objects if t.misses == 0]
         assert seen_a and seen_a == [t.id for t in b.objects if t.misses == 0]
 
@@ -473,13 +416,13 @@ def test_node_trains_publishes_saves_and_survives_bad_input(mn, frames, ros_cont
 
         result = node.set_parameters([Parameter("loss.lambda_diff", value=5.0)])[0]
         assert result.successful and not node.pending_reset
-        applied = node.worker.submit(lambda t: (t.config.loss.lambda_diff,
+        applied = node.engine.submit(lambda t: (t.config.loss.lambda_diff,
                                                 t.model.config.loss.lambda_diff)).result(10)
         assert applied == (5.0, 5.0) and node.get_parameter("loss.lambda_diff").value == 5.0
         result = node.set_parameters([Parameter("trainer.lr", value=1.0e-3)])[0]
         assert result.successful
         # The new base rate, times the schedule's current factor (online too).
-        lrs = node.worker.submit(lambda t: [(g["lr"], t._lr_factor()) for g in t.optimizer.param_groups]).result(10)
+        lrs = node.engine.submit(lambda t: [(g["lr"], t._lr_factor()) for g in t.optimizer.param_groups]).result(10)
         assert lrs[0][0] == pytest.approx(1.0e-3 * lrs[0][1]) and 0.0 < lrs[0][1] <= 1.0
         result = node.set_parameters([Parameter("loss.lambda_diff", value=-1.0)])[0]
         assert not result.successful
@@ -492,9 +435,9 @@ def test_node_trains_publishes_saves_and_survives_bad_input(mn, frames, ros_cont
         assert int(h.last_status()["iteration"]) > before  # still the same model
 
         # reset: a new model from the next frames; ids keep counting
-        last_id = node.worker.tracker.next_id
+        last_id = node.engine.tracker.next_id
         assert h.call("reset").success
-        assert not node.worker.has_model and node.worker.tracker.next_id == last_id
+        assert not node.engine.has_model and node.engine.tracker.next_id == last_id
         assert not node.pending_reset
     finally:
         h.close()
@@ -543,7 +486,7 @@ def _idle_node(mn, context, ns):
     node = mn.MappingNode(context=context, namespace=ns, parameter_overrides=_overrides(**{
         "ros.pose_source": "pose_topic", "ros.save_on_shutdown": False,
         "ros.sync_slop_s": 0.01}))
-    node.worker.bootstrap_frames = 10_000
+    node.engine.bootstrap_frames = 10_000
     return node
 
 
@@ -558,8 +501,8 @@ def _feed(node, msgs, *, pose=True, images=True):
             node.sync.sync.add(topic, conv.stamp_to_ns(msgs[role].header.stamp), msgs[role])
 
 
-def test_callback_times_window_and_summary(mn):
-    times = mn.CallbackTimes(window=3)
+def test_callback_times_window_and_summary(inp):
+    times = inp.CallbackTimes(window=3)
     assert times.summary() == {"count": 0, "window": 0, "mean_ms": 0.0, "p50_ms": 0.0,
                                "p99_ms": 0.0, "max_ms": 0.0}
     for seconds in (0.001, 0.002, 0.003, 0.004, 0.010):
@@ -631,24 +574,6 @@ def test_time_jump_back_clears_and_accepts_the_new_timeline(mn, frames, ros_cont
         assert node.status_values()["callback_synced_count"] == 8
     finally:
         node.destroy_node()
-
-
-@pytest.mark.parametrize("dtype", [np.int32, np.uint16, np.uint8, np.int64, np.uint64])
-def test_fast_label_compaction_equals_the_sort_based_one(mn, monkeypatch, dtype):
-    rng = np.random.default_rng(0)
-    cases = [rng.integers(0, 40, (48, 64)), rng.integers(0, 3, (5, 7)),
-             np.repeat(np.arange(12), 4).reshape(6, 8) * 7,          # equal sizes: ties by id
-             np.zeros((4, 4), np.int64), rng.integers(250, 256, (9, 9))]
-    for labels in cases:
-        labels = labels.astype(dtype)
-        for max_labels in (None, 1, 5, 100):
-            fast = mn._compact_labels(labels, max_labels)
-            with monkeypatch.context() as m:
-                m.setattr(mn, "_LABEL_LUT_LIMIT", 0)                 # forces np.unique
-                slow = mn._compact_labels(labels, max_labels)
-            assert fast[1] == slow[1]
-            assert fast[0].dtype == slow[0].dtype == np.int32
-            np.testing.assert_array_equal(fast[0], slow[0])
 
 
 def test_callback_benchmark_scene_is_a_valid_rgbd_stream():

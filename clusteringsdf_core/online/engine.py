@@ -1,0 +1,499 @@
+"""The online mapping engine: frames of a stream in, tracked objects out; no ROS.
+
+:class:`MappingEngine` is what the mapping node, the bench's ``clusteringsdf_online``
+method, the demo and the tests drive:
+
+- ``put(frame)`` queues a frame from any thread (bounded queue, the oldest frame is
+  dropped and counted when it is full);
+- the model is created from the first frames: the scene bounds come from
+  ``bounds_m`` or from the depth of the first ``bootstrap_frames`` frames
+  (:func:`~clusteringsdf_core.online.extent.estimate_bounds`); later frames go to the
+  trainer's key-frame buffer;
+- training: ``start()`` runs a trainer thread (drain the queue, ``step()`` while there
+  are views, hand a snapshot to the extractor thread every ``extract_period_s``);
+  without threads, :meth:`ingest`, :meth:`train` and :meth:`extract` do the same work
+  on the calling thread, step by step, so a stream can be replayed deterministically;
+- extraction: marching cubes per channel, then one
+  :class:`~clusteringsdf_core.extract.ObjectTracker` for the engine's life (kept across
+  resets, so ids are never reused) gives stable ids; periodic extractions publish a new
+  object once it was seen ``extract.confirm_after`` times in a row, requested ones
+  (``extract_now``, saves) at once. :attr:`latest_result` is the newest
+  :class:`ObjectsResult`;
+- ``save(dir)``: checkpoint, meshes, ``objects.json``, ``config.yaml``, ``map.json``.
+
+Errors in either thread are counted (``trainer_errors``) and logged; nothing learned
+is lost and the threads go on.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import dataclasses
+import json
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+
+from clusteringsdf_core.config import Config, save_yaml
+from clusteringsdf_core.data.classes import SCANNET_REDUCED, ClassTable
+from clusteringsdf_core.data.frame import Frame
+from clusteringsdf_core.online.counters import Counters
+from clusteringsdf_core.online.extent import estimate_bounds
+from clusteringsdf_core.online.observations import count_observations, view_summaries
+
+__all__ = ["MappingEngine", "ObjectsResult", "BOOTSTRAP_FRAMES"]
+
+_NS = 1_000_000_000
+
+#: Frames whose depth sets the scene bounds before the model is created.
+BOOTSTRAP_FRAMES = 5
+
+
+@dataclass(frozen=True)
+class ObjectsResult:
+    """One extraction: tracked objects (read-only by convention) of a model snapshot."""
+
+    seq: int
+    iteration: int
+    stamp_ns: int                    # time of the snapshot (the engine's clock)
+    objects: tuple                   # TrackedObject, sorted by id
+    seconds: float                   # extraction time
+
+
+class _ExtractJob(NamedTuple):
+    """A snapshot waiting for the extractor thread."""
+
+    snapshot: Any
+    views: list
+    device: str
+    covers: int | None                 # extract_now requests it serves (None: none)
+    future: concurrent.futures.Future | None   # set for saves: a caller waits on it
+    requested: bool                    # a save or extract_now: new objects publish at once
+
+    @property
+    def waited_on(self) -> bool:
+        return self.future is not None
+
+
+class MappingEngine:
+    """Frames in, tracked objects out (module docstring).
+
+    ``log(level, message)`` receives the engine's messages (``info``, ``warn``,
+    ``error``); ``now_ns()`` stamps extractions (the node passes its ROS clock).
+    """
+
+    def __init__(self, config: Config, *, classes: ClassTable = SCANNET_REDUCED,
+                 bounds_m: np.ndarray | None = None, queue_size: int = 8,
+                 extract_period_s: float = 10.0, counters: Counters | None = None,
+                 now_ns: Callable[[], int] = time.time_ns,
+                 log: Callable[[str, str], None] = lambda level, msg: None,
+                 bootstrap_frames: int = BOOTSTRAP_FRAMES):
+        from clusteringsdf_core.extract import ObjectTracker
+
+        self.config = config                   # the config a new model gets
+        self.classes = classes
+        self.bounds_m = None if bounds_m is None else np.asarray(bounds_m, np.float64).reshape(2, 3)
+        self.extract_period_s = float(extract_period_s)
+        self.counters = counters or Counters()
+        self.now_ns = now_ns
+        self.log = log
+        self.bootstrap_frames = int(bootstrap_frames)
+        self.tracker = ObjectTracker.from_config(config.extract)
+        self._queue: collections.deque[Frame] = collections.deque(maxlen=int(queue_size))
+        self._queue_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._commands: collections.deque = collections.deque()
+        self._trainer = None
+        self._bootstrap: list[Frame] = []
+        self._state_lock = threading.Lock()
+        self._stats: dict[str, Any] = {"iteration": 0, "losses": {}, "views": 0,
+                                       "it_per_s": 0.0, "state": "waiting_for_frames",
+                                       "bounds_m": None}
+        self._rate_window: collections.deque = collections.deque(maxlen=50)
+        self._last_extract = time.monotonic()
+        self._last_extract_iteration = -1
+        # extraction hand-off: one pending job (newest wins), a condition for waiters
+        self._extract_cv = threading.Condition()
+        self._extract_job: _ExtractJob | None = None
+        self._extract_busy = False
+        self._requests = 0           # extraction requests made
+        self._requests_served = 0    # ... covered by a finished extraction
+        self._requests_queued = 0    # ... covered by a queued or running extraction
+        self._seq = 0
+        self._latest: ObjectsResult | None = None
+        self._threads = [threading.Thread(target=self._train_loop, name="mapping_trainer", daemon=True),
+                         threading.Thread(target=self._extract_loop, name="mapping_extractor",
+                                          daemon=True)]
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        """Start the trainer and extractor threads."""
+        for t in self._threads:
+            t.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        with self._extract_cv:
+            self._extract_cv.notify_all()
+        for t in self._threads:
+            if t.is_alive():
+                t.join(timeout=timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._threads[0].is_alive()
+
+    # ------------------------------------------------------------------ inputs
+    def put(self, frame: Frame) -> None:
+        """Queue a frame (any thread); a full queue drops its oldest frame."""
+        with self._queue_lock:
+            if len(self._queue) == self._queue.maxlen:
+                self.counters.inc("dropped_queue_full")
+            self._queue.append(frame)
+        self.counters.inc("frames_enqueued")
+        self._wake.set()
+
+    def queue_length(self) -> int:
+        with self._queue_lock:
+            return len(self._queue)
+
+    # ------------------------------------------------------------------ driving without threads
+    def _check_inline(self, what: str) -> None:
+        if self.running:
+            raise RuntimeError(f"{what}: the engine's threads are running (use submit/extract_now)")
+
+    def ingest(self) -> int:
+        """Without threads: hand the queued frames to the model (creating it once the
+        bounds are known). Returns how many frames were taken from the queue."""
+        self._check_inline("ingest")
+        return self._drain()
+
+    def train(self, steps: int) -> dict[str, float]:
+        """Without threads: ``steps`` training steps (none while there is no model or no
+        view yet). Returns the last step's losses."""
+        self._check_inline("train")
+        losses: dict[str, float] = {}
+        trainer = self._trainer
+        if trainer is None or not trainer.views:
+            return losses
+        for _ in range(int(steps)):
+            losses = trainer.step()
+            self._record_step(trainer, losses)
+        return losses
+
+    def extract(self, *, live: bool = True, confirm_new: bool = False) -> ObjectsResult:
+        """Without threads: extract the objects of the current model and track them, as a
+        periodic extraction would (``live`` resolution; new objects wait for
+        confirmation unless ``confirm_new``)."""
+        self._check_inline("extract")
+        if self._trainer is None or not self._trainer.views:
+            raise RuntimeError(self._no_model_reason())
+        trainer = self._trainer
+        return self._extract(trainer.snapshot(), view_summaries(trainer.views), str(trainer.device),
+                             self.now_ns(), live=live, confirm_new=confirm_new)
+
+    # ------------------------------------------------------------------ cross-thread access
+    def submit(self, fn: Callable[[Any], Any]) -> concurrent.futures.Future:
+        """Run ``fn(trainer_or_None)`` on the trainer thread; a Future of its result."""
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        if self._stop.is_set() or not self.running:
+            future.set_exception(RuntimeError("the trainer thread is not running"))
+            return future
+        self._commands.append((fn, future))
+        self._wake.set()
+        return future
+
+    @property
+    def trainer(self):
+        """The trainer (None before the model exists); touch it from the trainer thread
+        only (:meth:`submit`) while the threads run."""
+        return self._trainer
+
+    @property
+    def latest_result(self) -> ObjectsResult | None:
+        with self._extract_cv:
+            return self._latest
+
+    def stats(self) -> dict[str, Any]:
+        with self._state_lock:
+            return dict(self._stats, losses=dict(self._stats["losses"]))
+
+    @property
+    def has_model(self) -> bool:
+        return self._trainer is not None
+
+    def _do_reset(self, _trainer=None) -> bool:
+        self._trainer = None
+        self._bootstrap = []
+        self._last_extract_iteration = -1
+        with self._state_lock:
+            self._stats.update(iteration=0, losses={}, views=0, it_per_s=0.0,
+                               state="waiting_for_frames", bounds_m=None)
+        self._rate_window.clear()
+        return True
+
+    def reset(self) -> concurrent.futures.Future:
+        """A new model with :attr:`config` (lazily, from the next frames); ids keep counting."""
+        if not self.running:
+            future: concurrent.futures.Future = concurrent.futures.Future()
+            future.set_result(self._do_reset())
+            return future
+        return self.submit(self._do_reset)
+
+    def apply_live(self, config: Config) -> concurrent.futures.Future:
+        """Loss weights and learning rate of ``config`` into the running trainer."""
+        def do(trainer):
+            if trainer is None:
+                return False
+            trainer.update_live(config)
+            return True
+        return self.submit(do)
+
+    def extract_now(self, timeout: float | None = None) -> ObjectsResult:
+        """Snapshot and extract now; blocks until done. RuntimeError when there is no model."""
+        with self._extract_cv:
+            self._requests += 1
+            wanted = self._requests
+        self._wake.set()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._extract_cv:
+            while self._requests_served < wanted:
+                if self._stop.is_set():
+                    raise RuntimeError("the engine is shutting down")
+                if self._trainer is None or not self._trainer.views:
+                    self._requests_served = max(self._requests_served, wanted)
+                    raise RuntimeError(self._no_model_reason())
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise TimeoutError("extraction did not finish in time")
+                self._extract_cv.wait(0.1 if left is None else min(0.1, left))
+            assert self._latest is not None
+            return self._latest
+
+    def _no_model_reason(self) -> str:
+        if self.bounds_m is None:
+            return (f"no model yet: waiting for frames ({len(self._bootstrap)} of "
+                    f"{self.bootstrap_frames} needed to estimate the scene bounds)")
+        return "no model yet: waiting for frames"
+
+    def save(self, out_dir: Path, *, timeout: float = 120.0) -> Path:
+        """Checkpoint + extraction + meshes/objects.json/config.yaml/map.json into ``out_dir``.
+
+        From any thread while the engine runs; without threads (or after :meth:`stop`)
+        it works inline."""
+        out_dir = Path(out_dir)
+
+        def grab(trainer):
+            if trainer is None:
+                raise RuntimeError(self._no_model_reason())
+            out_dir.mkdir(parents=True, exist_ok=True)
+            trainer.save_checkpoint(out_dir / "checkpoint.pt")
+            return trainer.snapshot(), view_summaries(trainer.views), str(trainer.device)
+
+        if self.running:
+            snapshot, views, device = self.submit(grab).result(timeout=timeout)
+            result = self._extract_via_thread(snapshot, views, device, timeout)
+        else:
+            snapshot, views, device = grab(self._trainer)
+            result = self._extract(snapshot, views, device, self.now_ns())
+        return self._write_map(out_dir, result, snapshot)
+
+    # ------------------------------------------------------------------ trainer thread
+    def _train_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._run_commands()
+                self._drain()
+                trainer = self._trainer
+                if trainer is not None and trainer.views:
+                    losses = trainer.step()
+                    self._record_step(trainer, losses)
+                    self._maybe_extract(trainer)
+                else:
+                    self._wake.wait(0.05)
+                    self._wake.clear()
+            except Exception as exc:  # the thread must survive anything; nothing learned is lost
+                self.counters.inc("trainer_errors")
+                self.log("error", f"trainer thread: {type(exc).__name__}: {exc}")
+                self._stop.wait(0.2)
+        self._run_commands(cancel=True)
+
+    def _run_commands(self, cancel: bool = False) -> None:
+        while self._commands:
+            fn, future = self._commands.popleft()
+            if cancel:
+                future.set_exception(RuntimeError("the engine is shutting down"))
+                continue
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(self._trainer))
+            except BaseException as exc:  # delivered to the caller
+                future.set_exception(exc)
+
+    def _drain(self) -> int:
+        taken = 0
+        while True:
+            with self._queue_lock:
+                if not self._queue:
+                    return taken
+                frame = self._queue.popleft()
+            taken += 1
+            if self._trainer is None:
+                self._bootstrap_with(frame)
+            else:
+                self._add(frame)
+
+    def _bootstrap_with(self, frame: Frame) -> None:
+        if self.bounds_m is None:
+            dc = self.config.data
+            if frame.depth_m is not None and not np.any((frame.depth_m >= dc.depth_min_m)
+                                                        & (frame.depth_m <= dc.depth_max_m)):
+                self.counters.inc("frames_bootstrap_skipped")
+                return
+            self._bootstrap.append(frame)
+            with self._state_lock:
+                self._stats["state"] = f"estimating_bounds ({len(self._bootstrap)}/{self.bootstrap_frames})"
+            if len(self._bootstrap) < self.bootstrap_frames:
+                return
+            bounds = estimate_bounds(self._bootstrap, depth_min_m=dc.depth_min_m,
+                                     depth_max_m=dc.depth_max_m)
+        else:
+            self._bootstrap.append(frame)
+            bounds = self.bounds_m
+        from clusteringsdf_core.trainer import Trainer
+
+        frames, self._bootstrap = self._bootstrap, []
+        self._trainer = Trainer(self.config, bounds, classes=self.classes)
+        with self._state_lock:
+            self._stats.update(state="training", bounds_m=np.asarray(bounds).tolist())
+        self.log("info", f"model created on {self._trainer.device} with scene bounds "
+                         f"{np.round(bounds, 2).tolist()} m")
+        for f in frames:
+            self._add(f)
+
+    def _add(self, frame: Frame) -> None:
+        try:
+            kept = self._trainer.add_frame(frame)
+        except ValueError as exc:
+            self.counters.inc("rejected_by_trainer")
+            self.log("warn", f"frame at {frame.stamp_s:.3f} s refused by the trainer: {exc}")
+            return
+        self.counters.inc("frames_kept" if kept else "frames_not_keyframe")
+
+    def _record_step(self, trainer, losses: dict[str, float]) -> None:
+        now = time.monotonic()
+        self._rate_window.append((now, trainer.iteration))
+        t0, i0 = self._rate_window[0]
+        rate = (trainer.iteration - i0) / (now - t0) if now > t0 else 0.0
+        with self._state_lock:
+            self._stats.update(iteration=trainer.iteration, losses=dict(losses),
+                               views=len(trainer.views), it_per_s=rate, state="training")
+
+    def _maybe_extract(self, trainer) -> None:
+        with self._extract_cv:
+            requested = self._requests > self._requests_queued
+            busy = self._extract_busy or self._extract_job is not None
+            covers = self._requests
+            sync_job_waiting = self._extract_job is not None and self._extract_job.waited_on
+        due = (time.monotonic() - self._last_extract >= self.extract_period_s
+               and trainer.iteration != self._last_extract_iteration and not busy)
+        if sync_job_waiting or not (requested or due):
+            return
+        job = _ExtractJob(trainer.snapshot(), view_summaries(trainer.views), str(trainer.device),
+                          covers, None, requested)
+        self._last_extract = time.monotonic()
+        self._last_extract_iteration = trainer.iteration
+        with self._extract_cv:
+            if self._extract_job is not None and self._extract_job.waited_on:
+                return                   # a save's extraction came in meanwhile: it goes first
+            self._extract_job = job      # a newer job replaces one not started yet
+            self._requests_queued = max(self._requests_queued, covers)
+            self._extract_cv.notify_all()
+
+    # ------------------------------------------------------------------ extractor thread
+    def _extract_via_thread(self, snapshot, views, device, timeout: float) -> ObjectsResult:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        with self._extract_cv:
+            while self._extract_job is not None and self._extract_job.waited_on:
+                self._extract_cv.wait(0.1)   # another caller's synchronous job goes first
+            replaced = self._extract_job     # a periodic job not started yet: this one covers it
+            self._extract_job = _ExtractJob(snapshot, views, device,
+                                            None if replaced is None else replaced.covers, future, True)
+            self._extract_cv.notify_all()
+        return future.result(timeout=timeout)
+
+    def _extract_loop(self) -> None:
+        while True:
+            with self._extract_cv:
+                while self._extract_job is None and not self._stop.is_set():
+                    self._extract_cv.wait(0.5)
+                if self._stop.is_set():
+                    if self._extract_job is not None and self._extract_job.waited_on:
+                        self._extract_job.future.set_exception(RuntimeError("the engine is shutting down"))
+                    self._extract_job = None
+                    return
+                job, self._extract_job = self._extract_job, None
+                self._extract_busy = True
+            try:
+                # Periodic extractions and extract_now at the live resolution, saves at
+                # the full one; requested ones publish new objects at once.
+                result = self._extract(job.snapshot, job.views, job.device, self.now_ns(),
+                                       live=not job.waited_on, confirm_new=job.requested)
+                if job.future is not None:
+                    job.future.set_result(result)
+            except Exception as exc:
+                self.counters.inc("trainer_errors")
+                self.log("error", f"extraction failed: {type(exc).__name__}: {exc}")
+                if job.future is not None:
+                    job.future.set_exception(exc)
+            finally:
+                with self._extract_cv:
+                    self._extract_busy = False
+                    if job.covers is not None:
+                        self._requests_served = max(self._requests_served, job.covers)
+                    self._extract_cv.notify_all()
+
+    def _extract(self, snapshot, views, device: str, stamp_ns: int, *, live: bool = False,
+                 confirm_new: bool = True) -> ObjectsResult:
+        from clusteringsdf_core.extract import extract_objects
+
+        started = time.perf_counter()
+        model = snapshot.model(device)
+        ecfg = snapshot.config.extract
+        extracted = extract_objects(model, ecfg, snapshot.channel_classes, snapshot.channel_confidence,
+                                    resolution=ecfg.live_resolution if live else ecfg.resolution)
+        # Saves and requested extractions publish what the model has now; periodic ones
+        # wait for repeated sightings before a new object gets an id (ObjectTracker).
+        tracked = self.tracker.update(extracted, stamp=stamp_ns / _NS, confirm_new=confirm_new)
+        tracked = [dataclasses.replace(t, num_observations=count_observations(
+            t.object.mesh.vertices, views)) for t in tracked]
+        with self._extract_cv:
+            self._seq += 1
+            result = ObjectsResult(seq=self._seq, iteration=snapshot.iteration, stamp_ns=stamp_ns,
+                                   objects=tuple(tracked), seconds=time.perf_counter() - started)
+            self._latest = result
+        self.counters.inc("extractions")
+        return result
+
+    def _write_map(self, out_dir: Path, result: ObjectsResult, snapshot) -> Path:
+        from clusteringsdf_core.extract import export_objects
+
+        export_objects(list(result.objects), out_dir, self.classes,
+                       mesh_format=snapshot.config.extract.export_format,
+                       iteration=snapshot.iteration)
+        save_yaml(snapshot.config, out_dir / "config.yaml")
+        stats = self.stats()
+        (out_dir / "map.json").write_text(json.dumps({
+            "iteration": snapshot.iteration, "stamp_ns": result.stamp_ns,
+            "bounds_m": stats.get("bounds_m"), "views": stats.get("views"),
+            "objects": [t.id for t in result.objects], "counters": self.counters.snapshot(),
+        }, indent=1))
+        return out_dir

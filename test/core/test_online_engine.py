@@ -1,0 +1,147 @@
+"""The online engine without ROS: a stream of frames in, tracked objects out; and its
+helpers (stream poses, bounds from depth, observation counts, label compaction,
+mesh decimation)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from clusteringsdf_core.data import segmenter_sim
+from clusteringsdf_core.data.frame import Frame, Intrinsics
+from clusteringsdf_core.data.synthetic import SyntheticSceneConfig, generate_scene
+from clusteringsdf_core.online import (MappingEngine, PoseHistory, ViewSummary, compact_labels,
+                                       count_observations, estimate_bounds, labels as online_labels)
+from clusteringsdf_core.online import extent
+from clusteringsdf_core.online.meshes import decimate_mesh
+from clusteringsdf_core.presets import preset
+
+NS = 1_000_000_000
+
+
+def _pose(x, yaw_deg=0.0):
+    from scipy.spatial.transform import Rotation
+
+    T = np.eye(4)
+    T[:3, :3] = Rotation.from_euler("z", yaw_deg, degrees=True).as_matrix()
+    T[0, 3] = x
+    return T
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def test_pose_history_interpolates_then_nearest_within_slop():
+    from scipy.spatial.transform import Rotation
+
+    history = PoseHistory(max_len=10)
+    history.add(100_000_000, _pose(0.0, 0.0))
+    history.add(200_000_000, _pose(1.0, 20.0))
+    T = history.lookup(150_000_000, slop_ns=10_000_000)  # between two poses: interpolated
+    assert T[0, 3] == pytest.approx(0.5)
+    assert Rotation.from_matrix(T[:3, :3]).as_euler("xyz", degrees=True)[2] == pytest.approx(10.0)
+    np.testing.assert_allclose(history.lookup(200_000_000, 0), _pose(1.0, 20.0))  # exact
+    np.testing.assert_allclose(history.lookup(205_000_000, 10_000_000), _pose(1.0, 20.0))
+    assert history.lookup(215_000_000, 10_000_000) is None      # newer than the slop
+    assert history.lookup(85_000_000, 10_000_000) is None       # older than the slop
+    far = PoseHistory(max_gap_ns=50_000_000)
+    far.add(0, _pose(0.0))
+    far.add(NS, _pose(1.0))
+    assert far.lookup(NS // 2, 10_000_000) is None  # too far apart to interpolate
+
+
+def test_bounds_from_depth_expanded_by_margins():
+    K = Intrinsics(20.0, 20.0, 10.0, 10.0, 20, 20)
+    depth = np.full((20, 20), 2.0, np.float32)
+    frame = Frame(0, np.zeros((20, 20, 3), np.uint8), np.eye(4), K, depth_m=depth)
+    bounds = estimate_bounds([frame])
+    # the camera looks along +z: points at z = 2, x and y within +-1 m
+    assert bounds[0, 2] == pytest.approx(0.0 - extent.BOUNDS_MARGIN_Z_M, abs=0.05)
+    assert bounds[1, 2] == pytest.approx(2.0 + extent.BOUNDS_MARGIN_Z_M, abs=0.05)
+    assert bounds[1, 0] == pytest.approx(1.0 + extent.BOUNDS_MARGIN_XY_M, abs=0.1)
+    rgb_only = estimate_bounds([Frame(0, frame.rgb, np.eye(4), K)])
+    assert rgb_only[1, 2] == pytest.approx(extent.RGB_ONLY_REACH_M + extent.BOUNDS_MARGIN_Z_M, abs=0.05)
+
+
+def test_decimation_caps_faces():
+    import trimesh
+
+    mesh = trimesh.creation.icosphere(subdivisions=5, radius=0.5)  # 20480 faces
+    mesh.apply_translation([1.0, 2.0, 0.4])
+    v, f = decimate_mesh(mesh.vertices, mesh.faces, 5000)
+    assert 100 < len(f) <= 5000 and f.max() < len(v)
+    assert np.abs(np.linalg.norm(v - [1.0, 2.0, 0.4], axis=1) - 0.5).max() < 0.05
+
+
+def test_observations_count_views_that_see_the_object():
+    K = Intrinsics(20.0, 20.0, 10.0, 10.0, 20, 20).K
+    looking = ViewSummary(K, np.eye(4), 20, 20, None, 1)      # optical axis +z
+    away = np.eye(4)
+    away[:3, :3] = np.diag([1.0, -1.0, -1.0])                  # looks along -z
+    occluded = ViewSummary(K, np.eye(4), 20, 20, np.full((20, 20), 1.0, np.float32), 1)
+    points = np.array([[0.0, 0.0, 3.0], [0.1, 0.1, 3.0]])
+    views = [looking, ViewSummary(K, away, 20, 20, None, 1), occluded]
+    assert count_observations(points, views) == 1
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.uint16, np.uint8, np.int64, np.uint64])
+def test_fast_label_compaction_equals_the_sort_based_one(monkeypatch, dtype):
+    rng = np.random.default_rng(0)
+    cases = [rng.integers(0, 40, (48, 64)), rng.integers(0, 3, (5, 7)),
+             np.repeat(np.arange(12), 4).reshape(6, 8) * 7,          # equal sizes: ties by id
+             np.zeros((4, 4), np.int64), rng.integers(250, 256, (9, 9))]
+    for labels in cases:
+        labels = labels.astype(dtype)
+        for max_labels in (None, 1, 5, 100):
+            fast = compact_labels(labels, max_labels)
+            with monkeypatch.context() as m:
+                m.setattr(online_labels, "_LABEL_LUT_LIMIT", 0)      # forces np.unique
+                slow = compact_labels(labels, max_labels)
+            assert fast[1] == slow[1]
+            assert fast[0].dtype == slow[0].dtype == np.int32
+            np.testing.assert_array_equal(fast[0], slow[0])
+
+
+# --------------------------------------------------------------------------- the engine
+
+#: A model small enough for a shared 2-core machine.
+TINY = {
+    "model.num_channels": 6, "model.grid_max_resolution": 32, "model.init_channel_gap": 0.0,
+    "render.num_samples_coarse": 16, "render.num_samples": 12, "render.depth_guided_samples": 6,
+    "sampling.rays_per_batch": 128, "loss.eikonal_points": 64,
+    "data.image_width": 48, "data.image_height": 36,
+    "trainer.num_threads": 1, "trainer.device": "cpu",
+}
+
+
+@pytest.fixture(scope="module")
+def small_stream():
+    scene = generate_scene(SyntheticSceneConfig(furniture="procedural", width=48, height=36,
+                                                num_train=6, num_test=1, num_objects=3))
+    return segmenter_sim.simulate_dataset(scene.dataset.train, segmenter_sim.preset("0%"), seed=0)
+
+
+def test_queue_drops_the_oldest_frame_and_counts_it(small_stream):
+    engine = MappingEngine(preset("cpu").merged(TINY), queue_size=2)  # not started
+    for frame in small_stream[:3]:
+        engine.put(frame)
+    assert engine.queue_length() == 2 and engine.counters["dropped_queue_full"] == 1
+    assert [f.index for f in engine._queue] == [small_stream[1].index, small_stream[2].index]
+    with pytest.raises(RuntimeError):
+        engine.submit(lambda t: None).result(timeout=1)
+
+
+def test_without_threads_the_model_waits_for_the_bootstrap_frames(small_stream):
+    engine = MappingEngine(preset("cpu").merged(TINY), bootstrap_frames=3)
+    engine.put(small_stream[0])
+    assert engine.ingest() == 1 and not engine.has_model
+    assert engine.train(5) == {}                      # nothing to train yet
+    with pytest.raises(RuntimeError, match="1 of 3"):
+        engine.extract()
+    for frame in small_stream[1:3]:
+        engine.put(frame)
+    engine.ingest()
+    assert engine.has_model and len(engine.trainer.views) == 3
+    losses = engine.train(2)
+    assert engine.trainer.iteration == 2 and np.isfinite(losses["total"])
+    assert engine.stats()["iteration"] == 2
