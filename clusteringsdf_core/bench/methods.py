@@ -55,7 +55,7 @@ KNOWN_NEEDS = ("depth", "instance_labels", "semantic_labels", "torch", "cuda")
 
 #: Modules that register more methods when imported (e.g. the neural field and its
 #: ablations). Imported once, on the first lookup; an ImportError is recorded, not raised.
-OPTIONAL_METHOD_MODULES: list[str] = ["clusteringsdf_core.bench.neural"]
+OPTIONAL_METHOD_MODULES: list[str] = ["clusteringsdf_core.bench.neural", "clusteringsdf_core.bench.online"]
 
 ProgressFn = Callable[[float, str], None]
 

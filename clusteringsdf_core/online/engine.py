@@ -175,6 +175,15 @@ class MappingEngine:
         self._check_inline("ingest")
         return self._drain()
 
+    def bootstrap_now(self) -> bool:
+        """Without threads: create the model from the frames waiting for the bounds even
+        if fewer than ``bootstrap_frames`` came (a stream that ended early). True if a
+        model exists afterwards."""
+        self._check_inline("bootstrap_now")
+        if self._trainer is None and self._bootstrap:
+            self._create_model()
+        return self._trainer is not None
+
     def train(self, steps: int) -> dict[str, float]:
         """Without threads: ``steps`` training steps (none while there is no model or no
         view yet). Returns the last step's losses."""
@@ -363,13 +372,20 @@ class MappingEngine:
                 self._stats["state"] = f"estimating_bounds ({len(self._bootstrap)}/{self.bootstrap_frames})"
             if len(self._bootstrap) < self.bootstrap_frames:
                 return
-            bounds = estimate_bounds(self._bootstrap, depth_min_m=dc.depth_min_m,
-                                     depth_max_m=dc.depth_max_m)
         else:
             self._bootstrap.append(frame)
-            bounds = self.bounds_m
+        self._create_model()
+
+    def _create_model(self) -> None:
+        """The trainer, with the fixed bounds or those of the bootstrap frames, which it
+        then takes as its first frames."""
         from clusteringsdf_core.trainer import Trainer
 
+        bounds = self.bounds_m
+        if bounds is None:
+            dc = self.config.data
+            bounds = estimate_bounds(self._bootstrap, depth_min_m=dc.depth_min_m,
+                                     depth_max_m=dc.depth_max_m)
         frames, self._bootstrap = self._bootstrap, []
         self._trainer = Trainer(self.config, bounds, classes=self.classes)
         with self._state_lock:

@@ -90,3 +90,25 @@ def test_time_to_quality_curve(scene, tmp_path):
     markdown = (tmp_path / "results.md").read_text()
     assert "### Time to quality" in markdown
     assert markdown.count(f"| clusteringsdf | {scene.name} | realistic |") == 3
+
+
+def test_online_method_streams_the_frames_in_order_with_the_offline_budget(scene, tmp_path):
+    # 4 frames, 1 iteration after each, 12 in all. The stream is shorter than the 5
+    # frames the bounds wait for: the model is made from all 4 when it ends, and the
+    # whole budget is trained after it.
+    config = {**TINY, "trainer": {**TINY["trainer"], "iterations": 12},
+              "stream": {"iterations_per_frame": 1, "extract_every": 6}}
+    document = run_protocol("baselines", ["clusteringsdf_online"], [scene], tmp_path, fail_fast=True,
+                            figure_views=0, geometry_points=2000, report=lambda line: None,
+                            method_options={"clusteringsdf_online": {"config": config, "eval_at": [10]}})
+    entry = document["protocols"]["baselines"]["variants"]["realistic"]["methods"][
+        "clusteringsdf_online"]["scenes"][scene.name]
+    meta = entry["prediction"]["meta"]
+    assert meta["iterations"] == 12 and meta["frames"] == 4
+    assert meta["stream_iterations"] == 0
+    assert meta["counters"]["frames_enqueued"] == 4
+    assert [p["iteration"] for p in meta["curve"]] == [10]
+    assert 0.0 <= entry["pq_scene"] <= 100.0
+    with pytest.raises(ValueError, match="unknown stream option"):
+        from clusteringsdf_core.bench.online import stream_and_predict
+        stream_and_predict(scene, {"config": {"stream": {"pace": 3}}})
