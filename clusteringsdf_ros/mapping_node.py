@@ -61,7 +61,6 @@ Thin glue over :mod:`clusteringsdf_core`:
 
 from __future__ import annotations
 
-import array
 import collections
 import dataclasses
 import os
@@ -84,7 +83,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
-from clusteringsdf_core.config import Config, ConfigError, build_section, field_help, flatten, unflatten
+from clusteringsdf_core.config import ConfigError, flatten
 from clusteringsdf_core.data.classes import SCANNET_REDUCED
 from clusteringsdf_core.data.frame import check_pose
 from clusteringsdf_core.online import ENGINE_COUNTERS, BOOTSTRAP_FRAMES, Counters, MappingEngine, PoseHistory
@@ -95,7 +94,8 @@ from clusteringsdf_ros.inputs import INPUT_COUNTERS, CallbackTimes, InputError, 
 from clusteringsdf_ros.msg import ObjectArray
 from clusteringsdf_ros.node_main import spin_node
 from clusteringsdf_ros.object_msgs import objects_to_markers, objects_to_msg
-from clusteringsdf_ros.params import RosConfig
+from clusteringsdf_ros.params import (BOUNDS_PARAMETER, RosConfig, build_configs, change_kind,
+                                      parameter_help)
 from clusteringsdf_ros.sync import RosApproximateSync
 
 __all__ = ["MappingNode", "COUNTERS", "TIME_JUMP_BACK_S", "main"]
@@ -113,45 +113,6 @@ TIME_JUMP_BACK_S = 1.0
 #: Every counter of the status, with what it counts: the inputs', then the engine's.
 COUNTERS: dict[str, str] = {**INPUT_COUNTERS, **ENGINE_COUNTERS}
 
-_LIVE_SECTIONS = ("loss.",)
-_LIVE_FIELDS = ("trainer.lr",)
-_LIVE_ROS_FIELDS = ("ros.extract_period_s",)
-
-
-# =========================================================================== parameters
-
-def _ros_help(name: str) -> str:
-    for f in dataclasses.fields(RosConfig):
-        if f.name == name:
-            return f.metadata["help"]
-    raise ConfigError(f"ros.{name}", "unknown field")
-
-
-def _plain(value: Any) -> Any:
-    """Parameter values as the config tree wants them (arrays -> lists)."""
-    if isinstance(value, (array.array, tuple, np.ndarray)):
-        return [v.item() if isinstance(v, np.generic) else v for v in value]
-    return value
-
-
-def _parse_bounds(value: Any) -> np.ndarray | None:
-    values = [] if value is None else list(_plain(value))
-    if not values:
-        return None
-    b = np.asarray(values, dtype=np.float64)
-    if b.shape != (6,) or not np.all(np.isfinite(b)) or np.any(b[:3] >= b[3:]):
-        raise ConfigError("ros.bounds_m", "expected [] or six finite numbers "
-                          f"[xmin, ymin, zmin, xmax, ymax, zmax] with min < max, got {values}")
-    return b.reshape(2, 3)
-
-
-def _build_configs(flat: dict[str, Any]) -> tuple[Config, RosConfig, np.ndarray | None]:
-    core = {k: _plain(v) for k, v in flat.items() if not k.startswith("ros.")}
-    ros = {k[4:]: _plain(v) for k, v in flat.items() if k.startswith("ros.") and k != "ros.bounds_m"}
-    config = Config.from_dict(unflatten(core))
-    return config, build_section(RosConfig, ros), _parse_bounds(flat.get("ros.bounds_m"))
-
-
 class MappingNode(Node):
     """The mapping node (see the module docstring). ``**kwargs`` go to ``rclpy.node.Node``
     (``context``, ``parameter_overrides``, ...)."""
@@ -159,7 +120,7 @@ class MappingNode(Node):
     def __init__(self, **kwargs):
         super().__init__("mapping_node", **kwargs)
         self._declare_parameters()
-        self.config, self.ros, bounds = _build_configs(self._flat)  # ConfigError: refuse to start
+        self.config, self.ros, bounds = build_configs(self._flat)  # ConfigError: refuse to start
         self.classes = SCANNET_REDUCED
         self.counters = Counters(tuple(COUNTERS))
         # Wall time of the input callbacks (synchronised sets incl. conversion; poses).
@@ -214,21 +175,19 @@ class MappingNode(Node):
         defaults = {**flatten(preset("cpu")),
                     **{f"ros.{k}": v for k, v in dataclasses.asdict(RosConfig()).items()}}
         for name, value in defaults.items():
-            section, _, field_name = name.partition(".")
-            help_text = _ros_help(field_name) if section == "ros" else field_help(name)
-            self.declare_parameter(name, value, ParameterDescriptor(description=help_text))
+            self.declare_parameter(name, value, ParameterDescriptor(description=parameter_help(name)))
         # An empty list would be typed BYTE_ARRAY: declare the double array by type.
-        self.declare_parameter("ros.bounds_m", Parameter.Type.DOUBLE_ARRAY, ParameterDescriptor(
+        self.declare_parameter(BOUNDS_PARAMETER, Parameter.Type.DOUBLE_ARRAY, ParameterDescriptor(
             description="scene bounds [xmin, ymin, zmin, xmax, ymax, zmax] in metres, map frame; "
                         f"unset/empty = from the depth of the first {BOOTSTRAP_FRAMES} frames "
                         f"plus {BOUNDS_MARGIN_XY_M} m horizontally and {BOUNDS_MARGIN_Z_M} m "
                         "vertically"))
         self._flat = {name: self.get_parameter(name).value for name in defaults}
-        self._flat["ros.bounds_m"] = self._bounds_value()
+        self._flat[BOUNDS_PARAMETER] = self._bounds_value()
 
     def _bounds_value(self):
         try:
-            return self.get_parameter("ros.bounds_m").value
+            return self.get_parameter(BOUNDS_PARAMETER).value
         except Exception:  # declared by type and never set
             return None
 
@@ -239,19 +198,12 @@ class MappingNode(Node):
                 continue
             flat[p.name] = p.value
         try:
-            _build_configs(flat)
+            build_configs(flat)
         except ConfigError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
-        notes = []
-        for p in params:
-            if p.name not in self._flat:
-                continue
-            if p.name.startswith(_LIVE_SECTIONS) or p.name in _LIVE_FIELDS + _LIVE_ROS_FIELDS:
-                notes.append(f"{p.name}: applied now")
-            elif p.name.startswith("ros.") and p.name != "ros.bounds_m":
-                notes.append(f"{p.name}: takes effect when the node restarts")
-            else:
-                notes.append(f"{p.name}: takes effect at the next ~/reset")
+        when = {"live": "applied now", "restart": "takes effect when the node restarts",
+                "reset": "takes effect at the next ~/reset"}
+        notes = [f"{p.name}: {when[change_kind(p.name)]}" for p in params if p.name in self._flat]
         # rclcpp returns this reason on success; rclpy drops it (the post-set callback logs
         # it, and ~/status lists pending_reset / pending_restart).
         return SetParametersResult(successful=True, reason="; ".join(notes))
@@ -262,19 +214,16 @@ class MappingNode(Node):
             self._flat[p.name] = p.value
         if not changed:
             return
-        self.config, _, bounds = _build_configs(self._flat)
+        self.config, _, bounds = build_configs(self._flat)
         self.engine.config = self.config
         self.engine.bounds_m = bounds
         names = {p.name for p in changed}
-        restart = {n for n in names if n.startswith("ros.") and n not in _LIVE_ROS_FIELDS
-                   and n != "ros.bounds_m"}
+        restart = {n for n in names if change_kind(n) == "restart"}
         self.pending_restart |= restart
-        self.pending_reset |= {n for n in names - restart
-                               if not (n.startswith(_LIVE_SECTIONS)
-                                       or n in _LIVE_FIELDS + _LIVE_ROS_FIELDS)}
+        self.pending_reset |= {n for n in names if change_kind(n) == "reset"}
         if "ros.extract_period_s" in names:
             self.engine.extract_period_s = float(self._flat["ros.extract_period_s"])
-        if any(n.startswith(_LIVE_SECTIONS) or n in _LIVE_FIELDS for n in names):
+        if any(change_kind(n) == "live" and not n.startswith("ros.") for n in names):
             self.engine.apply_live(self.config)
         if names & self.pending_reset:
             self.get_logger().warning(f"{', '.join(sorted(names & self.pending_reset))} changed: "

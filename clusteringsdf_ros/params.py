@@ -10,15 +10,26 @@ definitions serve a launch description, a fallback runner and the tests.
 
 from __future__ import annotations
 
+import array
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from clusteringsdf_core.config import (Config, ConfigError, Section, build_section, flatten,
-                                       load_yaml, param, read_yaml_tree)
+import numpy as np
 
-__all__ = ["RosConfig", "load_params_file", "flatten_all"]
+from clusteringsdf_core.config import (Config, ConfigError, Section, build_section, field_help, flatten,
+                                       load_yaml, param, read_yaml_tree, unflatten)
+
+__all__ = ["RosConfig", "load_params_file", "flatten_all", "build_configs", "parse_bounds",
+           "parameter_help", "change_kind", "BOUNDS_PARAMETER"]
+
+#: The parameter that fixes the scene bounds (a double array; empty = estimated).
+BOUNDS_PARAMETER = "ros.bounds_m"
+#: Parameters that apply to the running model (prefixes and names); ``ros.extract_period_s``
+#: applies at once too.
+_LIVE_PREFIXES = ("loss.",)
+_LIVE_NAMES = ("trainer.lr", "ros.extract_period_s")
 
 
 @dataclass(frozen=True)
@@ -77,3 +88,52 @@ def load_params_file(path: str | Path, *, partial: bool = False) -> tuple[Config
     except ConfigError as exc:
         raise ConfigError(exc.path, f"{exc.args[0]} (in {path})") from None
     return config, ros
+
+
+def parameter_help(name: str) -> str:
+    """The description of a node parameter (``loss.lambda_diff``, ``ros.map_frame``)."""
+    section, _, field_name = name.partition(".")
+    if section != "ros":
+        return field_help(name)
+    for f in dataclasses.fields(RosConfig):
+        if f.name == field_name:
+            return f.metadata["help"]
+    raise ConfigError(name, "unknown field")
+
+
+def change_kind(name: str) -> str:
+    """When a changed parameter takes effect: ``live`` (now, in the running model),
+    ``reset`` (the next ``~/reset``: a new model) or ``restart`` (the node's next start)."""
+    if name.startswith(_LIVE_PREFIXES) or name in _LIVE_NAMES:
+        return "live"
+    if name.startswith("ros.") and name != BOUNDS_PARAMETER:
+        return "restart"
+    return "reset"
+
+
+def _plain(value: Any) -> Any:
+    """Parameter values as the config tree wants them (arrays -> lists)."""
+    if isinstance(value, (array.array, tuple, np.ndarray)):
+        return [v.item() if isinstance(v, np.generic) else v for v in value]
+    return value
+
+
+def parse_bounds(value: Any) -> np.ndarray | None:
+    """``ros.bounds_m`` as (2, 3) [min, max], or None when empty or unset."""
+    values = [] if value is None else list(_plain(value))
+    if not values:
+        return None
+    b = np.asarray(values, dtype=np.float64)
+    if b.shape != (6,) or not np.all(np.isfinite(b)) or np.any(b[:3] >= b[3:]):
+        raise ConfigError(BOUNDS_PARAMETER, "expected [] or six finite numbers "
+                          f"[xmin, ymin, zmin, xmax, ymax, zmax] with min < max, got {values}")
+    return b.reshape(2, 3)
+
+
+def build_configs(flat: dict[str, Any]) -> tuple[Config, RosConfig, np.ndarray | None]:
+    """The core tree, the ROS section and the fixed bounds of flat parameter values;
+    ConfigError names the first invalid one."""
+    core = {k: _plain(v) for k, v in flat.items() if not k.startswith("ros.")}
+    ros = {k[4:]: _plain(v) for k, v in flat.items() if k.startswith("ros.") and k != BOUNDS_PARAMETER}
+    config = Config.from_dict(unflatten(core))
+    return config, build_section(RosConfig, ros), parse_bounds(flat.get(BOUNDS_PARAMETER))
