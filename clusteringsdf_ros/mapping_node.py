@@ -61,7 +61,6 @@ Thin glue over :mod:`clusteringsdf_core`:
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import os
 import sys
@@ -71,7 +70,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
@@ -87,13 +86,14 @@ from clusteringsdf_core.config import ConfigError, flatten
 from clusteringsdf_core.data.classes import SCANNET_REDUCED
 from clusteringsdf_core.data.frame import check_pose
 from clusteringsdf_core.online import ENGINE_COUNTERS, BOOTSTRAP_FRAMES, Counters, MappingEngine, PoseHistory
+from clusteringsdf_core.online.poses import PendingSets
 from clusteringsdf_core.online.extent import BOUNDS_MARGIN_XY_M, BOUNDS_MARGIN_Z_M
 from clusteringsdf_core.presets import preset
 from clusteringsdf_ros import conversions as conv
 from clusteringsdf_ros.inputs import INPUT_COUNTERS, CallbackTimes, InputError, frame_from_messages
 from clusteringsdf_ros.msg import ObjectArray
 from clusteringsdf_ros.node_main import spin_node
-from clusteringsdf_ros.object_msgs import objects_to_markers, objects_to_msg
+from clusteringsdf_ros.object_msgs import objects_to_markers, objects_to_msg, status_to_diagnostics
 from clusteringsdf_ros.params import (BOUNDS_PARAMETER, RosConfig, build_configs, change_kind,
                                       parameter_help)
 from clusteringsdf_ros.sync import RosApproximateSync
@@ -140,11 +140,12 @@ class MappingNode(Node):
         self._inputs_group = MutuallyExclusiveCallbackGroup()
         self._timers_group = MutuallyExclusiveCallbackGroup()
         self._services_group = MutuallyExclusiveCallbackGroup()
-        self._lock = threading.Lock()      # pose history + pending sets + stamps
+        self._lock = threading.Lock()      # input stamps and frame indices
         self._frame_index = 0
         self._last_set_ns: int | None = None
-        self._pending: collections.deque = collections.deque()   # (wall time, msgs) awaiting a pose
         self.poses = PoseHistory(max_len=max(50, 10 * self.ros.sync_queue_size))
+        self.pending = PendingSets(self.poses, slop_ns=int(round(self.ros.sync_slop_s * _NS)),
+                                   max_waiting=self.ros.sync_queue_size, wait_s=POSE_WAIT_S)
         self._setup_inputs()
 
         latched = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
@@ -352,17 +353,14 @@ class MappingNode(Node):
                     return
                 # A new timeline (a looping bag): what was kept of the old one is stale.
                 # Poses up to TIME_JUMP_BACK_S ahead of this set may be the new timeline's.
-                jumped = (last, len(self._pending),
-                          self.poses.drop_newer_than(stamp_ns + jump_ns))
-                self._pending.clear()
+                jumped = (last, self.pending.clear(), self.poses.drop_newer_than(stamp_ns + jump_ns))
             self._last_set_ns = stamp_ns
         if jumped is not None:
             self._time_jumped_back(stamp_ns, *jumped)
         if self.pose_source == "tf":
             self._convert_and_enqueue(msgs, self._tf_pose(msgs[0], stamp_ns))
             return
-        with self._lock:
-            self._pending.append((time.monotonic(), stamp_ns, msgs))
+        self.pending.add(stamp_ns, msgs)
         self._resolve_pending()
 
     def _time_jumped_back(self, stamp_ns: int, last_ns: int, pending: int, poses: int) -> None:
@@ -404,20 +402,7 @@ class MappingNode(Node):
     def _resolve_pending(self, *, expire: bool = False) -> None:
         """Sets waiting for a pose: matched once a pose at/after their stamp exists, dropped
         when no pose matches then, or after POSE_WAIT_S (``expire``) / queue overflow."""
-        slop_ns = int(round(self.ros.sync_slop_s * _NS))
-        ready = []
-        with self._lock:
-            now = time.monotonic()
-            newest = self.poses.newest_ns
-            keep: collections.deque = collections.deque()
-            excess = len(self._pending) - self.ros.sync_queue_size   # oldest forced out
-            for i, (arrived, stamp_ns, msgs) in enumerate(self._pending):
-                waited_out = (expire and now - arrived > POSE_WAIT_S) or i < excess
-                if (newest is not None and newest >= stamp_ns) or waited_out:
-                    ready.append((stamp_ns, msgs, self.poses.lookup(stamp_ns, slop_ns)))
-                else:
-                    keep.append((arrived, stamp_ns, msgs))
-            self._pending = keep
+        ready = self.pending.resolve(expire=expire)
         for stamp_ns, msgs, T in ready:
             if T is None:
                 self._bad_input("pose_unmatched", f"no camera pose within "
@@ -512,18 +497,8 @@ class MappingNode(Node):
     def _publish_status(self) -> None:
         self._resolve_pending(expire=True)
         self._check_sync_health()
-        values = self.status_values()
-        status = DiagnosticStatus(name=f"{self.get_name()}: ClusteringSDF mapping",
-                                  hardware_id=str(self.config.trainer.device))
-        if values["trainer_errors"]:
-            status.level, status.message = DiagnosticStatus.WARN, "training (errors occurred)"
-        elif values["state"] == "training":
-            status.level, status.message = DiagnosticStatus.OK, "training"
-        else:
-            status.level, status.message = DiagnosticStatus.WARN, str(values["state"])
-        status.values = [KeyValue(key=k, value=(f"{v:.6g}" if isinstance(v, float) else str(v)))
-                         for k, v in values.items()]
-        msg = DiagnosticArray(status=[status])
+        msg = status_to_diagnostics(f"{self.get_name()}: ClusteringSDF mapping",
+                                    str(self.config.trainer.device), self.status_values())
         msg.header.stamp = self.get_clock().now().to_msg()
         self.status_pub.publish(msg)
 

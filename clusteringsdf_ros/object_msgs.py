@@ -1,9 +1,12 @@
-"""Engine results -> ROS messages: the ``ObjectArray`` and the RViz markers."""
+"""Engine results -> ROS messages: the ``ObjectArray``, the RViz markers, the status."""
 
 from __future__ import annotations
 
 import numpy as np
+from typing import Any, Mapping
+
 from builtin_interfaces.msg import Duration
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, Vector3
 from shape_msgs.msg import Mesh, MeshTriangle
 from std_msgs.msg import ColorRGBA
@@ -15,7 +18,7 @@ from clusteringsdf_core.online.meshes import MAX_MESH_FACES, decimate_mesh
 from clusteringsdf_ros import conversions as conv
 from clusteringsdf_ros.msg import Object, ObjectArray
 
-__all__ = ["objects_to_msg", "objects_to_markers"]
+__all__ = ["objects_to_msg", "objects_to_markers", "status_to_diagnostics"]
 
 
 def _colour(object_id: int, alpha: float = 1.0) -> ColorRGBA:
@@ -99,3 +102,18 @@ def objects_to_markers(msg: ObjectArray) -> MarkerArray:
         markers.markers.extend([mesh, box, label])
     return markers
 
+
+
+def status_to_diagnostics(name: str, hardware_id: str, values: Mapping[str, Any]) -> DiagnosticArray:
+    """One DiagnosticStatus of the mapping node's status values (header stamp left to the
+    caller): OK while training, WARN after errors or in any other state."""
+    status = DiagnosticStatus(name=name, hardware_id=hardware_id)
+    if values["trainer_errors"]:
+        status.level, status.message = DiagnosticStatus.WARN, "training (errors occurred)"
+    elif values["state"] == "training":
+        status.level, status.message = DiagnosticStatus.OK, "training"
+    else:
+        status.level, status.message = DiagnosticStatus.WARN, str(values["state"])
+    status.values = [KeyValue(key=k, value=(f"{v:.6g}" if isinstance(v, float) else str(v)))
+                     for k, v in values.items()]
+    return DiagnosticArray(status=[status])

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import bisect
 import threading
+import time
 
 import numpy as np
 
-__all__ = ["PoseHistory", "MAX_POSE_INTERPOLATION_GAP_S"]
+__all__ = ["PoseHistory", "PendingSets", "MAX_POSE_INTERPOLATION_GAP_S"]
 
 _NS = 1_000_000_000
 
@@ -85,3 +86,53 @@ class PoseHistory:
             if abs(self._stamps[j] - t) <= slop_ns:
                 return self._poses[j].copy()
             return None
+
+
+class PendingSets:
+    """Input sets waiting for the camera pose at their stamp (a pose topic that lags the
+    images). Thread-safe.
+
+    :meth:`resolve` hands out the sets whose stamp the newest pose has reached, with
+    the pose :meth:`PoseHistory.lookup` finds for them (None: no pose within
+    ``slop_ns``); with ``expire``, sets that waited longer than ``wait_s`` go too, and
+    beyond ``max_waiting`` sets the oldest are forced out.
+    """
+
+    def __init__(self, poses: PoseHistory, *, slop_ns: int, max_waiting: int, wait_s: float = 1.0):
+        self.poses = poses
+        self.slop_ns = int(slop_ns)
+        self.max_waiting = int(max_waiting)
+        self.wait_s = float(wait_s)
+        self._items: list[tuple[float, int, object]] = []   # (arrival, stamp_ns, item)
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+    def add(self, stamp_ns: int, item, arrived_s: float | None = None) -> None:
+        with self._lock:
+            self._items.append((time.monotonic() if arrived_s is None else arrived_s, int(stamp_ns), item))
+
+    def clear(self) -> int:
+        """Forget every waiting set; returns how many."""
+        with self._lock:
+            n, self._items = len(self._items), []
+            return n
+
+    def resolve(self, *, expire: bool = False, now_s: float | None = None
+                ) -> list[tuple[int, object, np.ndarray | None]]:
+        """(stamp_ns, item, pose or None) of the sets that stop waiting, oldest first."""
+        now = time.monotonic() if now_s is None else now_s
+        newest = self.poses.newest_ns
+        ready, keep = [], []
+        with self._lock:
+            excess = len(self._items) - self.max_waiting
+            for i, (arrived, stamp_ns, item) in enumerate(self._items):
+                waited_out = (expire and now - arrived > self.wait_s) or i < excess
+                if (newest is not None and newest >= stamp_ns) or waited_out:
+                    ready.append((stamp_ns, item))
+                else:
+                    keep.append((arrived, stamp_ns, item))
+            self._items = keep
+        return [(stamp, item, self.poses.lookup(stamp, self.slop_ns)) for stamp, item in ready]

@@ -145,3 +145,26 @@ def test_without_threads_the_model_waits_for_the_bootstrap_frames(small_stream):
     losses = engine.train(2)
     assert engine.trainer.iteration == 2 and np.isfinite(losses["total"])
     assert engine.stats()["iteration"] == 2
+
+
+def test_pending_sets_wait_for_their_pose_then_expire_or_overflow():
+    from clusteringsdf_core.online.poses import PendingSets
+
+    poses = PoseHistory()
+    pending = PendingSets(poses, slop_ns=10_000_000, max_waiting=2, wait_s=1.0)
+    pending.add(100_000_000, "a", arrived_s=0.0)
+    assert pending.resolve(now_s=0.5) == [] and len(pending) == 1       # no pose yet: waits
+    poses.add(150_000_000, _pose(1.0))
+    [(stamp, item, T)] = pending.resolve(now_s=0.5)                      # a pose at/after it
+    assert (stamp, item) == (100_000_000, "a") and T is None             # ... but 50 ms away
+    pending.add(200_000_000, "b", arrived_s=0.0)
+    assert pending.resolve(expire=True, now_s=0.5) == []                 # not waited out yet
+    [(_, item, T)] = pending.resolve(expire=True, now_s=2.0)             # waited out: goes,
+    assert item == "b" and T is None                                     # no pose within slop
+    for k, stamp in enumerate((300_000_000, 310_000_000, 320_000_000)):
+        pending.add(stamp, k, arrived_s=5.0)
+    [(_, item, _)] = pending.resolve(now_s=5.0)                          # beyond max_waiting:
+    assert item == 0 and len(pending) == 2                               # the oldest is out
+    poses.add(315_000_000, _pose(2.0))
+    assert [(i, T is not None) for _, i, T in pending.resolve(now_s=5.0)] == [(1, True)]
+    assert pending.clear() == 1 and len(pending) == 0

@@ -543,7 +543,7 @@ def test_time_jump_back_clears_and_accepts_the_new_timeline(mn, frames, ros_cont
         assert counters["frames_enqueued"] == 3
         # a set whose pose has not come yet waits for it
         _feed(node, _messages(frames[3], t_old + 3 * NS // 5), pose=False)
-        assert len(node._pending) == 1
+        assert len(node.pending) == 1
         # less than TIME_JUMP_BACK_S back: the synchroniser drops it as late, and a set
         # that gets through anyway (message_filters does not drop) is out of order
         small = _messages(frames[0], t_old + NS // 2)
@@ -557,7 +557,7 @@ def test_time_jump_back_clears_and_accepts_the_new_timeline(mn, frames, ros_cont
         t_new = BASE_NS + 10 * NS
         _feed(node, _messages(frames[4], t_new))
         assert counters["time_jump_back"] == 1 and node.sync.sync.stats.jumps_back == 1
-        assert len(node._pending) == 0 and len(node.poses) == 1   # only the new pose
+        assert len(node.pending) == 0 and len(node.poses) == 1   # only the new pose
         assert counters["frames_enqueued"] == 4 and counters["pose_unmatched"] == 0
         _feed(node, _messages(frames[5], t_new + NS // 5))     # the new timeline goes on
         assert counters["frames_enqueued"] == 5 and counters["time_jump_back"] == 1
@@ -566,9 +566,9 @@ def test_time_jump_back_clears_and_accepts_the_new_timeline(mn, frames, ros_cont
         t_3 = BASE_NS + 5 * NS
         _feed(node, _messages(frames[0], t_3), pose=False)
         assert counters["time_jump_back"] == 2 and len(node.poses) == 0
-        assert len(node._pending) == 1 and counters["frames_enqueued"] == 5
+        assert len(node.pending) == 1 and counters["frames_enqueued"] == 5
         _feed(node, _messages(frames[0], t_3), images=False)
-        assert len(node._pending) == 0 and counters["frames_enqueued"] == 6
+        assert len(node.pending) == 0 and counters["frames_enqueued"] == 6
         assert counters["pose_unmatched"] == 0 and counters["out_of_order"] == 1
         assert counters["sets_received"] == 8
         assert node.status_values()["callback_synced_count"] == 8
