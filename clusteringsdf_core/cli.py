@@ -115,6 +115,17 @@ def _comma_ints(value: str) -> list[int]:
     return [int(x) for x in _comma_list(value)]
 
 
+def baseline_list(value: str) -> list[str]:
+    """``none`` -> [], else a comma list of the bench's baselines (an argparse type, also
+    of ``clusteringsdf ros demo --baselines``)."""
+    from clusteringsdf_core.pipeline import check_baselines
+
+    try:
+        return check_baselines([] if value.strip().lower() == "none" else _comma_list(value))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _parse_method_options(items: Sequence[str]) -> dict[str, dict]:
     """``--set METHOD.FIELD[.FIELD]=VALUE`` -> {method: {"config": nested overrides}};
     VALUE is read as YAML (numbers, true/false, lists)."""
@@ -273,13 +284,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(f"demo: synthetic scene (seed {args.seed}) -> segmenter simulation -> ClusteringSDF "
           f"({args.preset} preset) -> objects -> metrics; outputs in {args.out}/")
     s = pipeline.demo(args.out, seed=args.seed, preset_name=args.preset, time_budget_s=args.time_budget,
-                      iterations=args.iterations)
+                      iterations=args.iterations,
+                      baselines=pipeline.DEMO_BASELINES if args.baselines is None else args.baselines)
     t = s["timings"]
     print(f"\nscene:    {s['scene']} ({s['num_gt_objects']} GT objects), {t['scene_s']:.0f} s")
     print(f"training: {s['iterations']} iterations on {s['device']} in {t['train_s']:.0f} s "
           f"({s['iterations_per_s']:.1f} it/s)")
     print(f"objects:  {s['num_objects']} extracted -> {s['objects']} (meshes in objects/meshes/)")
     print(f"metrics on held-out views (results.json, results.md):\n{s['table']}")
+    for line in s["comparison"]:
+        print(line)
     print("figures:  " + "\n          ".join(s["figures"]))
     print(f"total {t['total_s']:.0f} s")
     return 0
@@ -363,6 +377,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="cpu", help="training preset (cpu, gpu, paper)")
     p.add_argument("--iterations", type=int, help="training iterations (default: the preset's)")
     p.add_argument("--time-budget", type=float, help="stop training after this many seconds")
+    p.add_argument("--baselines", type=baseline_list, default=None, metavar="NAME[,NAME...]|none",
+                   help="the bench's baselines scored beside ClusteringSDF (default: naive_fusion,"
+                        "felzenszwalb,hdbscan; none: no baselines)")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("loss-timing", help="time the clustering loss against a pairwise contrastive "

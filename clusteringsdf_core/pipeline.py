@@ -10,7 +10,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -20,7 +20,9 @@ from clusteringsdf_core.extract import ObjectTracker, export_objects, extract_ob
 from clusteringsdf_core.trainer import Snapshot, Trainer
 
 __all__ = ["build_config", "train", "render_views", "extract", "mesh_picture", "demo_scene", "evaluate_against_gt",
-           "metrics_table", "demo", "DEMO_METRICS"]
+           "score_with_baselines", "beats_baselines", "check_baselines", "comparison_lines",
+           "results_markdown", "metrics_table", "demo", "DEMO_METRICS",
+           "DEMO_BASELINES"]
 
 log = logging.getLogger(__name__)
 
@@ -188,20 +190,128 @@ def metrics_table(results: dict[str, dict], keys: Sequence[str] = DEMO_METRICS) 
     return "\n".join(lines)
 
 
+#: The bench's no-network baselines the demo scores beside ClusteringSDF (by default all).
+DEMO_BASELINES = ("naive_fusion", "felzenszwalb", "hdbscan")
+
+
+def check_baselines(names: Sequence[str]) -> list[str]:
+    """``names`` as a list when each is a no-network baseline of the bench, once;
+    ValueError naming the bench's baselines otherwise."""
+    from clusteringsdf_core.bench.methods import methods
+
+    known = [m.name for m in methods() if m.meta.get("kind") == "baseline"]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown baseline(s) {unknown}; the bench's baselines are {known}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"a baseline is listed twice: {list(names)}")
+    return list(names)
+
+
+def beats_baselines(metrics: Mapping, baselines: Mapping[str, Mapping]) -> bool | None:
+    """Whether ``metrics``' PQ^scene is above that of every baseline that has one (None
+    when no baseline has one, or ``metrics`` has none)."""
+    scores = [b["pq_scene"] for b in baselines.values() if b.get("pq_scene") is not None]
+    if not scores or metrics.get("pq_scene") is None:
+        return None
+    return bool(metrics["pq_scene"] > max(scores))
+
+
+def score_with_baselines(dataset, prediction, baselines: Sequence[str] = DEMO_BASELINES, *,
+                         report: Callable[[str], None] | None = None) -> dict:
+    """``prediction`` and the bench's ``baselines`` scored with the bench's
+    ``evaluate_prediction`` on the held-out views of ``dataset``, whose training frames
+    carry the segmenter labels the baselines fuse.
+
+    Each baseline runs as the bench runs it: one ``MeshCache`` shared, so the TSDF mesh
+    is built once, and ``seconds`` is the method's run time plus the mesh build time
+    it reused (as if it ran alone); ``eval_s`` is its scoring time. A baseline that
+    cannot run on the scene is recorded as ``skipped``, one that raises as ``error``.
+    ``report`` gets a line per baseline. Returns ``metrics`` (of ``prediction``),
+    ``baselines`` (name -> metrics and times), ``beats_baselines`` (on PQ^scene) and
+    ``predictions`` (baseline name -> ScenePrediction)."""
+    from clusteringsdf_core.bench.harness import evaluate_prediction, load_gt_scene
+    from clusteringsdf_core.bench.methods import MeshCache, get_method, missing_needs
+
+    names = check_baselines(baselines)
+    try:
+        gt_scene = load_gt_scene(dataset)
+    except ValueError:      # no GT meshes: 2D metrics only
+        gt_scene = None
+    evaluation = {"gt_scene": gt_scene, "compute_3d": gt_scene is not None, "geometry_cache": {}}
+    metrics = evaluate_prediction(dataset, prediction, **evaluation)
+    cache = MeshCache(max_entries=2)
+    results: dict[str, dict] = {}
+    predictions = {}
+    for k, name in enumerate(names, 1):
+        method = get_method(name)
+        missing = missing_needs(method, dataset)
+        if missing:
+            results[name] = {"skipped": "; ".join(missing)}
+        else:
+            try:
+                t0 = time.perf_counter()
+                baseline = method.run(dataset, {"cache": cache})
+                wall = time.perf_counter() - t0
+                t1 = time.perf_counter()
+                scores = evaluate_prediction(dataset, baseline, **evaluation)
+            except Exception as exc:    # a failing baseline must not sink the demo's results
+                log.exception("baseline %s failed", name)
+                results[name] = {"error": f"{type(exc).__name__}: {exc}"}
+            else:
+                reused = float(baseline.meta.get("reused_s", 0.0))
+                results[name] = {**scores, "seconds": wall + reused, "wall_s": wall, "reused_s": reused,
+                                 "eval_s": time.perf_counter() - t1}
+                predictions[name] = baseline
+        if report is not None:
+            report(f"baseline {k}/{len(names)} {_baseline_note(name, results[name])}")
+    return {"metrics": metrics, "baselines": results, "beats_baselines": beats_baselines(metrics, results),
+            "predictions": predictions}
+
+
+def _baseline_note(name: str, entry: Mapping) -> str:
+    if "skipped" in entry:
+        return f"{name}: skipped ({entry['skipped']})"
+    if "error" in entry:
+        return f"{name}: failed ({entry['error']})"
+    return (f"{name}: PQ^scene {entry['pq_scene']:.1f} in {entry['seconds']:.1f} s "
+            f"(scored in {entry['eval_s']:.1f} s)")
+
+
+def comparison_lines(metrics: Mapping, baselines: Mapping[str, Mapping]) -> list[str]:
+    """Whether ClusteringSDF (``metrics``) beats every baseline on PQ^scene, and the
+    baselines' times; no lines without baselines."""
+    if not baselines:
+        return []
+    verdict = beats_baselines(metrics, baselines)
+    scored = {n: b for n, b in baselines.items() if b.get("pq_scene") is not None}
+    if verdict is None:
+        line = "ClusteringSDF beats every baseline on PQ^scene: n/a (no baseline was scored)"
+    else:
+        best = max(scored, key=lambda n: scored[n]["pq_scene"])
+        line = (f"ClusteringSDF beats every baseline on PQ^scene: {'yes' if verdict else 'no'} "
+                f"({metrics['pq_scene']:.1f}; best baseline {best} {scored[best]['pq_scene']:.1f})")
+    times = [f"{n} {b['seconds']:.1f} s" if "seconds" in b else _baseline_note(n, b)
+             for n, b in baselines.items()]
+    return [line, "baseline run times (TSDF mesh build included, as if each ran alone): " + ", ".join(times)]
+
+
 def evaluate_against_gt(dataset, snapshot: Snapshot, objects: Sequence[tuple], out_dir: str | Path, *,
-                        device: str = "cpu", figure_views: int = 3, title: str = "ClusteringSDF",
-                        render_scale: float = 0.5) -> dict:
-    """Metrics of a trained model and of the naive id-fusion baseline on the held-out
-    views of ``dataset``, and the demo's pictures in ``out_dir``: ``objects.png``
-    (``objects`` = (mesh, id) pairs), ``objects_gt.png`` and ``labels.png`` (per test
-    view: the image, the segmenter ids of the nearest training view, naive fusion,
-    the model's fused labels, ground truth). Returns metrics, table and figure paths.
+                        baselines: Sequence[str] = DEMO_BASELINES, device: str = "cpu", figure_views: int = 3,
+                        title: str = "ClusteringSDF", render_scale: float = 0.5,
+                        report: Callable[[str], None] | None = None) -> dict:
+    """Metrics of a trained model and of the bench's ``baselines`` on the held-out views
+    of ``dataset`` (:func:`score_with_baselines`, ``report`` a line per baseline), and
+    the demo's pictures in ``out_dir``: ``objects.png`` (``objects`` = (mesh, id)
+    pairs), ``objects_gt.png`` and ``labels.png`` (per test view: the image, the
+    segmenter ids of the nearest training view, each baseline, the model's fused labels,
+    ground truth). Returns ``metrics`` ({"clusteringsdf": metrics}), ``baselines`` (name
+    -> metrics and seconds), ``beats_baselines``, the table (one row each), the
+    comparison lines (:func:`comparison_lines`) and the figure paths.
 
     The model's label maps are rendered at ``render_scale`` times the test image size and
     upsampled (nearest): at 0.5, four times faster on a CPU, and on the demo scene within
     0.1 PQ^scene of full-resolution rendering (62.9 vs 63.0)."""
-    from clusteringsdf_core.bench.harness import evaluate_prediction
-    from clusteringsdf_core.bench.methods import get_method
     from clusteringsdf_core.evaluation import model_prediction
     from clusteringsdf_core.viz import colorize_labels, contact_sheet, save_png
 
@@ -218,33 +328,41 @@ def evaluate_against_gt(dataset, snapshot: Snapshot, objects: Sequence[tuple], o
     resolution = (None if test_size is None or render_scale == 1.0 else
                   (max(8, round(test_size[0] * render_scale)), max(8, round(test_size[1] * render_scale))))
     prediction = model_prediction(snapshot, dataset.classes, device=device, render_resolution=resolution)
-    results = {"clusteringsdf": evaluate_prediction(dataset, prediction)}
-    baseline = get_method("naive_fusion").run(dataset, {})
-    results["naive_fusion"] = evaluate_prediction(dataset, baseline)
+    scored = score_with_baselines(dataset, prediction, baselines, report=report)
 
     test, train_frames = list(dataset.test), list(dataset.train)
     rows = []
     for frame in test[:: max(1, len(test) // figure_views)][:figure_views]:
         nearest = min(train_frames, key=lambda f: np.linalg.norm(f.T_world_cam[:3, 3] - frame.T_world_cam[:3, 3]))
         _, fused = prediction.render_labels(frame)
-        _, naive = baseline.render_labels(frame)
         rows.append([(f"test view {frame.index}", frame.rgb),
                      (f"segmenter ids, train view {nearest.index}", colorize_labels(nearest.instance)),
-                     ("naive id fusion", colorize_labels(naive)),
+                     *[(name, colorize_labels(p.render_labels(frame)[1])) for name, p in scored["predictions"].items()],
                      (title, colorize_labels(fused)),
                      ("ground truth", colorize_labels(frame.gt_instance))])
     if rows:
         figures.append(save_png(out / "labels.png", contact_sheet(rows)))
-    return {"metrics": results, "table": metrics_table(results), "figures": [str(f) for f in figures],
-            "num_gt_objects": len(gt_meshes)}
+    table = metrics_table({"clusteringsdf": scored["metrics"], **scored["baselines"]})
+    return {"metrics": {"clusteringsdf": scored["metrics"]}, "baselines": scored["baselines"],
+            "beats_baselines": scored["beats_baselines"], "table": table,
+            "comparison": comparison_lines(scored["metrics"], scored["baselines"]),
+            "figures": [str(f) for f in figures], "num_gt_objects": len(gt_meshes)}
+
+
+def results_markdown(report: Mapping) -> str:
+    """results.md of a demo: the table of :func:`evaluate_against_gt`'s ``report`` and
+    its comparison lines."""
+    return "\n\n".join([report["table"], *report["comparison"]]) + "\n"
 
 
 def demo(out_dir: str | Path, *, seed: int = 0, preset_name: str = "cpu", time_budget_s: float | None = None,
-         iterations: int | None = None, figure_views: int = 3, progress: bool = True) -> dict:
+         iterations: int | None = None, baselines: Sequence[str] = DEMO_BASELINES, figure_views: int = 3,
+         progress: bool = True) -> dict:
     """The main job end to end, offline: a synthetic scene with simulated segmenter
-    labels, ClusteringSDF trained on it, objects extracted, and both the method and the
-    naive id-fusion baseline evaluated against ground truth on held-out views.
+    labels, ClusteringSDF trained on it, objects extracted, and the method and the
+    bench's ``baselines`` evaluated against ground truth on held-out views.
     (``clusteringsdf ros demo`` runs the same job through the ROS nodes.)"""
+    baselines = check_baselines(baselines)
     out = Path(out_dir)
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -265,15 +383,17 @@ def demo(out_dir: str | Path, *, seed: int = 0, preset_name: str = "cpu", time_b
 
     t0 = time.perf_counter()
     report = evaluate_against_gt(dataset, snapshot, [(t.object.mesh, t.id) for t in tracked], out,
-                                 device=str(trainer.device), figure_views=figure_views)
+                                 baselines=baselines, device=str(trainer.device), figure_views=figure_views,
+                                 report=print if progress else None)
     timings["evaluate_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - started
 
     summary = {"scene": str(scene_dir), "objects": str(objects_path), "num_objects": len(tracked),
                "num_gt_objects": report["num_gt_objects"], "iterations": trainer.iteration,
                "device": str(trainer.device), "iterations_per_s": train_summary["iterations_per_s"],
-               "timings": timings, "metrics": report["metrics"], "figures": report["figures"]}
+               "timings": timings, "metrics": report["metrics"], "baselines": report["baselines"],
+               "beats_baselines": report["beats_baselines"], "figures": report["figures"]}
     (out / "results.json").write_text(json.dumps(summary, indent=1, default=float))
-    (out / "results.md").write_text(report["table"] + "\n")
-    summary["table"] = report["table"]
+    (out / "results.md").write_text(results_markdown(report))
+    summary.update(table=report["table"], comparison=report["comparison"])
     return summary

@@ -8,7 +8,7 @@ a checkout).
     clusteringsdf bag from-dataset SCENE OUT [--storage mcap|sqlite3] [--labels L] ...
     clusteringsdf bag info BAG
     clusteringsdf ros run mapping|replay ...     (the launch files without launch_ros)
-    clusteringsdf ros demo [--out outputs/demo]  (scene -> bag -> mapping node -> metrics)
+    clusteringsdf ros demo [--out outputs/demo] [--baselines NAMES|none]  (scene -> bag -> mapping node -> metrics)
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ def _bag_parser(sub) -> None:
 
 
 def _ros_parser(sub) -> None:
+    from clusteringsdf_core.cli import baseline_list
     from clusteringsdf_ros import launch_fallback
 
     p = sub.add_parser("ros", help=COMMANDS["ros"], description=COMMANDS["ros"])
@@ -81,6 +82,9 @@ def _ros_parser(sub) -> None:
     d.add_argument("--rate", type=float, default=1.0, help="bag playback rate")
     d.add_argument("--timeout", type=float, default=1800.0,
                    help="give up (and still save and evaluate what was learned) after this many seconds")
+    d.add_argument("--baselines", type=baseline_list, default=None, metavar="NAME[,NAME...]|none",
+                   help="the bench's baselines scored beside the map (default: naive_fusion,"
+                        "felzenszwalb,hdbscan; none: no baselines)")
     d.set_defaults(func=_cmd_ros_demo)
 
 
@@ -121,7 +125,7 @@ def _cmd_ros_demo(args: argparse.Namespace) -> int:
     from clusteringsdf_ros.demo import print_summary, run_demo
 
     summary = run_demo(args.out, seed=args.seed, config_file=args.config_file, iterations=args.iterations,
-                       rate=args.rate, timeout_s=args.timeout)
+                       rate=args.rate, timeout_s=args.timeout, baselines=args.baselines)
     print_summary(summary)
     return 0 if summary.get("ok") else 1
 

@@ -12,8 +12,9 @@
 4. when the bag has ended and the node has trained ``trainer.iterations`` steps, calls
    ``~/save_map`` (meshes, objects JSON, checkpoint) and stops the nodes;
 5. evaluates the saved map against ground truth on the held-out views, next to the
-   naive id-fusion baseline, and draws the pictures (segmented object meshes, input
-   labels vs fused labels).
+   bench's no-network baselines (naive id fusion, Felzenszwalb, HDBSCAN: each timed,
+   and whether ClusteringSDF beats all of them on PQ^scene), and draws the pictures
+   (segmented object meshes, input labels vs each baseline vs fused labels).
 
 :class:`ReplaySession` (processes + the watching node) is also what the end-to-end test
 drives.
@@ -256,17 +257,22 @@ def local_dds_defaults() -> dict[str, str]:
 
 
 def run_demo(out_dir: str | Path, *, seed: int = 0, config_file: str | None = None, iterations: int | None = None,
-             rate: float = 1.0, timeout_s: float = 1800.0, figure_views: int = 3, progress: bool = True) -> dict:
-    """The demo job (module docstring). Returns the summary also written to
-    ``results.json``; ``ok`` is False when the nodes failed or nothing was learned."""
+             rate: float = 1.0, timeout_s: float = 1800.0, baselines: Sequence[str] | None = None,
+             figure_views: int = 3, progress: bool = True) -> dict:
+    """The demo job (module docstring). ``baselines``: the bench's baselines scored
+    beside the map (None: ``pipeline.DEMO_BASELINES``, all of them). Returns the summary
+    also written to ``results.json``; ``ok`` is False when the nodes failed or nothing
+    was learned."""
     import rclpy
 
-    from clusteringsdf_core.pipeline import demo_scene, evaluate_against_gt
+    from clusteringsdf_core.pipeline import (DEMO_BASELINES, check_baselines, demo_scene, evaluate_against_gt,
+                                             results_markdown)
     from clusteringsdf_core.trainer import Trainer
     from clusteringsdf_ros.launch_fallback import _share_config
     from clusteringsdf_ros.launch_spec import replay_nodes
     from clusteringsdf_ros.params import load_params_file
 
+    baselines = check_baselines(DEMO_BASELINES if baselines is None else baselines)
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -338,16 +344,16 @@ def run_demo(out_dir: str | Path, *, seed: int = 0, config_file: str | None = No
     trainer = Trainer.load_checkpoint(folder / "checkpoint.pt", device="cpu")
     snapshot = trainer.snapshot()
     objects = _load_saved_objects(folder)
-    report = evaluate_against_gt(dataset, snapshot, objects, out, figure_views=figure_views,
-                                 title="ClusteringSDF (ROS)")
+    report = evaluate_against_gt(dataset, snapshot, objects, out, baselines=baselines, figure_views=figure_views,
+                                 title="ClusteringSDF (ROS)", report=print if progress else None)
     timings["evaluate_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - started
     summary.update(ok=True, iterations=snapshot.iteration, num_objects=len(objects),
-                   num_gt_objects=report["num_gt_objects"], metrics=report["metrics"], figures=report["figures"],
-                   timings=timings)
+                   num_gt_objects=report["num_gt_objects"], metrics=report["metrics"], baselines=report["baselines"],
+                   beats_baselines=report["beats_baselines"], figures=report["figures"], timings=timings)
     (out / "results.json").write_text(json.dumps(summary, indent=1, default=str))
-    (out / "results.md").write_text(report["table"] + "\n")
-    summary["table"] = report["table"]
+    (out / "results.md").write_text(results_markdown(report))
+    summary.update(table=report["table"], comparison=report["comparison"])
     return summary
 
 
@@ -367,5 +373,7 @@ def print_summary(s: dict) -> None:
           f"checkpoint.pt)")
     if "table" in s:
         print(f"metrics on held-out views (results.json, results.md):\n{s['table']}")
+        for line in s["comparison"]:
+            print(line)
     print("figures:  " + "\n          ".join(s.get("figures", [])))
     print(f"total {t.get('total_s', 0):.0f} s")

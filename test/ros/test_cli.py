@@ -95,6 +95,16 @@ def test_ros_run_parses_the_launch_arguments():
     assert [s.executable for s in specs_from_args(args)] == ["mapping_node", "segmenter_node"]
 
 
+def test_ros_demo_parses_the_baselines():
+    from clusteringsdf_ros.cli import build_parser
+
+    assert build_parser().parse_args(["ros", "demo"]).baselines is None     # run_demo: all of them
+    assert build_parser().parse_args(["ros", "demo", "--baselines", "none"]).baselines == []
+    assert build_parser().parse_args(["ros", "demo", "--baselines", "hdbscan"]).baselines == ["hdbscan"]
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["ros", "demo", "--baselines", "naive"])
+
+
 def test_help_lists_the_ros_commands_without_importing_ros():
     code = ("import sys; from clusteringsdf_core import cli; p = cli.build_parser(); "
             "h = p.format_help(); assert 'bag' in h and 'ros' in h, h; "
