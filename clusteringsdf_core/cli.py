@@ -79,7 +79,7 @@ def _cmd_scene(args: argparse.Namespace) -> int:
     config = SyntheticSceneConfig(
         seed=args.seed, width=args.width, height=args.height, num_train=args.num_train,
         num_test=args.num_test, num_objects=args.num_objects, furniture=args.furniture,
-        depth_noise=not args.no_depth_noise)
+        layout=args.layout, depth_noise=not args.no_depth_noise)
     out = Path(args.out)
     with _progress(config.num_train + config.num_test, "rendering") as bar:
         scene = generate_scene(config, progress=lambda done, total: bar.update(1))
@@ -166,6 +166,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                          f"{method_names()}")
     if not args.scene and not args.seeds:
         raise SystemExit("clusteringsdf bench: give --scene DIR ... or --seeds N ...")
+    if args.seeds:
+        from clusteringsdf_core.data.synthetic import LAYOUTS
+
+        unknown = [v for v in args.layout if v not in LAYOUTS]
+        if unknown or not args.layout:
+            raise SystemExit(f"clusteringsdf bench: unknown layout(s) {unknown or args.layout}; "
+                             f"choose from {list(LAYOUTS)}")
     if args.labels:
         missing = [v for v in args.labels if v not in harness.PROTOCOLS[args.protocol].variants]
         if missing:
@@ -177,11 +184,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     datasets = []
     if args.scene:
         datasets += harness.open_scenes(args.scene)
-    if args.seeds:
+    for layout in (args.layout if args.seeds else []):
         datasets += harness.synthetic_scenes(
             args.seeds, out / "scenes", width=args.width, height=args.height,
             num_train=args.num_train, num_test=args.num_test, num_objects=args.num_objects,
-            furniture=args.furniture)
+            furniture=args.furniture, layout=layout)
     options = _parse_method_options(args.set or [])
     for name in names:
         extra = options.setdefault(name, {})
@@ -339,6 +346,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--furniture", choices=("auto", "sweethome3d", "procedural"), default="auto",
                    help="real Sweet Home 3D models (Debian package sweethome3d-furniture) or "
                         "procedural ones; auto: real ones when installed")
+    p.add_argument("--layout", choices=("apart", "touching"), default="apart",
+                   help="apart: objects stand apart and off the walls (geometry separates them); "
+                        "touching: furniture side by side against the walls, chairs pushed under a "
+                        "table, small objects resting on their supports")
     p.add_argument("--segmenter", default="realistic",
                    help="segmenter simulation preset for labels/sim: realistic (default), gt, or a Table A "
                         "masking level 0%%, 10%%, 30%%, 50%%, 70%%")
@@ -404,7 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="scene folder(s) in any format the readers open (GT maps needed)")
     p.add_argument("--seeds", nargs="+", type=int, metavar="N",
                    help="synthetic scenes of these seeds, generated into OUT/scenes/seed_N/ "
-                        "(reused when already there)")
+                        "(seed_N_LAYOUT/ for a --layout other than apart; reused when already "
+                        "there)")
     p.add_argument("--out", default="outputs/bench", help="output folder")
     p.add_argument("--label-seed", type=_comma_ints,
                    default=[0], metavar="N[,N...]",
@@ -418,6 +430,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-objects", type=int, default=8, help="synthetic scenes: floor objects")
     p.add_argument("--furniture", choices=("auto", "sweethome3d", "procedural"), default="auto",
                    help="synthetic scenes: furniture models")
+    p.add_argument("--layout", type=_comma_list, default=["apart"], metavar="LAYOUT[,LAYOUT...]",
+                   help="synthetic scenes: object layout(s), apart (default) or touching (see "
+                        "`clusteringsdf scene --help`); several (apart,touching) run every seed "
+                        "in each, as scenes synthetic_seedN and synthetic_seedN_touching")
     p.add_argument("--set", action="append", metavar="METHOD.FIELD=VALUE",
                    help="override a method's config field (repeatable), e.g. "
                         "felzenszwalb.k=3.0 or naive_fusion.tsdf.voxel_size_m=0.04")

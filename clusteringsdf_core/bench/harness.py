@@ -375,18 +375,19 @@ def open_scenes(paths: Sequence[str | Path], **reader_options) -> list[SceneData
 def synthetic_scenes(seeds: Sequence[int], root: str | Path, *,
                      report: Callable[[str], None] = print, **config_fields) -> list[SceneDataset]:
     """Synthetic scenes of ``SyntheticSceneConfig(seed=s, **config_fields)``, generated
-    into ``root/seed_<s>/`` (with realistic simulated labels as variant ``sim``, like
-    ``clusteringsdf scene``) or reused when a scene of the same config is already there."""
+    into ``root/seed_<s>/`` (``root/seed_<s>_<layout>/`` for a layout other than the
+    default; with realistic simulated labels as variant ``sim``, like ``clusteringsdf
+    scene``) or reused when a scene of the same config is already there."""
     from clusteringsdf_core.data import segmenter_sim
     from clusteringsdf_core.data.dataset import load_scene
-    from clusteringsdf_core.data.synthetic import (SyntheticSceneConfig, generate_scene,
-                                                   write_synthetic_scene)
+    from clusteringsdf_core.data.synthetic import (LAYOUTS, SyntheticSceneConfig, generate_scene,
+                                                   stored_config_matches, write_synthetic_scene)
 
     datasets = []
     for seed in seeds:
         config = SyntheticSceneConfig(seed=int(seed), **config_fields)
-        wanted = json.loads(json.dumps(dataclasses.asdict(config)))
-        folder = Path(root) / f"seed_{int(seed)}"
+        layout = "" if config.layout == LAYOUTS[0] else f"_{config.layout}"
+        folder = Path(root) / f"seed_{int(seed)}{layout}"
         meta_path = folder / "scene.json"
         stored = None
         if meta_path.exists():
@@ -394,7 +395,7 @@ def synthetic_scenes(seeds: Sequence[int], root: str | Path, *,
                 stored = json.loads(meta_path.read_text()).get("meta", {}).get("config")
             except (OSError, ValueError):
                 stored = None
-        if stored != wanted:
+        if not stored_config_matches(stored, config):
             if stored is not None:
                 report(f"{folder}: stored scene has another configuration; regenerating")
             t0 = time.perf_counter()

@@ -4,6 +4,12 @@ A room (floor, four walls, ceiling: the "stuff" classes) furnished with real
 furniture models (Sweet Home 3D catalogs, see :mod:`.furniture`) placed on the floor
 without overlap, small objects (lamps, televisions) on tables, desks and low
 cabinets, and a camera that walks around the room at head height looking inwards.
+Two layouts (``SyntheticSceneConfig.layout``): ``"apart"`` keeps every footprint
+``object_gap`` from the others and ``wall_clearance`` from the walls, so that geometry
+alone separates the objects; ``"touching"`` stands furniture side by side against
+two walls, pushes chairs under a table and rests small objects on their supports, so
+that objects touch as in real rooms (the camera walks between the wall furniture and
+the table).
 Frames are rendered by ray casting (trimesh with Embree): shaded RGB with
 per-object colours and patterns, metric depth (with optional sensor-like noise),
 GT instance and semantic maps. Held-out test frames come from a different path
@@ -32,7 +38,7 @@ from clusteringsdf_core.data.furniture import (LARGE_CLASSES, SMALL_CLASSES, Fur
                                                FurnitureModel, furniture_library)
 
 __all__ = ["SyntheticSceneConfig", "SyntheticScene", "PlacedObject", "generate_scene",
-           "write_synthetic_scene", "look_at", "SceneRenderer"]
+           "write_synthetic_scene", "look_at", "SceneRenderer", "LAYOUTS", "stored_config_matches"]
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +47,27 @@ _LARGE_WEIGHTS = {"chair": 3.0, "table": 2.0, "sofa": 1.2, "bed": 0.8, "cabinet"
                   "bookshelf": 1.0, "desk": 1.0, "refrigerator": 0.4, "otherfurniture": 0.6}
 _SUPPORTS = ("table", "desk", "cabinet")
 
+#: Values of ``SyntheticSceneConfig.layout``; the first is the default.
+LAYOUTS = ("apart", "touching")
+# Touching layout: the classes stood against a wall and their greatest depth there, the
+# supports of small objects (low bookshelves too), the cell of the contact tests.
+_WALL_CLASSES = ("cabinet", "bookshelf", "desk", "sofa", "refrigerator", "otherfurniture")
+_WALL_DEPTH_MAX = 0.75
+_TOUCHING_SUPPORTS = _SUPPORTS + ("bookshelf",)
+_CELL = 0.02
+
 
 @dataclass(frozen=True)
 class SyntheticSceneConfig:
-    """Parameters of a synthetic scene (all lengths in metres)."""
+    """Parameters of a synthetic scene (all lengths in metres).
+
+    ``layout`` (one of :data:`LAYOUTS`): ``"apart"`` places every footprint at least
+    ``object_gap`` from the others and ``wall_clearance`` from the walls; ``"touching"``
+    stands furniture against the walls x = -w/2 and x = +w/2, side by side without gap,
+    pushes chairs under a table (or desk) in the middle of the room and rests small
+    objects on their supports: ``object_gap`` is then unused, and ``wall_clearance`` is
+    the corridor of the camera between the wall furniture and the table.
+    """
 
     seed: int = 0
     room_width_range: tuple[float, float] = (5.0, 6.5)    # x extent
@@ -52,8 +75,11 @@ class SyntheticSceneConfig:
     room_height: float = 2.7
     num_objects: int = 8             # large objects on the floor
     num_small_objects: int = 2       # objects on tables / desks / low cabinets
-    wall_clearance: float = 0.9      # free corridor along the walls, where the camera walks
-    object_gap: float = 0.15         # minimum gap between object footprints
+    wall_clearance: float = 0.9      # free corridor along the walls (touching: along the wall
+                                     # furniture), where the camera walks
+    object_gap: float = 0.15         # minimum gap between object footprints ("apart" layout)
+    layout: str = "apart"            # "apart": objects stand apart; "touching": against walls,
+                                     # side by side, chairs under tables (see the docstring)
     furniture: str = "auto"          # "auto" | "sweethome3d" | "procedural"
     width: int = 320
     height: int = 240
@@ -72,6 +98,8 @@ class SyntheticSceneConfig:
             raise ValueError("image size must be at least 8x8")
         if self.num_train < 1 or self.num_test < 0:
             raise ValueError("need at least one training frame")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"unknown layout {self.layout!r}; choose from {LAYOUTS}")
 
 
 @dataclass
@@ -167,11 +195,91 @@ def _overlaps(box: np.ndarray, others: list[np.ndarray], gap: float) -> bool:
     return False
 
 
+def _surface_points(model: FurnitureModel) -> np.ndarray:
+    """About two surface samples per square centimetre of a model (and its vertices),
+    in the model frame; deterministic."""
+    mesh = model.mesh()
+    count = int(np.clip(mesh.area * 2e4, 2000, 200_000))
+    points, _ = trimesh.sample.sample_surface(mesh, count, seed=0)
+    return np.concatenate([points, mesh.vertices])
+
+
+class _Columns:
+    """A placed object as vertical intervals on a 2 cm xy grid: per cell the lowest and
+    highest surface point (conservative: solid in between), for contact tests."""
+
+    def __init__(self, points_world: np.ndarray):
+        cells = np.floor(points_world[:, :2] / _CELL).astype(np.int64)
+        key = cells[:, 0] * (1 << 20) + cells[:, 1] + (1 << 19)
+        order = np.argsort(key, kind="stable")
+        self.keys, start = np.unique(key[order], return_index=True)
+        z = points_world[order, 2]
+        self.lo, self.hi = np.minimum.reduceat(z, start), np.maximum.reduceat(z, start)
+
+    def collides(self, other: "_Columns", tol: float = 0.005) -> bool:
+        """Whether the intervals of a shared cell overlap by more than ``tol``."""
+        _, i, j = np.intersect1d(self.keys, other.keys, assume_unique=True, return_indices=True)
+        return bool(np.any(np.minimum(self.hi[i], other.hi[j]) - np.maximum(self.lo[i], other.lo[j]) > tol))
+
+    def top_under(self, box: np.ndarray) -> float | None:
+        """Highest surface point in the cells under the xy box [xmin, ymin, xmax, ymax]."""
+        ix, iy = self.keys >> 20, (self.keys & ((1 << 20) - 1)) - (1 << 19)
+        lo, hi = np.floor(box[:2] / _CELL), np.floor(box[2:] / _CELL)
+        inside = (ix >= lo[0]) & (ix <= hi[0]) & (iy >= lo[1]) & (iy <= hi[1])
+        return float(self.hi[inside].max()) if inside.any() else None
+
+
+def _placed_points(points: np.ndarray, T: np.ndarray) -> np.ndarray:
+    return points @ T[:3, :3].T + T[:3, 3]
+
+
 # --------------------------------------------------------------------------- layout
 
 
 def _place_objects(cfg: SyntheticSceneConfig, rng: np.random.Generator, library: FurnitureLibrary,
-                   w: float, d: float, classes: ClassTable) -> list[PlacedObject]:
+                   w: float, d: float, classes: ClassTable) -> tuple[list[PlacedObject], np.ndarray]:
+    """The objects of the scene's layout, and the rectangle [xmin, ymin, xmax, ymax] that
+    the wall furniture leaves free, where the camera walks (no object stands within about
+    ``wall_clearance`` of its sides)."""
+    if cfg.layout == "touching":
+        placed, walk, columns = _place_touching(cfg, rng, library, w, d, classes)
+        supports = [p for p in placed if p.model.class_name in _TOUCHING_SUPPORTS
+                    and p.model.size_m[2] < 1.2]
+
+        def rest_on(base: PlacedObject, box: np.ndarray, model: FurnitureModel, T: np.ndarray):
+            """Stand the model on the highest point of the base under its footprint (no
+            gap), unless it would cut into another object."""
+            z = columns[base.instance_id].top_under(box)
+            if z is None:
+                return None
+            T = T.copy()
+            T[2, 3] = z
+            mine = _Columns(_placed_points(_surface_points(model), T))
+            return None if any(mine.collides(c) for c in columns.values()) else T
+    else:
+        placed = _place_apart(cfg, rng, library, w, d, classes)
+        walk = np.array([-w / 2, -d / 2, w / 2, d / 2])
+        supports = [p for p in placed if p.model.class_name in _SUPPORTS and p.model.size_m[2] < 1.2]
+
+        def rest_on(base: PlacedObject, box: np.ndarray, model: FurnitureModel, T: np.ndarray):
+            T = T.copy()
+            T[2, 3] = base.model.mesh().bounds[1][2] + 0.002
+            return T
+    _place_small(cfg, rng, library, classes, placed, supports, rest_on)
+    # Per-object colour tint so that copies of one model differ.
+    for obj in placed:
+        tint = rng.uniform(0.15, 0.95, 3)
+        obj.parts_world = []
+        for mesh, colour in obj.model.parts:
+            m = mesh.copy()
+            m.apply_transform(obj.T_world_obj)
+            obj.parts_world.append((m, np.clip(0.55 * colour + 0.45 * tint, 0, 1)))
+    return placed, walk
+
+
+def _place_apart(cfg: SyntheticSceneConfig, rng: np.random.Generator, library: FurnitureLibrary,
+                 w: float, d: float, classes: ClassTable) -> list[PlacedObject]:
+    """Floor objects at random, footprints ``object_gap`` apart, ``wall_clearance`` from the walls."""
     available = [c for c in LARGE_CLASSES if c in library.classes()]
     weights = np.array([_LARGE_WEIGHTS.get(c, 1.0) for c in available])
     weights /= weights.sum()
@@ -200,9 +308,146 @@ def _place_objects(cfg: SyntheticSceneConfig, rng: np.random.Generator, library:
                 break
     if len(placed) < cfg.num_objects:
         log.warning("placed %d of %d objects (room too small for them)", len(placed), cfg.num_objects)
-    # Small objects on the tops of tables, desks and low cabinets.
+    return placed
+
+
+def _sample(library: FurnitureLibrary, names: list[str], rng: np.random.Generator,
+            accept: Callable[[FurnitureModel], bool] = lambda m: True,
+            tries: int = 20) -> FurnitureModel | None:
+    """A model of one of ``names`` (drawn by ``_LARGE_WEIGHTS``) that ``accept`` takes."""
+    names = [c for c in names if c in library.classes()]
+    if not names:
+        return None
+    weights = np.array([_LARGE_WEIGHTS.get(c, 1.0) for c in names])
+    for _ in range(tries):
+        try:
+            model = library.sample(str(rng.choice(names, p=weights / weights.sum())), rng)
+        except KeyError:
+            continue
+        if accept(model):
+            return model
+    return None
+
+
+def _span(model: FurnitureModel, T: np.ndarray) -> np.ndarray:
+    """Extent (x, y) of a model's footprint at pose ``T``."""
+    box = _footprint(model, T)
+    return box[2:] - box[:2]
+
+
+def _shifted(T: np.ndarray, dxy) -> np.ndarray:
+    T = T.copy()
+    T[:2, 3] += dxy
+    return T
+
+
+def _place_touching(cfg: SyntheticSceneConfig, rng: np.random.Generator, library: FurnitureLibrary,
+                    w: float, d: float, classes: ClassTable
+                    ) -> tuple[list[PlacedObject], np.ndarray, dict[int, "_Columns"]]:
+    """The touching layout: a table (or desk) in the middle of the room with chairs pushed
+    under its sides until they touch it, then furniture stood against the walls x = -w/2
+    and x = +w/2 (1 mm off them), side by side without gap. Returns the objects, the
+    camera's walk rectangle (the room less the depth of the wall furniture) and the
+    :class:`_Columns` of every object by instance id."""
+    placed: list[PlacedObject] = []
+    boxes: list[np.ndarray] = []
+    columns: dict[int, _Columns] = {}
+
+    def add(model: FurnitureModel, T: np.ndarray, cols: _Columns | None = None) -> None:
+        placed.append(PlacedObject(len(placed) + 1, classes.id_of(model.class_name), model, T))
+        boxes.append(_footprint(model, T))
+        columns[len(placed)] = cols or _Columns(_placed_points(_surface_points(model), T))
+
+    c = cfg.wall_clearance
+    lo = np.array([-w / 2 + _WALL_DEPTH_MAX + c, -d / 2 + c])   # the middle, whatever stands at the walls
+    hi = -lo
+    num_chairs = min(int(rng.integers(2, 5)), max(cfg.num_objects - 2, 0))
+    T_table = _yaw_pose(0.0, 0.0, 0.0, rng.integers(4) * np.pi / 2)
+    fits = lambda m: m.size_m[2] > 0.6 and (_span(m, T_table) <= hi - lo).all()  # noqa: E731
+    table = _sample(library, ["table", "desk"], rng, fits) if (hi > lo).all() else None
+    if table is not None:
+        box = _footprint(table, T_table)
+        # Keep the chairs' depth free around the table where the middle allows it.
+        margin = np.minimum((hi - lo - _span(table, T_table)) / 2, 0.35)
+        add(table, _shifted(T_table, rng.uniform(lo + margin - box[:2], hi - margin - box[2:])))
+        _push_chairs(rng, library, placed[-1], num_chairs, lo, hi, boxes, columns, add)
+    # Furniture against the two walls, side by side from a random start near a corner.
+    cursor = {side: -d / 2 + 0.001 + float(rng.uniform(0, 0.6)) for side in (-1, 1)}
+    depth = {-1: 0.0, 1: 0.0}
+    misses = 0
+    while len(placed) < cfg.num_objects and misses < 5:
+        model = _sample(library, list(_WALL_CLASSES), rng, lambda m: m.size_m[1] <= _WALL_DEPTH_MAX)
+        if model is None:
+            break
+        misses += 1
+        for side in sorted(cursor, key=lambda s: cursor[s]):
+            T = _yaw_pose(0.0, 0.0, 0.0, -side * np.pi / 2)   # the back (+y) against the wall
+            box = _footprint(model, T)
+            wall_x = side * (w / 2 - 0.001)
+            dxy = np.array([wall_x - (box[2] if side > 0 else box[0]), cursor[side] - box[1]])
+            if box[3] + dxy[1] <= d / 2 - 0.001:
+                add(model, _shifted(T, dxy))
+                cursor[side] = boxes[-1][3]
+                depth[side] = max(depth[side], boxes[-1][2] - boxes[-1][0])
+                misses = 0
+                break
+    if len(placed) < cfg.num_objects:
+        log.warning("placed %d of %d objects (room too small for them)", len(placed), cfg.num_objects)
+    walk = np.array([-w / 2 + depth[-1], -d / 2, w / 2 - depth[1], d / 2])
+    return placed, walk, columns
+
+
+def _push_chairs(rng: np.random.Generator, library: FurnitureLibrary, table: PlacedObject, count: int,
+                 lo: np.ndarray, hi: np.ndarray, boxes: list[np.ndarray], columns: dict[int, _Columns],
+                 add: Callable) -> None:
+    """Up to ``count`` chairs facing the table's sides, each pushed towards it in 1 cm steps
+    until it would cut into the table (seat under the top, back against its edge) or
+    overlaps it by 60 % of its depth; kept inside [lo, hi] and off the other footprints."""
+    size = table.model.size_m
+    # (outward normal of a side and offset along it, in the table frame; chair yaw there,
+    # its front (-y) towards the table): two chairs on a long side of 1.1 m or more.
+    slots = []
+    for normal, rel in (((0, 1), 0.0), ((0, -1), np.pi), ((1, 0), -np.pi / 2), ((-1, 0), np.pi / 2)):
+        offsets = (-size[0] / 4, size[0] / 4) if normal[0] == 0 and size[0] >= 1.1 else (0.0,)
+        slots += [(np.array(normal, float), t, rel) for t in offsets]
+    table_cols = columns[table.instance_id]
+    R = table.T_world_obj[:2, :2]
+    for k in rng.permutation(len(slots)):
+        if count <= 0:
+            break
+        normal, t, rel = slots[int(k)]
+        chair = _sample(library, ["chair"], rng)
+        if chair is None:
+            return
+        direction = R @ normal
+        reach = size[:2] @ np.abs(normal) / 2 + chair.size_m[1] / 2 + 0.05
+        yaw = float(np.arctan2(R[1, 0], R[0, 0])) + rel + float(rng.normal(0, np.radians(3)))
+        along = np.abs(normal[::-1])                   # the side's direction
+        centre = table.T_world_obj[:2, 3] + R @ (t * along) + direction * reach
+        points = _surface_points(chair)
+        best = None
+        for step in range(int((0.05 + 0.6 * chair.size_m[1]) / 0.01) + 1):
+            T = _yaw_pose(*(centre - direction * 0.01 * step), 0.0, yaw)
+            cols = _Columns(_placed_points(points, T))
+            if cols.collides(table_cols):
+                break
+            best = (T, cols)
+        if best is None:
+            continue
+        box = _footprint(chair, best[0])
+        others = [b for i, b in enumerate(boxes) if i + 1 != table.instance_id]
+        if (box[:2] < lo).any() or (box[2:] > hi).any() or _overlaps(box, others, 0.0):
+            continue
+        add(chair, *best)
+        count -= 1
+
+
+def _place_small(cfg: SyntheticSceneConfig, rng: np.random.Generator, library: FurnitureLibrary,
+                 classes: ClassTable, placed: list[PlacedObject], supports: list[PlacedObject],
+                 rest_on: Callable) -> None:
+    """Small objects on the tops of ``supports``: ``rest_on(base, footprint, model, pose)``
+    gives the pose at its height, or None when it cannot stand there."""
     small = [c for c in SMALL_CLASSES if c in library.classes()]
-    supports = [p for p in placed if p.model.class_name in _SUPPORTS and p.model.size_m[2] < 1.2]
     top_boxes: list[np.ndarray] = []
     for _ in range(cfg.num_small_objects):
         if not supports or not small:
@@ -215,7 +460,6 @@ def _place_objects(cfg: SyntheticSceneConfig, rng: np.random.Generator, library:
             continue
         if max(model.size_m[:2]) > 0.8 * min(base.model.size_m[:2]) or model.size_m[2] > 0.9:
             continue
-        top = base.model.mesh().bounds[1][2]
         base_box = _footprint(base.model, base.T_world_obj)
         for _ in range(30):
             margin = max(model.size_m[:2]) / 2 + 0.03
@@ -223,32 +467,28 @@ def _place_objects(cfg: SyntheticSceneConfig, rng: np.random.Generator, library:
                 break
             x = rng.uniform(base_box[0] + margin, base_box[2] - margin)
             y = rng.uniform(base_box[1] + margin, base_box[3] - margin)
-            T = _yaw_pose(x, y, top + 0.002, float(rng.uniform(-np.pi, np.pi)))
+            T = _yaw_pose(x, y, 0.0, float(rng.uniform(-np.pi, np.pi)))
             box = _footprint(model, T)
             if not _overlaps(box, top_boxes, 0.05):
+                T = rest_on(base, box, model, T)
+                if T is None:
+                    continue
                 placed.append(PlacedObject(len(placed) + 1, classes.id_of(cls), model, T))
                 top_boxes.append(box)
                 break
-    # Per-object colour tint so that copies of one model differ.
-    for obj in placed:
-        tint = rng.uniform(0.15, 0.95, 3)
-        obj.parts_world = []
-        for mesh, colour in obj.model.parts:
-            m = mesh.copy()
-            m.apply_transform(obj.T_world_obj)
-            obj.parts_world.append((m, np.clip(0.55 * colour + 0.45 * tint, 0, 1)))
-    return placed
 
 
-def _trajectory(cfg: SyntheticSceneConfig, rng: np.random.Generator, w: float, d: float,
-                n: int, inset: float, height: float, phase: float, height_swing: float) -> list[np.ndarray]:
-    """Poses along a rounded rectangle ``inset`` from the walls, looking into the room."""
-    a, b = w / 2 - inset, d / 2 - inset
+def _trajectory(rng: np.random.Generator, walk: np.ndarray, n: int, inset: float, height: float,
+                phase: float, height_swing: float) -> list[np.ndarray]:
+    """Poses along a rounded rectangle ``inset`` from the sides of the walk rectangle
+    [xmin, ymin, xmax, ymax], looking into the room."""
+    a, b = (walk[2] - walk[0]) / 2 - inset, (walk[3] - walk[1]) / 2 - inset
+    cx, cy = (walk[0] + walk[2]) / 2, (walk[1] + walk[3]) / 2
     t = (np.arange(n) + phase) / n * 2 * np.pi
-    # A superellipse: close to the walls along the sides, rounded corners.
+    # A superellipse: close to the sides, rounded corners.
     p = 0.35
-    x = a * np.sign(np.cos(t)) * np.abs(np.cos(t)) ** p
-    y = b * np.sign(np.sin(t)) * np.abs(np.sin(t)) ** p
+    x = cx + a * np.sign(np.cos(t)) * np.abs(np.cos(t)) ** p
+    y = cy + b * np.sign(np.sin(t)) * np.abs(np.sin(t)) ** p
     poses = []
     for i in range(n):
         eye = np.array([x[i], y[i], height + height_swing * np.sin(3 * t[i]) + rng.normal(0, 0.03)])
@@ -373,7 +613,7 @@ def generate_scene(config: SyntheticSceneConfig = SyntheticSceneConfig(), *,
     w = float(rng.uniform(*config.room_width_range))
     d = float(rng.uniform(*config.room_depth_range))
     h = config.room_height
-    objects = _place_objects(config, rng, library, w, d, classes)
+    objects, walk = _place_objects(config, rng, library, w, d, classes)
     stuff = _room_stuff(w, d, h, classes)
     renderer = _build_renderer(objects, stuff, rng, classes)
     if not renderer.uses_embree:
@@ -381,9 +621,9 @@ def generate_scene(config: SyntheticSceneConfig = SyntheticSceneConfig(), *,
                     "pure-Python intersector (pip install embreex)")
     K = Intrinsics.from_fov(config.width, config.height, config.hfov_deg)
     inset = config.wall_clearance * 0.55
-    train_poses = _trajectory(config, rng, w, d, config.num_train, inset, config.camera_height, 0.0, 0.1)
-    test_poses = _trajectory(config, rng, w, d, config.num_test, inset * 1.3,
-                             config.camera_height - 0.2, 0.37, 0.25)
+    train_poses = _trajectory(rng, walk, config.num_train, inset, config.camera_height, 0.0, 0.1)
+    test_poses = _trajectory(rng, walk, config.num_test, inset * 1.3, config.camera_height - 0.2,
+                             0.37, 0.25)
     total = len(train_poses) + len(test_poses)
     frames: list[Frame] = []
     for i, T in enumerate(train_poses + test_poses):
@@ -400,7 +640,8 @@ def generate_scene(config: SyntheticSceneConfig = SyntheticSceneConfig(), *,
                            mesh_file=f"meshes/object_{o.instance_id:04d}.ply", source=o.model.source)
                   for o in objects]
     dataset = SceneDataset(
-        name=f"synthetic_seed{config.seed}", train=frames[:len(train_poses)],
+        name=f"synthetic_seed{config.seed}" + ("" if config.layout == LAYOUTS[0] else f"_{config.layout}"),
+        train=frames[:len(train_poses)],
         test=frames[len(train_poses):], classes=classes, bounds=bounds, objects=gt_objects,
         meta={"generator": "clusteringsdf synthetic", "config": _jsonable(asdict(config)),
               "furniture": library.kind, "room_size_m": [w, d, h]})
@@ -413,6 +654,12 @@ def _jsonable(value):
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     return value
+
+
+def stored_config_matches(stored, config: SyntheticSceneConfig) -> bool:
+    """Whether ``stored`` (``meta.config`` of a written scene) is ``config``; one written
+    before the ``layout`` field existed is of the default layout."""
+    return isinstance(stored, dict) and {"layout": LAYOUTS[0], **stored} == _jsonable(asdict(config))
 
 
 def write_synthetic_scene(scene: SyntheticScene, root: str | Path, *, label_variant: str = "sim",

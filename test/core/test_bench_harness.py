@@ -252,3 +252,42 @@ def test_cli_bench_on_a_scene_folder(scene, tmp_path, capsys):
     results = json.loads((out / "results.json").read_text())
     entry = results["protocols"]["baselines"]["variants"]["realistic"]["methods"]["naive_fusion"]
     assert entry["scenes"][scene.name]["prediction"]["config"]["tsdf"]["voxel_size_m"] == 0.05
+
+
+def test_synthetic_scenes_reuse_a_scene_written_before_the_layout_option(tmp_path):
+    from clusteringsdf_core.bench.harness import synthetic_scenes
+
+    small = dict(furniture="procedural", width=48, height=36, num_train=3, num_test=2, num_objects=3)
+    lines = []
+    first = synthetic_scenes([0], tmp_path, report=lines.append, **small)
+    assert first[0].name == "synthetic_seed0" and first[0].meta["config"]["layout"] == "apart"
+    meta_path = tmp_path / "seed_0" / "scene.json"
+    document = json.loads(meta_path.read_text())
+    del document["meta"]["config"]["layout"]
+    meta_path.write_text(json.dumps(document))
+    lines.clear()
+    synthetic_scenes([0], tmp_path, report=lines.append, **small)
+    assert lines == [f"reusing scene seed 0 in {tmp_path / 'seed_0'}"]
+
+
+def test_cli_bench_runs_every_seed_in_each_layout(tmp_path, capsys):
+    from clusteringsdf_core.cli import main
+
+    out = tmp_path / "bench"
+    scene_args = ["--seeds", "0", "--furniture", "procedural", "--width", "48", "--height", "36",
+                  "--num-train", "4", "--num-test", "2", "--num-objects", "4", "--out", str(out)]
+    code = main(["bench", "--methods", "naive_fusion", "--layout", "apart,touching", *scene_args,
+                 "--geometry-points", "2000", "--set", "naive_fusion.tsdf.voxel_size_m=0.05",
+                 "--figure-views", "0"])
+    assert code == 0
+    assert sorted(p.name for p in (out / "scenes").iterdir()) == ["seed_0", "seed_0_touching"]
+    results = json.loads((out / "results.json").read_text())
+    proto = results["protocols"]["baselines"]
+    assert list(proto["scenes"]) == ["synthetic_seed0", "synthetic_seed0_touching"]
+    assert proto["scenes"]["synthetic_seed0_touching"]["config"]["layout"] == "touching"
+    runs = proto["variants"]["realistic"]["methods"]["naive_fusion"]["scenes"]
+    assert set(runs) == {"synthetic_seed0", "synthetic_seed0_touching"}
+    assert "synthetic_seed0_touching" in (out / "results.md").read_text()
+    capsys.readouterr()
+    with pytest.raises(SystemExit, match="unknown layout"):
+        main(["bench", "--methods", "naive_fusion", "--layout", "stacked", *scene_args])

@@ -8,7 +8,7 @@ from clusteringsdf_core.data.dataset import load_scene
 from clusteringsdf_core.data.furniture import (SH3D_DIR, CatalogLibrary, ProceduralLibrary,
                                                classify_name, parse_properties)
 from clusteringsdf_core.data.synthetic import (SyntheticSceneConfig, generate_scene, look_at,
-                                               write_synthetic_scene)
+                                               stored_config_matches, write_synthetic_scene)
 
 SMALL = dict(width=64, height=48, num_train=6, num_test=3, num_objects=4, num_small_objects=1)
 
@@ -16,6 +16,18 @@ SMALL = dict(width=64, height=48, num_train=6, num_test=3, num_objects=4, num_sm
 @pytest.fixture(scope="module")
 def procedural_scene():
     return generate_scene(SyntheticSceneConfig(seed=3, furniture="procedural", **SMALL))
+
+
+@pytest.fixture(scope="module")
+def touching_scene():
+    return generate_scene(SyntheticSceneConfig(seed=2, furniture="procedural", layout="touching",
+                                               width=64, height=48, num_train=6, num_test=3))
+
+
+def _box_gap(a, b) -> float:
+    """Largest separation of two 3D boxes along an axis (negative: they overlap)."""
+    (a0, a1), (b0, b1) = a, b
+    return float(np.max(np.maximum(b0 - a1, a0 - b1)))
 
 
 def test_look_at_gives_an_optical_frame():
@@ -74,8 +86,9 @@ def test_depth_back_projects_onto_the_gt_surfaces(procedural_scene):
     assert np.median(np.abs(frame.depth_m[both] - exact.depth_m[both])) < 0.02
 
 
-def test_gt_labels_are_consistent_with_classes(procedural_scene):
-    s = procedural_scene
+@pytest.mark.parametrize("fixture", ["procedural_scene", "touching_scene"])
+def test_gt_labels_are_consistent_with_classes(fixture, request):
+    s = request.getfixturevalue(fixture)
     classes = s.dataset.classes
     class_of = {o.instance_id: o.class_id for o in s.objects}
     for frame in list(s.dataset.train) + list(s.dataset.test):
@@ -113,6 +126,81 @@ def test_canonical_layout_round_trip(procedural_scene, tmp_path):
     assert sorted(meshes) == [o.instance_id for o in s.objects] and stuff is not None
     with pytest.raises(ValueError, match="no label variant"):
         load_scene(root, labels="nonexistent")
+
+
+def test_default_layout_is_unchanged():
+    """The apart layout places what it placed before the layout option (pinned poses), and
+    a scene written before the option counts as that layout."""
+    s = generate_scene(SyntheticSceneConfig(seed=0, furniture="procedural", **SMALL))
+    placed = [(o.model.class_name, *np.round(o.T_world_obj[:3, 3], 3)) for o in s.objects]
+    assert placed == [("chair", -1.348, 0.946, 0.0), ("sofa", 0.625, 0.491, 0.0),
+                      ("desk", -1.341, -0.292, 0.0), ("chair", 0.327, -0.789, 0.0),
+                      ("lamp", -1.163, -0.188, 0.735)]
+    assert np.allclose(s.dataset.test[0].T_world_cam[:3, 3], [2.075, 1.376, 1.449], atol=1e-3)
+    assert s.dataset.name == "synthetic_seed0"
+    stored = {k: v for k, v in s.dataset.meta["config"].items() if k != "layout"}
+    assert stored_config_matches(stored, s.config)
+    assert not stored_config_matches(stored, SyntheticSceneConfig(
+        seed=0, furniture="procedural", layout="touching", **SMALL))
+    with pytest.raises(ValueError, match="unknown layout"):
+        SyntheticSceneConfig(layout="stacked")
+
+
+def test_touching_layout_puts_objects_in_contact(touching_scene):
+    s = touching_scene
+    assert s.dataset.name == "synthetic_seed2_touching" and s.dataset.meta["config"]["layout"] == "touching"
+    boxes = [o.mesh().bounds for o in s.objects]
+    touching = [(i, j) for i in range(len(boxes)) for j in range(i + 1, len(boxes))
+                if _box_gap(boxes[i], boxes[j]) < 0.02]
+    assert len(touching) >= 4
+    w, d, _ = s.room_size
+    at_walls = [o for o, (lo, hi) in zip(s.objects, boxes) if min(lo[0] + w / 2, w / 2 - hi[0]) < 0.002]
+    assert len(at_walls) >= 3
+    by_class = lambda *names: [o for o in s.objects if o.model.class_name in names]  # noqa: E731
+    pushed = 0
+    for table in by_class("table", "desk"):
+        (t0, t1), top = table.mesh().bounds[:, :2], table.mesh().bounds[1][2]
+        for chair in by_class("chair"):
+            v = chair.mesh().vertices
+            under = (v[:, :2] > t0).all(1) & (v[:, :2] < t1).all(1)
+            if under.any():           # the chair reaches under the table, below its top
+                pushed += 1
+                assert v[under, 2].max() < top
+    assert pushed >= 2
+    small = by_class("lamp", "television")
+    assert small
+    for item in small:                # resting on the highest point of a support, no gap
+        lo = item.mesh().bounds[0]
+        assert any(abs(lo[2] - b[1][2]) < 1e-6 and _box_gap(b, item.mesh().bounds) <= 1e-6
+                   for o, b in zip(s.objects, boxes) if o is not item)
+
+
+def test_touching_layout_objects_do_not_cut_into_each_other(touching_scene):
+    """Procedural parts are boxes (and small cylinders, cones): no surface point of one object
+    lies 5 mm or more inside the box of a part of another, in that object's model frame."""
+    s = touching_scene
+    for a in s.objects:
+        points, _ = trimesh.sample.sample_surface(a.mesh(), 3000, seed=0)
+        for b in s.objects:
+            if b is a:
+                continue
+            local = (points - b.T_world_obj[:3, 3]) @ b.T_world_obj[:3, :3]
+            for part, _ in b.model.parts:
+                lo, hi = part.bounds
+                inside = ((local > lo + 0.005) & (local < hi - 0.005)).all(1)
+                assert not inside.any(), f"{a.model.class_name} {a.instance_id} cuts into " \
+                                         f"{b.model.class_name} {b.instance_id}"
+
+
+def test_touching_layout_keeps_the_camera_path_free(touching_scene):
+    s = touching_scene
+    w, d, h = s.room_size
+    cams = np.array([f.T_world_cam[:3, 3] for f in list(s.dataset.train) + list(s.dataset.test)])
+    assert (np.abs(cams[:, 0]) < w / 2 - 0.3).all() and (np.abs(cams[:, 1]) < d / 2 - 0.3).all()
+    for o in s.objects:
+        lo, hi = o.mesh().bounds
+        distance = np.linalg.norm(np.maximum(np.maximum(lo - cams, cams - hi), 0), axis=1)
+        assert distance.min() > 0.3, f"a camera passes {distance.min():.2f} m from {o.model.class_name}"
 
 
 def test_catalog_names_map_to_classes():
