@@ -379,7 +379,13 @@ class TrainerConfig(Section):
     mode: str = param("instance", "instance mode (view-inconsistent instance ids) or semantic mode "
                       "(channel = class id)", choices=("instance", "semantic"))
     iterations: int = param(120000, "training iterations (paper: ~120k); online, the length of the "
-                            "learning-rate schedule (training goes on at the final rate)", min=0)
+                            "schedule (learning-rate decay, late-starting loss terms; see "
+                            "trainer.online_schedule)", min=0)
+    online_schedule: str = param("rewind", "online schedule progress: rewind = each new key frame "
+                                 "sets the progress back by its share of the key frames (the "
+                                 "progress is how trained the current key frames are: a burst of "
+                                 "new views is learned at a high rate again); fixed = iteration / "
+                                 "trainer.iterations, as offline", choices=("rewind", "fixed"))
     lr: float = param(5.0e-4, "Adam learning rate of the networks", min=0.0, min_exclusive=True)
     grid_lr_factor: float = param(20.0, "learning-rate multiplier of the grid encoding", min=0.0,
                                   min_exclusive=True)

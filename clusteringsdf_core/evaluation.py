@@ -4,8 +4,12 @@
 (channel 0 = background, instance 0). Each object channel's class is the most
 frequent machine class of its rays during training (instance mode) or its index
 (semantic mode). Background pixels get a stuff class from the height of their
-rendered surface point: floor near the bottom of the scene bounds, ceiling near
-the top, wall elsewhere (the instance model has no stuff classes of its own).
+rendered surface point: floor near the lowest surface the training views saw, ceiling
+near the highest, wall elsewhere (the instance model has no stuff classes of its
+own). Snapshots without those heights (no depth) use the scene bounds, which only
+works when the bounds are tight to floor and ceiling: an online map's estimated
+bounds carry margins, and with them every floor and ceiling pixel of the bench scene
+was called wall (docs/ONLINE.md).
 
 3D: the meshes of :func:`~clusteringsdf_core.extract.extract_objects`, each vertex
 labelled with its channel, for 3D instance AP and geometry metrics.
@@ -38,9 +42,12 @@ class NeuralLabelRenderer:
         self.resolution = resolution
         self.stuff_band_m = stuff_band_m
         self.mode = snapshot.config.trainer.mode
-        bounds = np.asarray(snapshot.box_state["bounds_m"])
-        self.floor_z = bounds[0, 2] + snapshot.config.render.bounds_padding_m
-        self.ceiling_z = bounds[1, 2] - snapshot.config.render.bounds_padding_m
+        if snapshot.surface_heights is not None:
+            self.floor_z, self.ceiling_z = snapshot.surface_heights
+        else:
+            bounds = np.asarray(snapshot.box_state["bounds_m"])
+            self.floor_z = bounds[0, 2] + snapshot.config.render.bounds_padding_m
+            self.ceiling_z = bounds[1, 2] - snapshot.config.render.bounds_padding_m
         names = {c.name for c in classes.classes}
         self.stuff_ids = {n: classes.id_of(n) for n in ("floor", "wall", "ceiling") if n in names}
 

@@ -88,6 +88,9 @@ class Snapshot:
     channel_classes: np.ndarray        # (c,) semantic class id per channel (0 = unknown)
     channel_confidence: np.ndarray     # (c,) share of the channel's rays agreeing with its class
     stamp: float
+    #: (floor z, ceiling z) in metres: low / high percentile of the heights of the training
+    #: views' depth points (None: no depth). Stuff classes of rendered labels use them.
+    surface_heights: tuple[float, float] | None = None
 
     def model(self, device: str | torch.device = "cpu") -> ClusteringSDFModel:
         model = ClusteringSDFModel(self.config, SceneBox.from_state_dict(self.box_state))
@@ -131,6 +134,10 @@ class Trainer:
                                betas=tuple(tc.adam_betas), eps=tc.adam_eps)
         self._base_lrs = [g["lr"] for g in self.optimizer.param_groups]
         self.iteration = 0
+        # Iterations the schedule counts: the iteration offline; online each new key frame
+        # takes its share off (trainer.online_schedule). The progress is this / iterations.
+        self.schedule_iteration = 0.0
+        self._saved_heights: tuple[float, float] | None = None   # from a checkpoint without views
         self.rng = np.random.default_rng(tc.seed)
         self.generator = torch.Generator(device="cpu").manual_seed(tc.seed)
         self.views: list[TrainingView] = []
@@ -218,7 +225,10 @@ class Trainer:
         accepted, _ = self.buffer.offer(view, frame.T_world_cam, view.num_labels)
         if accepted:
             self.views = self.buffer.items()
-            self.sampler.update([v.num_labels for v in self.views])
+            if self.config.trainer.online_schedule == "rewind":
+                # The new view has had no training: the key frames' mean progress drops by its share.
+                self.schedule_iteration *= (len(self.views) - 1) / len(self.views)
+            self.sampler.update(self.buffer.label_counts())
             if self._seeds_placed and self._seeds_count < self._seed_budget:
                 # objects that came into view get centres of their own
                 self._extend_seeds(self._foreground_points([view]))
@@ -239,9 +249,16 @@ class Trainer:
     # ------------------------------------------------------------------ training
     def _lr_factor(self) -> float:
         # Online too: a constant rate kept the label field from settling (the grid's rate
-        # is grid_lr_factor times higher), which cost PQ and id stability.
-        total = max(1, self.config.trainer.iterations)
-        return self.config.trainer.lr_final_factor ** min(1.0, self.iteration / total)
+        # is grid_lr_factor times higher), which cost PQ and id stability; but decayed by
+        # the iteration count alone, views that arrive late were learned at the final rate
+        # (small streamed room: an object left in the background, two sharing a channel;
+        # with a constant rate each in its own channel).
+        return self.config.trainer.lr_final_factor ** self.progress
+
+    @property
+    def progress(self) -> float:
+        """How far the schedule is, 0..1: ``schedule_iteration / trainer.iterations``."""
+        return min(1.0, self.schedule_iteration / max(1, self.config.trainer.iterations))
 
     def _rays(self, view: TrainingView, pixels: torch.Tensor):
         dev = self.device
@@ -370,6 +387,7 @@ class Trainer:
         total.backward()
         self.optimizer.step()
         self.iteration += 1
+        self.schedule_iteration += 1.0
         losses = {k: float(v.detach()) for k, v in terms.items()}
         losses["total"] = float(total.detach())
         losses["beta"] = float(self.model.density.beta.detach())
@@ -377,7 +395,9 @@ class Trainer:
         return losses
 
     def _past(self, fraction: float) -> bool:
-        """Whether training has done ``fraction`` of ``trainer.iterations`` (a term's start)."""
+        """Whether the schedule's progress has reached ``fraction`` (a term's start): offline
+        ``fraction`` of ``trainer.iterations``; online it may fall back below it while a
+        burst of new key frames is learned (``trainer.online_schedule``)."""
         return self.iteration >= fraction * self.config.trainer.iterations
 
     def _add_view_losses(self, view: TrainingView, pixels, depth_t, out, add) -> None:
@@ -499,7 +519,29 @@ class Trainer:
     def snapshot(self) -> Snapshot:
         classes, conf = self.channel_classes()
         state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
-        return Snapshot(self.iteration, state, self.config, self.box.state_dict(), classes, conf, time.time())
+        return Snapshot(self.iteration, state, self.config, self.box.state_dict(), classes, conf, time.time(),
+                        self.surface_heights())
+
+    def surface_heights(self, points_per_view: int = 2000,
+                        percentiles: tuple[float, float] = (0.5, 99.5)) -> tuple[float, float] | None:
+        """(floor z, ceiling z): low / high percentiles of the heights of the views' depth
+        points (metres), i.e. of the surfaces the camera saw; None without depth. Kept in
+        checkpoints for a trainer restored without its views."""
+        heights = []
+        for view in self.views:
+            if view.depth_m is None:
+                continue
+            valid = torch.nonzero(view.depth_m > 0)[:, 0]
+            if valid.numel() == 0:
+                continue
+            pick = valid[torch.linspace(0, valid.numel() - 1, min(points_per_view, valid.numel()),
+                                        device=valid.device).long()]
+            _, origins, dirs, depth_t = self._rays(view, pick)
+            heights.append((origins + dirs * (depth_t * self.box.scale)[:, None])[:, 2].cpu())
+        if not heights:
+            return self._saved_heights
+        lo, hi = np.percentile(torch.cat(heights).numpy(), percentiles)
+        return float(lo), float(hi)
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
@@ -509,6 +551,8 @@ class Trainer:
             "box": self.box.state_dict(),
             "classes": self.classes.to_list(),
             "iteration": self.iteration,
+            "schedule_iteration": self.schedule_iteration,
+            "surface_heights": self.surface_heights(),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "rng": self.rng.bit_generator.state,
@@ -532,6 +576,9 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.iteration = int(state["iteration"])
+        self.schedule_iteration = float(state.get("schedule_iteration", self.iteration))
+        heights = state.get("surface_heights")
+        self._saved_heights = None if heights is None else (float(heights[0]), float(heights[1]))
         self.rng.bit_generator.state = state["rng"]
         self.generator.set_state(state["generator"])
         self.channel_class_counts = state["channel_class_counts"].clone()

@@ -168,3 +168,48 @@ def test_pending_sets_wait_for_their_pose_then_expire_or_overflow():
     poses.add(315_000_000, _pose(2.0))
     assert [(i, T is not None) for _, i, T in pending.resolve(now_s=5.0)] == [(1, True)]
     assert pending.clear() == 1 and len(pending) == 0
+
+
+@pytest.mark.parametrize("schedule", ["rewind", "fixed"])
+def test_new_key_frames_rewind_the_schedule_by_their_share(small_stream, schedule):
+    config = preset("cpu").merged({**TINY, "trainer.iterations": 100, "trainer.online_schedule": schedule})
+    engine = MappingEngine(config, bootstrap_frames=2)
+    for frame in small_stream[:2]:
+        engine.put(frame)
+    engine.ingest()
+    engine.train(30)
+    trainer = engine.trainer
+    assert trainer.schedule_iteration == 30 and trainer.progress == pytest.approx(0.3)
+    engine.put(small_stream[2])
+    engine.ingest()
+    # The third view has had no training: the mean progress of the three is 2/3 of 0.3.
+    expected = 20.0 if schedule == "rewind" else 30.0
+    assert trainer.schedule_iteration == pytest.approx(expected) and trainer.iteration == 30
+    factor = config.trainer.lr_final_factor ** (expected / 100)
+    assert trainer._lr_factor() == pytest.approx(factor)
+    # Late-starting loss terms count plain iterations (L_onehot from 0.67: not yet).
+    assert not trainer._past(0.67) and trainer._past(0.3)
+
+
+def test_snapshots_carry_the_heights_of_the_observed_surfaces(small_stream, tmp_path):
+    from clusteringsdf_core.trainer import Trainer
+
+    engine = MappingEngine(preset("cpu").merged(TINY), bootstrap_frames=3)
+    for frame in small_stream[:3]:
+        engine.put(frame)
+    engine.ingest()
+    heights = engine.trainer.snapshot().surface_heights
+    z = np.concatenate([_world_heights(f) for f in small_stream[:3]])
+    assert heights[0] == pytest.approx(np.percentile(z, 0.5), abs=0.1)     # the floor, about 0
+    assert heights[1] == pytest.approx(np.percentile(z, 99.5), abs=0.1)
+    assert abs(heights[0]) < 0.1
+    engine.trainer.save_checkpoint(tmp_path / "c.pt")
+    restored = Trainer.load_checkpoint(tmp_path / "c.pt")            # no views: the saved heights
+    assert restored.snapshot().surface_heights == pytest.approx(heights)
+
+
+def _world_heights(frame):
+    v, u = np.nonzero(frame.depth_m > 0)
+    K, d = frame.intrinsics, frame.depth_m[v, u]
+    cam = np.stack([(u + 0.5 - K.cx) / K.fx * d, (v + 0.5 - K.cy) / K.fy * d, d], 1)
+    return (cam @ frame.T_world_cam[:3, :3].T + frame.T_world_cam[:3, 3])[:, 2]
