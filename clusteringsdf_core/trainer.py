@@ -138,6 +138,8 @@ class Trainer:
         # takes its share off (trainer.online_schedule). The progress is this / iterations.
         self.schedule_iteration = 0.0
         self._saved_heights: tuple[float, float] | None = None   # from a checkpoint without views
+        self._heights: tuple[float, float] | None = None         # of the current views (cached)
+        self._heights_views: list | None = None                  # the views they were computed for
         self.rng = np.random.default_rng(tc.seed)
         self.generator = torch.Generator(device="cpu").manual_seed(tc.seed)
         self.views: list[TrainingView] = []
@@ -522,11 +524,20 @@ class Trainer:
         return Snapshot(self.iteration, state, self.config, self.box.state_dict(), classes, conf, time.time(),
                         self.surface_heights())
 
-    def surface_heights(self, points_per_view: int = 2000,
-                        percentiles: tuple[float, float] = (0.5, 99.5)) -> tuple[float, float] | None:
+    def surface_heights(self) -> tuple[float, float] | None:
         """(floor z, ceiling z): low / high percentiles of the heights of the views' depth
         points (metres), i.e. of the surfaces the camera saw; None without depth. Kept in
-        checkpoints for a trainer restored without its views."""
+        checkpoints for a trainer restored without its views. Cached until the views change
+        (every snapshot asks: the node takes one per extraction)."""
+        if not self.views:
+            return self._saved_heights
+        key = [id(v) for v in self.views]
+        if self._heights_views != key:
+            self._heights, self._heights_views = self._measure_heights(), key
+        return self._heights
+
+    def _measure_heights(self, points_per_view: int = 2000,
+                         percentiles: tuple[float, float] = (0.5, 99.5)) -> tuple[float, float] | None:
         heights = []
         for view in self.views:
             if view.depth_m is None:
@@ -539,7 +550,7 @@ class Trainer:
             _, origins, dirs, depth_t = self._rays(view, pick)
             heights.append((origins + dirs * (depth_t * self.box.scale)[:, None])[:, 2].cpu())
         if not heights:
-            return self._saved_heights
+            return None
         lo, hi = np.percentile(torch.cat(heights).numpy(), percentiles)
         return float(lo), float(hi)
 

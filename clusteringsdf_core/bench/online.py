@@ -78,8 +78,7 @@ class _Watch:
         if self.extract_every > 0 and it >= self.next_extract:
             self.next_extract = it + self.extract_every
             t0 = time.perf_counter()
-            result = self.engine._extract(trainer.snapshot(), [], str(trainer.device),
-                                          time.time_ns(), live=True, confirm_new=False)
+            result = self.engine.extract(live=True, confirm_new=False)
             self.self_s += time.perf_counter() - t0
             self.ids.append(tuple(t.id for t in result.objects))
             if self.first is None and result.objects:
@@ -190,8 +189,7 @@ def _stream_wall_clock(engine, frames, fps: float, total: int, watch: _Watch, pr
             next_at += period
             engine.put(frame)
             seen += 1
-            while time.perf_counter() < next_at:
-                time.sleep(min(0.01, max(0.0, next_at - time.perf_counter())))
+            time.sleep(max(0.0, next_at - time.perf_counter()))
             poll()
         while engine.stats()["iteration"] < total:
             if not engine.running:
