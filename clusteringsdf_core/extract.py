@@ -77,12 +77,13 @@ def sdf_grid(model: ClusteringSDFModel, resolution: int, chunk: int = 65536) -> 
     """Scene SDF and owning channel on a grid over the scene box.
 
     Returns (scene SDF (nx, ny, nz) float32 in metres, argmin channel (nx, ny, nz) int16,
-    axis coordinates in normalised units). ``resolution`` cells span the longest side;
+    axis coordinates in normalised units). ``resolution`` cells span the normalisation
+    frame's longest side (a grown map gets more cells, not coarser ones);
     memory stays at a few bytes per cell whatever the number of channels.
     """
-    half = model.half_extent.detach().cpu().numpy()
+    lo, hi = model.domain_lo.detach().cpu().numpy(), model.domain_hi.detach().cpu().numpy()
     step = 2.0 / resolution
-    axes = [np.arange(-h, h + 1e-9, step, dtype=np.float32) for h in half]
+    axes = [np.arange(a, b + 1e-9, step, dtype=np.float32) for a, b in zip(lo, hi)]
     grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
     device = next(model.parameters()).device
     scene = np.empty(grid.shape[0], np.float32)

@@ -34,7 +34,7 @@ from clusteringsdf_core.keyframes import KeyframeBuffer, KeyframeSampler
 from clusteringsdf_core.losses import clustering as lc
 from clusteringsdf_core.losses import reconstruction as lr
 from clusteringsdf_core.model.fields import SceneBox
-from clusteringsdf_core.model.scene_model import ClusteringSDFModel
+from clusteringsdf_core.model.scene_model import ClusteringSDFModel, embed_tensor
 from clusteringsdf_core.render.rays import pixel_rays
 from clusteringsdf_core.sampling import LabelIndex, label_comprehensive_pixels
 
@@ -236,6 +236,33 @@ class Trainer:
                 self._extend_seeds(self._foreground_points([view]))
         return accepted
 
+    def grow(self, bounds_m: np.ndarray) -> bool:
+        """Online: make the model cover ``bounds_m`` (metres) too. The normalisation frame
+        stays, the represented volume becomes the union (:meth:`SceneBox.grown`), the
+        grids get cells around the old ones (:meth:`ClusteringSDFModel.grown`) and the
+        optimiser's moments follow them, so nothing learned is lost. False if the volume
+        already covered ``bounds_m``."""
+        box = self.box.grown(bounds_m)
+        if np.allclose(box.bounds_m, self.box.bounds_m):
+            return False
+        old_model, old_opt = self.model, self.optimizer
+        model = old_model.grown(box)
+        names = {id(p): n for n, p in old_model.named_parameters()}
+        new_params = dict(model.named_parameters())
+        groups = [{**{k: v for k, v in g.items() if k != "params"},
+                   "params": [new_params[names[id(p)]] for p in g["params"]]} for g in old_opt.param_groups]
+        tc = self.config.trainer
+        optimizer = _adam(groups, self.device, betas=tuple(tc.adam_betas), eps=tc.adam_eps)
+        for group, old_group in zip(optimizer.param_groups, old_opt.param_groups):
+            for p, old_p in zip(group["params"], old_group["params"]):
+                state = old_opt.state.get(old_p)
+                if state:
+                    optimizer.state[p] = {k: embed_tensor(torch.zeros_like(p), v) if torch.is_tensor(v)
+                                          and v.shape == old_p.shape and v.dim() > 0 else
+                                          (v.clone() if torch.is_tensor(v) else v) for k, v in state.items()}
+        self.model, self.optimizer, self.box = model, optimizer, box
+        return True
+
     def update_live(self, config: Config) -> None:
         """Take the loss weights and learning rate of ``config`` while training goes on
         (the rest of ``config`` needs a new trainer). The optimizer state is kept."""
@@ -275,9 +302,9 @@ class Trainer:
     def _eikonal_points(self, n: int) -> torch.Tensor | None:
         if n <= 0 or self.config.loss.eikonal <= 0:
             return None
-        half = self.model.half_extent
+        lo, hi = self.model.domain_lo, self.model.domain_hi
         u = torch.rand(n, 3, generator=self.generator).to(self.device)
-        return (u * 2 - 1) * half
+        return lo + u * (hi - lo)
 
     def _foreground_points(self, views, max_points_per_view: int = 2000) -> torch.Tensor | None:
         """One point per labelled 2D segment of ``views`` (normalised coordinates): the

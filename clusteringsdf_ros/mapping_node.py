@@ -37,6 +37,9 @@ Thin glue over :mod:`clusteringsdf_core`:
   empty (default) the engine creates it from the first frames' depth
   (:mod:`clusteringsdf_core.online.extent`). ``ros.bounds_m`` =
   ``[xmin, ymin, zmin, xmax, ymax, zmax]`` (metres, map frame) fixes them instead.
+  Estimated bounds grow while the robot explores (``ros.map_growth``, up to
+  ``ros.map_max_side_m`` per axis): a key frame whose surfaces reach past the map
+  enlarges it, keeping what was learned (``map_grown`` in ``~/status``).
 - **outputs**: ``ros.objects_topic`` (``clusteringsdf_ros/ObjectArray``, reliable +
   transient local, depth 1) and ``~/markers`` (MarkerArray: DELETEALL, then per object a
   TRIANGLE_LIST mesh coloured by id, a LINE_LIST box and a TEXT_VIEW_FACING label) every
@@ -131,7 +134,8 @@ class MappingNode(Node):
                                     extract_period_s=self.ros.extract_period_s,
                                     counters=self.counters,
                                     now_ns=lambda: self.get_clock().now().nanoseconds,
-                                    log=self._engine_log)
+                                    log=self._engine_log, grow_map=self.ros.map_growth,
+                                    max_side_m=self.ros.map_max_side_m)
         self.pending_reset: set[str] = set()     # changed parameters waiting for ~/reset
         self.pending_restart: set[str] = set()   # changed ros.* parameters waiting for a restart
         self.add_on_set_parameters_callback(self._validate_parameters)
@@ -182,7 +186,7 @@ class MappingNode(Node):
             description="scene bounds [xmin, ymin, zmin, xmax, ymax, zmax] in metres, map frame; "
                         f"unset/empty = from the depth of the first {BOOTSTRAP_FRAMES} frames "
                         f"plus {BOUNDS_MARGIN_XY_M} m horizontally and {BOUNDS_MARGIN_Z_M} m "
-                        "vertically"))
+                        "vertically, grown as later frames see past them (ros.map_growth)"))
         self._flat = {name: self.get_parameter(name).value for name in defaults}
         self._flat[BOUNDS_PARAMETER] = self._bounds_value()
 

@@ -71,6 +71,10 @@ class RosConfig(Section):
     output_dir: str = param("~/.ros/clusteringsdf", "where saved maps go (meshes, objects JSON, "
                             "checkpoint)")
     save_on_shutdown: bool = param(True, "save the map when the node shuts down")
+    map_growth: bool = param(True, "with estimated bounds (ros.bounds_m empty): enlarge the map when "
+                             "key frames see past it (nothing learned is lost)")
+    map_max_side_m: float = param(20.0, "longest side, per axis, the map may grow to (metres); the "
+                                  "dense grids' memory grows with the volume", min=0.0, min_exclusive=True)
 
 
 def flatten_all(config: Config, ros: RosConfig) -> dict[str, Any]:

@@ -21,7 +21,9 @@ clusteringsdf_online.stream.iterations_per_frame=20``):
 - ``extract_every`` (250): iterations between the periodic extractions that find the
   first object and check id stability (their time is not counted as training time);
 - ``known_bounds`` (false): give the engine the dataset's bounds instead of estimating
-  them from the stream.
+  them from the stream;
+- ``grow_map`` (true): with estimated bounds, let the map grow when frames see past it
+  (``MappingEngine(grow_map=...)``).
 
 ``meta`` reports ``first_object_iteration`` / ``first_object_frames`` /
 ``first_object_s`` (the first periodic extraction with a published object), the ids
@@ -42,7 +44,7 @@ __all__ = ["stream_and_predict", "STREAM_DEFAULTS"]
 #: The stream options and their defaults (module docstring).
 STREAM_DEFAULTS: dict[str, Any] = {"iterations_per_frame": None, "stream_share": 0.5,
                                    "frames_per_second": None, "extract_every": 250,
-                                   "known_bounds": False}
+                                   "known_bounds": False, "grow_map": True}
 
 
 def _stream_options(overrides: dict) -> dict:
@@ -116,7 +118,7 @@ def stream_and_predict(dataset, options: Mapping[str, Any], name: str = "cluster
     progress = options.get("progress")
     engine = MappingEngine(config, classes=dataset.classes,
                            bounds_m=dataset.bounds if stream["known_bounds"] else None,
-                           queue_size=len(frames) + 1)
+                           queue_size=len(frames) + 1, grow_map=bool(stream["grow_map"]))
     started = time.perf_counter()
     watch = _Watch(engine, eval_at, stream["extract_every"], started)
     stream_iterations = None

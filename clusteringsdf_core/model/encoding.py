@@ -1,4 +1,4 @@
-"""Input encodings of points in normalised scene coordinates ([-1, 1]^3).
+"""Input encodings of points in normalised scene coordinates ([-1, 1]^3 at first).
 
 - :class:`DenseGridEncoding`: multi-resolution dense feature volumes read with
   trilinear ``grid_sample``; the fast choice on CPU for room-sized scenes.
@@ -9,6 +9,12 @@
 - :class:`PositionalEncoding`: sin/cos frequencies, concatenated to any of them.
 
 All map ``x: (N, 3)`` to ``(N, out_dim)``.
+
+A map that grows past the cube (an online map, :meth:`SceneBox.grown`) keeps its
+normalisation: the dense grids and planes get whole cells added on each side (their
+old cells stay where they were, so a grown encoding reads the same features at every
+old point), the hash grid hashes the cells outside its dense range. ``reach`` is the
+largest |coordinate| per axis (x, y, z) the encoding must cover (1 = the cube).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = ["PositionalEncoding", "DenseGridEncoding", "TriPlaneEncoding", "HashGridEncoding",
-           "level_resolutions"]
+           "level_resolutions", "padding_cells", "make_encoding"]
 
 
 def level_resolutions(levels: int, base: int, finest: int) -> list[int]:
@@ -29,6 +35,27 @@ def level_resolutions(levels: int, base: int, finest: int) -> list[int]:
         return [base]
     growth = math.exp((math.log(finest) - math.log(base)) / (levels - 1))
     return [int(round(base * growth ** i)) for i in range(levels)]
+
+
+def padding_cells(resolution: int, reach: float) -> int:
+    """Cells to add on each side of a ``resolution``-node axis spanning [-1, 1] so that it
+    spans at least [-reach, reach] with the same node spacing (0 for reach <= 1)."""
+    if resolution < 2 or reach <= 1.0:
+        return 0
+    return int(math.ceil((reach - 1.0) * (resolution - 1) / 2.0 - 1e-6))
+
+
+def _padded_extent(resolution: int, pad: int) -> float:
+    """Half extent of an axis of ``resolution + 2 pad`` nodes spaced as ``resolution``
+    nodes over [-1, 1]."""
+    return (resolution + 2 * pad - 1) / max(resolution - 1, 1)
+
+
+def _reach(reach) -> tuple[float, float, float]:
+    r = (1.0, 1.0, 1.0) if reach is None else tuple(float(v) for v in reach)
+    if len(r) != 3:
+        raise ValueError(f"reach must have 3 values (x, y, z), got {r}")
+    return r
 
 
 class PositionalEncoding(nn.Module):
@@ -50,47 +77,65 @@ class PositionalEncoding(nn.Module):
 
 
 class DenseGridEncoding(nn.Module):
-    """Dense feature volumes at several resolutions, summed over nothing: concatenated."""
+    """Dense feature volumes at several resolutions, summed over nothing: concatenated.
+
+    Level l has ``r_l`` nodes per unit cube side, plus :func:`padding_cells` per side of
+    each axis the map grew past the cube along; its volume is (1, F, z, y, x)."""
 
     def __init__(self, levels: int, features: int, base_resolution: int, max_resolution: int,
-                 init_std: float = 1e-4):
+                 init_std: float = 1e-4, reach=None):
         super().__init__()
         self.resolutions = level_resolutions(levels, base_resolution, max_resolution)
+        reach = _reach(reach)
+        pads = [[padding_cells(r, a) for a in reach] for r in self.resolutions]
         self.grids = nn.ParameterList(
-            nn.Parameter(torch.randn(1, features, r, r, r) * init_std) for r in self.resolutions)
+            nn.Parameter(torch.randn(1, features, r + 2 * pz, r + 2 * py, r + 2 * px) * init_std)
+            for r, (px, py, pz) in zip(self.resolutions, pads))
+        extents = [[_padded_extent(r, p) for p in pad] for r, pad in zip(self.resolutions, pads)]
+        self.register_buffer("extents", torch.tensor(extents, dtype=torch.float32), persistent=False)
         self.out_dim = levels * features
 
     def forward(self, x: Tensor) -> Tensor:
-        g = x.reshape(1, 1, 1, -1, 3)
-        feats = [F.grid_sample(grid, g, mode="bilinear", padding_mode="border", align_corners=True)
-                 .reshape(grid.shape[1], -1) for grid in self.grids]
+        feats = [F.grid_sample(grid, (x / self.extents[i]).reshape(1, 1, 1, -1, 3), mode="bilinear",
+                               padding_mode="border", align_corners=True).reshape(grid.shape[1], -1)
+                 for i, grid in enumerate(self.grids)]
         return torch.cat(feats, dim=0).t()
 
 
 class TriPlaneEncoding(nn.Module):
-    """Three axis-aligned feature planes per resolution; plane features are summed."""
+    """Three axis-aligned feature planes per resolution; plane features are summed.
+
+    The three planes of a level share one square tensor, so a map grown past the cube
+    pads every plane side by the cells its farthest axis needs."""
 
     def __init__(self, levels: int, features: int, base_resolution: int, max_resolution: int,
-                 init_std: float = 1e-4):
+                 init_std: float = 1e-4, reach=None):
         super().__init__()
         self.resolutions = level_resolutions(levels, base_resolution, max_resolution)
+        far = max(_reach(reach))
+        pads = [padding_cells(r, far) for r in self.resolutions]
         self.planes = nn.ParameterList(
-            nn.Parameter(torch.randn(3, features, r, r) * init_std) for r in self.resolutions)
+            nn.Parameter(torch.randn(3, features, r + 2 * p, r + 2 * p) * init_std)
+            for r, p in zip(self.resolutions, pads))
+        self.register_buffer("extents", torch.tensor([_padded_extent(r, p) for r, p in zip(self.resolutions, pads)],
+                                                     dtype=torch.float32), persistent=False)
         self.out_dim = levels * features
 
     def forward(self, x: Tensor) -> Tensor:
         coords = torch.stack([x[:, [0, 1]], x[:, [0, 2]], x[:, [1, 2]]]).unsqueeze(1)  # (3, 1, N, 2)
-        feats = [F.grid_sample(p, coords, mode="bilinear", padding_mode="border", align_corners=True)
-                 .sum(0).squeeze(1) for p in self.planes]
+        feats = [F.grid_sample(p, coords / self.extents[i], mode="bilinear", padding_mode="border",
+                               align_corners=True).sum(0).squeeze(1) for i, p in enumerate(self.planes)]
         return torch.cat(feats, dim=0).t()
 
 
 class HashGridEncoding(nn.Module):
     """Multi-resolution hash encoding (Mueller et al. 2022) with trilinear interpolation.
 
-    Levels whose dense grid fits in the table are indexed densely (no collisions).
-    Plain PyTorch: differentiable twice (analytic SDF gradients work), but gathers
-    are slow on CPU; prefer :class:`DenseGridEncoding` there.
+    Levels whose dense grid fits in the table are indexed densely (no collisions) over
+    the cube; cells outside it (a map grown past the cube) are hashed into the same
+    table, so the encoding needs no resizing. Plain PyTorch: differentiable twice
+    (analytic SDF gradients work), but gathers are slow on CPU; prefer
+    :class:`DenseGridEncoding` there.
     """
 
     PRIMES = (1, 2654435761, 805459861)
@@ -107,19 +152,23 @@ class HashGridEncoding(nn.Module):
         self.out_dim = levels * features
 
     def _index(self, cell: Tensor, res: int, size: int) -> Tensor:
-        if (res + 1) ** 3 <= size:
-            return (cell[..., 0] * (res + 1) + cell[..., 1]) * (res + 1) + cell[..., 2]
         h = cell[..., 0] * self.PRIMES[0]
         h = torch.bitwise_xor(h, cell[..., 1] * self.PRIMES[1])
         h = torch.bitwise_xor(h, cell[..., 2] * self.PRIMES[2])
-        return h % size
+        hashed = h % size
+        if (res + 1) ** 3 > size:
+            return hashed
+        dense = (cell[..., 0] * (res + 1) + cell[..., 1]) * (res + 1) + cell[..., 2]
+        inside = ((cell >= 0) & (cell <= res)).all(dim=-1)
+        return torch.where(inside, dense, hashed)
 
     def forward(self, x: Tensor) -> Tensor:
-        unit = (x.clamp(-1, 1) + 1) / 2
+        unit = (x + 1) / 2
         feats = []
         for res, table in zip(self.resolutions, self.tables):
             p = unit * res
-            p0 = p.detach().floor().clamp(max=res - 1)
+            p0 = p.detach().floor()
+            p0 = torch.where((p0 == res) & (p.detach() == res), p0 - 1, p0)   # x = 1: the last cell
             frac = p - p0                                           # (N, 3), differentiable
             cells = p0.long()[:, None, :] + self.corners            # (N, 8, 3)
             idx = self._index(cells, res, table.shape[0])           # (N, 8)
@@ -128,13 +177,14 @@ class HashGridEncoding(nn.Module):
         return torch.cat(feats, dim=-1)
 
 
-def make_encoding(cfg) -> nn.Module | None:
-    """The grid encoding named by a :class:`~clusteringsdf_core.config.ModelConfig`."""
+def make_encoding(cfg, reach=None) -> nn.Module | None:
+    """The grid encoding named by a :class:`~clusteringsdf_core.config.ModelConfig`,
+    covering |x_a| <= ``reach[a]`` (default: the unit cube)."""
     args = (cfg.grid_levels, cfg.grid_features_per_level, cfg.grid_base_resolution, cfg.grid_max_resolution)
     if cfg.encoding == "densegrid":
-        return DenseGridEncoding(*args)
+        return DenseGridEncoding(*args, reach=reach)
     if cfg.encoding == "triplane":
-        return TriPlaneEncoding(*args)
+        return TriPlaneEncoding(*args, reach=reach)
     if cfg.encoding == "hashgrid":
         return HashGridEncoding(*args, cfg.grid_log2_hashmap_size)
     if cfg.encoding == "none":

@@ -23,16 +23,55 @@ __all__ = ["SceneBox", "ObjectSDFNetwork", "ColorNetwork", "LaplaceDensity", "ac
 
 
 class SceneBox:
-    """World (metres) <-> normalised coordinates: ``x_n = (x_w - centre) / scale``."""
+    """World (metres) <-> normalised coordinates: ``x_n = (x_w - centre) / scale``.
 
-    def __init__(self, bounds_m: np.ndarray, padding_m: float = 0.1):
+    The normalisation frame (centre, scale) is fixed when the box is made; the
+    represented volume ``bounds_m`` may grow afterwards (:meth:`grown`, an online map
+    whose frames show new space), so in normalised units it spans ``lo``..``hi``, which
+    may leave [-1, 1]. Distances and SDF values keep their meaning: ``scale`` never
+    changes. ``history_m`` lists the volumes it grew from, oldest first (the room prior
+    of :class:`ObjectSDFNetwork` keeps each one's shape inside it).
+    """
+
+    def __init__(self, bounds_m: np.ndarray, padding_m: float = 0.1, frame_bounds_m: np.ndarray | None = None,
+                 history_m: list | None = None):
         bounds = np.asarray(bounds_m, dtype=np.float64).reshape(2, 3)
         if not np.all(bounds[1] > bounds[0]):
             raise ValueError(f"scene bounds must have positive extent, got {bounds.tolist()}")
         self.bounds_m = bounds + np.array([[-padding_m], [padding_m]])
-        self.centre = self.bounds_m.mean(0)
-        self.scale = float((self.bounds_m[1] - self.bounds_m[0]).max() / 2.0)
-        self.half_extent = (self.bounds_m[1] - self.bounds_m[0]) / 2.0 / self.scale  # <= 1
+        frame = self.bounds_m if frame_bounds_m is None else np.asarray(frame_bounds_m, np.float64).reshape(2, 3)
+        self.frame_bounds_m = frame
+        self.history_m = [np.asarray(b, np.float64).reshape(2, 3) for b in (history_m or [])]
+        self.centre = frame.mean(0)
+        self.scale = float((frame[1] - frame[0]).max() / 2.0)
+
+    @property
+    def lo(self) -> np.ndarray:
+        """(3,) lower corner of the represented volume, normalised."""
+        return (self.bounds_m[0] - self.centre) / self.scale
+
+    @property
+    def hi(self) -> np.ndarray:
+        """(3,) upper corner of the represented volume, normalised."""
+        return (self.bounds_m[1] - self.centre) / self.scale
+
+    @property
+    def reach(self) -> np.ndarray:
+        """(3,) largest |normalised coordinate| of the volume per axis (<= 1 until it grows)."""
+        return np.maximum(np.abs(self.lo), np.abs(self.hi))
+
+    def grown(self, bounds_m: np.ndarray) -> "SceneBox":
+        """A box over the union of this volume and ``bounds_m`` (metres, no padding added),
+        in this box's normalisation frame."""
+        b = np.asarray(bounds_m, np.float64).reshape(2, 3)
+        union = np.stack([np.minimum(self.bounds_m[0], b[0]), np.maximum(self.bounds_m[1], b[1])])
+        return SceneBox(union, padding_m=0.0, frame_bounds_m=self.frame_bounds_m,
+                        history_m=[*self.history_m, self.bounds_m])
+
+    def volumes(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(lo, hi) normalised of every volume the box has had, oldest first, the current last."""
+        return [((b[0] - self.centre) / self.scale, (b[1] - self.centre) / self.scale)
+                for b in [*self.history_m, self.bounds_m]]
 
     def to_normalised(self, x_world):
         return (x_world - torch.as_tensor(self.centre, dtype=x_world.dtype, device=x_world.device)) / self.scale \
@@ -43,11 +82,14 @@ class SceneBox:
             if isinstance(x_norm, Tensor) else np.asarray(x_norm) * self.scale + self.centre
 
     def state_dict(self) -> dict:
-        return {"bounds_m": self.bounds_m.tolist()}
+        return {"bounds_m": self.bounds_m.tolist(), "frame_bounds_m": self.frame_bounds_m.tolist(),
+                "history_m": [b.tolist() for b in self.history_m]}
 
     @classmethod
     def from_state_dict(cls, state: dict) -> "SceneBox":
-        return cls(np.array(state["bounds_m"]), padding_m=0.0)
+        return cls(np.array(state["bounds_m"]), padding_m=0.0,
+                   frame_bounds_m=None if state.get("frame_bounds_m") is None else np.array(state["frame_bounds_m"]),
+                   history_m=state.get("history_m"))
 
 
 def activation(name: str, softplus_beta: float = 100.0) -> nn.Module:
@@ -77,7 +119,7 @@ class ObjectSDFNetwork(nn.Module):
         super().__init__()
         self.num_channels = cfg.num_channels
         self.feature_dim = cfg.feature_dim
-        self.encoding = make_encoding(cfg)
+        self.encoding = make_encoding(cfg, reach=box.reach)
         self.pe = PositionalEncoding(cfg.positional_frequencies)
         in_dim = self.pe.out_dim + (self.encoding.out_dim if self.encoding is not None else 0)
         self.shared = cfg.sdf_parametrization == "shared_geometry"
@@ -93,17 +135,28 @@ class ObjectSDFNetwork(nn.Module):
         self.register_buffer("channel_gap", gap)
         self.geometric_init = cfg.geometric_init
         gen = torch.Generator().manual_seed(seed)
-        half = torch.as_tensor(box.half_extent, dtype=torch.float32)
-        centres = (torch.rand(cfg.num_channels, 3, generator=gen) * 2 - 1) * half * 0.6
+        volumes = torch.as_tensor(np.array(box.volumes()), dtype=torch.float32)     # (V, 2, 3)
+        centre, half = volumes.mean(dim=1), (volumes[:, 1] - volumes[:, 0]) / 2       # (V, 3)
+        centres = centre[0] + (torch.rand(cfg.num_channels, 3, generator=gen) * 2 - 1) * half[0] * 0.6
         self.register_buffer("sphere_centres", centres)
-        self.register_buffer("half_extent", half * cfg.init_background_radius)
+        # The room prior's boxes: the volumes the map has had (from the box, not saved).
+        self.register_buffer("room_centres", centre, persistent=False)
+        self.register_buffer("room_halves", half * cfg.init_background_radius, persistent=False)
         self.object_radius = cfg.init_object_radius
         self.offset_slope = cfg.init_offset_slope
 
     def prior(self, x: Tensor) -> Tensor:
-        """(N, c) initial SDFs: channel 0 an inverted box, others spheres."""
+        """(N, c) initial SDFs: channel 0 an inverted box, others spheres.
+
+        A grown map's room is ``min(box_v(x), |room_{v-1}(x)|)`` over its volumes: inside
+        an older volume exactly its old value (box_v >= room_{v-1} >= 0 there), so what was
+        learned stays where it was; free space in the new part, zero on the old walls
+        (the surface the old map had there, which the new frames' rays then clear)."""
         spheres = torch.cdist(x, self.sphere_centres) - self.object_radius          # (N, c)
-        room = (self.half_extent - x.abs()).min(dim=-1).values                      # (N,)
+        room = None
+        for centre, half in zip(self.room_centres, self.room_halves):
+            box = (half - (x - centre).abs()).min(dim=-1).values                    # (N,)
+            room = box if room is None else torch.minimum(box, room.abs())
         return torch.cat([room[:, None], spheres[:, 1:]], dim=1)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:

@@ -14,6 +14,7 @@ Distances are in normalised scene units (see :class:`SceneBox`).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -23,7 +24,27 @@ from clusteringsdf_core.render.rays import ray_box
 from clusteringsdf_core.render.samplers import (depth_band_samples, importance_samples, merge_samples,
                                                 uniform_samples)
 
-__all__ = ["ClusteringSDFModel", "scene_weights", "channel_opacity"]
+__all__ = ["ClusteringSDFModel", "scene_weights", "channel_opacity", "embed_state", "embed_tensor"]
+
+
+def embed_tensor(new: Tensor, old: Tensor) -> Tensor:
+    """``new`` with ``old`` copied into its middle: equal shapes give ``old``; a tensor
+    padded by whole cells on both sides of some dimensions (a grown grid) gets ``old``
+    at its centre and keeps its own values in the padding."""
+    if new.shape == old.shape:
+        return old.to(new)
+    grow = [a - b for a, b in zip(new.shape, old.shape)]
+    if new.dim() != old.dim() or any(g < 0 or g % 2 for g in grow):
+        raise ValueError(f"cannot embed a tensor of shape {tuple(old.shape)} in {tuple(new.shape)}")
+    out = new.clone()
+    out[tuple(slice(g // 2, g // 2 + n) for g, n in zip(grow, old.shape))] = old.to(new)
+    return out
+
+
+def embed_state(new_state: dict, old_state: dict) -> dict:
+    """A state dict of the grown model: every entry of ``old_state`` embedded into the
+    entry of the same name of ``new_state`` (:func:`embed_tensor`)."""
+    return {k: embed_tensor(v, old_state[k]) if k in old_state else v for k, v in new_state.items()}
 
 
 def scene_weights(sigma_scene: Tensor, deltas: Tensor) -> tuple[Tensor, Tensor]:
@@ -60,7 +81,28 @@ class ClusteringSDFModel(nn.Module):
         self.sdf_net = ObjectSDFNetwork(config.model, box, seed=config.trainer.seed)
         self.color_net = ColorNetwork(config.model)
         self.density = LaplaceDensity(config.model.beta_init, config.model.beta_min)
-        self.register_buffer("half_extent", torch.as_tensor(box.half_extent, dtype=torch.float32))
+        # The represented volume, normalised (from the box; not saved).
+        self.register_buffer("domain_lo", torch.as_tensor(box.lo, dtype=torch.float32), persistent=False)
+        self.register_buffer("domain_hi", torch.as_tensor(box.hi, dtype=torch.float32), persistent=False)
+
+    #: Buffers of checkpoints older than the growing box: derived from the box now.
+    _LEGACY_KEYS = ("half_extent", "sdf_net.half_extent")
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        state = {k: v for k, v in state_dict.items() if k not in self._LEGACY_KEYS}
+        return super().load_state_dict(state, strict=strict, assign=assign)
+
+    def grown(self, box: SceneBox) -> "ClusteringSDFModel":
+        """This model over the larger volume ``box`` (same normalisation frame): every
+        parameter and saved buffer is copied, the grids' old cells into the middle of
+        their padded tensors, so the SDF of every object channel is unchanged at every
+        old point; the room prior (channel 0) follows the new volume's walls."""
+        if not np.allclose(box.frame_bounds_m, self.box.frame_bounds_m) or box.scale != self.box.scale:
+            raise ValueError("a grown model keeps its normalisation frame")
+        ref = next(self.parameters())
+        model = ClusteringSDFModel(self.config, box).to(device=ref.device)
+        model.load_state_dict(embed_state(model.state_dict(), self.state_dict()))
+        return model
 
     @property
     def num_channels(self) -> int:
@@ -154,7 +196,7 @@ class ClusteringSDFModel(nn.Module):
         """
         lc = self.config.loss
         origins = self.box.to_normalised(origins_world)
-        near, far = ray_box(origins, dirs, self.half_extent, self.config.render.near_m / self.box.scale)
+        near, far = ray_box(origins, dirs, self.domain_lo, self.domain_hi, self.config.render.near_m / self.box.scale)
         t = self.sample_t(origins, dirs, near, far, depth_t, train=train, generator=generator)
         R, S = t.shape
         pts = origins[:, None, :] + dirs[:, None, :] * t[..., None]                      # (R, S, 3)

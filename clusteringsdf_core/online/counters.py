@@ -16,6 +16,7 @@ ENGINE_COUNTERS: dict[str, str] = {
     "dropped_queue_full": "frames dropped because the trainer queue was full (oldest first)",
     "rejected_by_trainer": "frames the trainer refused (ValueError)",
     "map_grown": "times the mapped volume was enlarged for frames that showed new space",
+    "map_growth_capped": "key frames that reached past the largest map side allowed (not covered)",
     "trainer_errors": "exceptions in the trainer or extractor threads",
     "extractions": "object extractions done",
 }

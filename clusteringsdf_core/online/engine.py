@@ -9,6 +9,9 @@ method, the demo and the tests drive:
   ``bounds_m`` or from the depth of the first ``bootstrap_frames`` frames
   (:func:`~clusteringsdf_core.online.extent.estimate_bounds`); later frames go to the
   trainer's key-frame buffer;
+- with estimated bounds the map grows (``grow_map``): a key frame whose surfaces reach
+  past the mapped volume enlarges it (:meth:`Trainer.grow`, nothing learned is lost) up
+  to ``max_side_m`` per axis; counted as ``map_grown`` / ``map_growth_capped``;
 - training: ``start()`` runs a trainer thread (drain the queue, ``step()`` while there
   are views, hand a snapshot to the extractor thread every ``extract_period_s``);
   without threads, :meth:`ingest`, :meth:`train` and :meth:`extract` do the same work
@@ -43,15 +46,20 @@ from clusteringsdf_core.config import Config, save_yaml
 from clusteringsdf_core.data.classes import SCANNET_REDUCED, ClassTable
 from clusteringsdf_core.data.frame import Frame
 from clusteringsdf_core.online.counters import Counters
-from clusteringsdf_core.online.extent import estimate_bounds
+from clusteringsdf_core.online.extent import estimate_bounds, growth_bounds
 from clusteringsdf_core.online.observations import count_observations, view_summaries
 
-__all__ = ["MappingEngine", "ObjectsResult", "BOOTSTRAP_FRAMES"]
+__all__ = ["MappingEngine", "ObjectsResult", "BOOTSTRAP_FRAMES", "MAX_MAP_SIDE_M", "MIN_FRAME_SIDE_M"]
 
 _NS = 1_000_000_000
 
 #: Frames whose depth sets the scene bounds before the model is created.
 BOOTSTRAP_FRAMES = 5
+#: Largest side of a grown map (metres): the dense grids' memory grows with the volume.
+MAX_MAP_SIDE_M = 20.0
+#: Smallest side of the normalisation frame of a map with estimated bounds (metres): a
+#: first view of a near wall must not make the grid cells millimetres wide.
+MIN_FRAME_SIDE_M = 4.0
 
 
 @dataclass(frozen=True)
@@ -92,7 +100,8 @@ class MappingEngine:
                  extract_period_s: float = 10.0, counters: Counters | None = None,
                  now_ns: Callable[[], int] = time.time_ns,
                  log: Callable[[str, str], None] = lambda level, msg: None,
-                 bootstrap_frames: int = BOOTSTRAP_FRAMES):
+                 bootstrap_frames: int = BOOTSTRAP_FRAMES, grow_map: bool = True,
+                 max_side_m: float = MAX_MAP_SIDE_M):
         from clusteringsdf_core.extract import ObjectTracker
 
         self.config = config                   # the config a new model gets
@@ -103,6 +112,8 @@ class MappingEngine:
         self.now_ns = now_ns
         self.log = log
         self.bootstrap_frames = int(bootstrap_frames)
+        self.grow_map = bool(grow_map)
+        self.max_side_m = float(max_side_m)
         self.tracker = ObjectTracker.from_config(config.extract)
         self._queue: collections.deque[Frame] = collections.deque(maxlen=int(queue_size))
         self._queue_lock = threading.Lock()
@@ -379,6 +390,7 @@ class MappingEngine:
     def _create_model(self) -> None:
         """The trainer, with the fixed bounds or those of the bootstrap frames, which it
         then takes as its first frames."""
+        from clusteringsdf_core.model.fields import SceneBox
         from clusteringsdf_core.trainer import Trainer
 
         bounds = self.bounds_m
@@ -387,9 +399,17 @@ class MappingEngine:
             bounds = estimate_bounds(self._bootstrap, depth_min_m=dc.depth_min_m,
                                      depth_max_m=dc.depth_max_m)
         frames, self._bootstrap = self._bootstrap, []
-        self._trainer = Trainer(self.config, bounds, classes=self.classes)
+        box = SceneBox(bounds, padding_m=self.config.render.bounds_padding_m)
+        if self.bounds_m is None:
+            # The normalisation frame fixes the grids' cells per metre for the map's life:
+            # not finer than a MIN_FRAME_SIDE_M room's, however little the first frames saw.
+            half = max(float((box.bounds_m[1] - box.bounds_m[0]).max()), MIN_FRAME_SIDE_M) / 2
+            centre = box.bounds_m.mean(0)
+            box = SceneBox(box.bounds_m, padding_m=0.0, frame_bounds_m=np.stack([centre - half, centre + half]))
+        self._trainer = Trainer(self.config, box, classes=self.classes)
         with self._state_lock:
-            self._stats.update(state="training", bounds_m=np.asarray(bounds).tolist())
+            # the volume the map covers (padded by render.bounds_padding_m; grows later)
+            self._stats.update(state="training", bounds_m=self._trainer.box.bounds_m.tolist())
         self.log("info", f"model created on {self._trainer.device} with scene bounds "
                          f"{np.round(bounds, 2).tolist()} m")
         for f in frames:
@@ -403,6 +423,26 @@ class MappingEngine:
             self.log("warn", f"frame at {frame.stamp_s:.3f} s refused by the trainer: {exc}")
             return
         self.counters.inc("frames_kept" if kept else "frames_not_keyframe")
+        if kept and self.grow_map and self.bounds_m is None:
+            self._grow_for(frame)
+
+    def _grow_for(self, frame: Frame) -> None:
+        """Enlarge the map for a key frame whose surfaces reach past it (module docstring)."""
+        dc = self.config.data
+        trainer = self._trainer
+        pad = self.config.render.bounds_padding_m        # as the first box had
+        seen = estimate_bounds([frame], depth_min_m=dc.depth_min_m, depth_max_m=dc.depth_max_m) \
+            + np.array([[-pad], [pad]])
+        target, capped = growth_bounds(trainer.box.bounds_m, seen, max_side_m=self.max_side_m)
+        if capped:
+            self.counters.inc("map_growth_capped")
+        if target is None or not trainer.grow(target):
+            return
+        self.counters.inc("map_grown")
+        bounds = trainer.box.bounds_m
+        with self._state_lock:
+            self._stats["bounds_m"] = bounds.tolist()
+        self.log("info", f"map grown to {np.round(bounds, 2).tolist()} m for the frame at {frame.stamp_s:.3f} s")
 
     def _record_step(self, trainer, losses: dict[str, float]) -> None:
         now = time.monotonic()
