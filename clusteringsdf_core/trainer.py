@@ -245,21 +245,19 @@ class Trainer:
         box = self.box.grown(bounds_m)
         if np.allclose(box.bounds_m, self.box.bounds_m):
             return False
-        old_model, old_opt = self.model, self.optimizer
-        model = old_model.grown(box)
-        names = {id(p): n for n, p in old_model.named_parameters()}
-        new_params = dict(model.named_parameters())
-        groups = [{**{k: v for k, v in g.items() if k != "params"},
-                   "params": [new_params[names[id(p)]] for p in g["params"]]} for g in old_opt.param_groups]
+        model = self.model.grown(box)
         tc = self.config.trainer
-        optimizer = _adam(groups, self.device, betas=tuple(tc.adam_betas), eps=tc.adam_eps)
-        for group, old_group in zip(optimizer.param_groups, old_opt.param_groups):
-            for p, old_p in zip(group["params"], old_group["params"]):
-                state = old_opt.state.get(old_p)
-                if state:
-                    optimizer.state[p] = {k: embed_tensor(torch.zeros_like(p), v) if torch.is_tensor(v)
-                                          and v.shape == old_p.shape and v.dim() > 0 else
-                                          (v.clone() if torch.is_tensor(v) else v) for k, v in state.items()}
+        optimizer = _adam(model.parameter_groups(tc.lr, tc.grid_lr_factor), self.device,
+                          betas=tuple(tc.adam_betas), eps=tc.adam_eps)
+        # The same parameters in the same order: the old state (moments padded like the
+        # grids, the groups' current learning rates) loads as it is.
+        state = self.optimizer.state_dict()
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        for index, moments in state["state"].items():
+            for key, value in moments.items():
+                if torch.is_tensor(value) and value.dim() > 0:
+                    moments[key] = embed_tensor(torch.zeros_like(params[index]), value)
+        optimizer.load_state_dict(state)
         self.model, self.optimizer, self.box = model, optimizer, box
         return True
 

@@ -93,12 +93,13 @@ class DenseGridEncoding(nn.Module):
             for r, (px, py, pz) in zip(self.resolutions, pads))
         extents = [[_padded_extent(r, p) for p in pad] for r, pad in zip(self.resolutions, pads)]
         self.register_buffer("extents", torch.tensor(extents, dtype=torch.float32), persistent=False)
+        self.padded = any(p for pad in pads for p in pad)
         self.out_dim = levels * features
 
     def forward(self, x: Tensor) -> Tensor:
-        feats = [F.grid_sample(grid, (x / self.extents[i]).reshape(1, 1, 1, -1, 3), mode="bilinear",
-                               padding_mode="border", align_corners=True).reshape(grid.shape[1], -1)
-                 for i, grid in enumerate(self.grids)]
+        feats = [F.grid_sample(grid, (x / self.extents[i] if self.padded else x).reshape(1, 1, 1, -1, 3),
+                               mode="bilinear", padding_mode="border", align_corners=True)
+                 .reshape(grid.shape[1], -1) for i, grid in enumerate(self.grids)]
         return torch.cat(feats, dim=0).t()
 
 
@@ -119,12 +120,14 @@ class TriPlaneEncoding(nn.Module):
             for r, p in zip(self.resolutions, pads))
         self.register_buffer("extents", torch.tensor([_padded_extent(r, p) for r, p in zip(self.resolutions, pads)],
                                                      dtype=torch.float32), persistent=False)
+        self.padded = any(pads)
         self.out_dim = levels * features
 
     def forward(self, x: Tensor) -> Tensor:
         coords = torch.stack([x[:, [0, 1]], x[:, [0, 2]], x[:, [1, 2]]]).unsqueeze(1)  # (3, 1, N, 2)
-        feats = [F.grid_sample(p, coords / self.extents[i], mode="bilinear", padding_mode="border",
-                               align_corners=True).sum(0).squeeze(1) for i, p in enumerate(self.planes)]
+        feats = [F.grid_sample(p, coords / self.extents[i] if self.padded else coords, mode="bilinear",
+                               padding_mode="border", align_corners=True).sum(0).squeeze(1)
+                 for i, p in enumerate(self.planes)]
         return torch.cat(feats, dim=0).t()
 
 
@@ -132,19 +135,20 @@ class HashGridEncoding(nn.Module):
     """Multi-resolution hash encoding (Mueller et al. 2022) with trilinear interpolation.
 
     Levels whose dense grid fits in the table are indexed densely (no collisions) over
-    the cube; cells outside it (a map grown past the cube) are hashed into the same
-    table, so the encoding needs no resizing. Plain PyTorch: differentiable twice
-    (analytic SDF gradients work), but gathers are slow on CPU; prefer
-    :class:`DenseGridEncoding` there.
+    the cube. Points are clamped to the cube unless ``reach`` goes past it (a grown map):
+    then the cells outside the dense range are hashed into the same table, so the
+    encoding needs no resizing. Plain PyTorch: differentiable twice (analytic SDF
+    gradients work), but gathers are slow on CPU; prefer :class:`DenseGridEncoding` there.
     """
 
     PRIMES = (1, 2654435761, 805459861)
 
     def __init__(self, levels: int, features: int, base_resolution: int, max_resolution: int,
-                 log2_table_size: int, init_std: float = 1e-4):
+                 log2_table_size: int, init_std: float = 1e-4, reach=None):
         super().__init__()
         self.resolutions = level_resolutions(levels, base_resolution, max_resolution)
         self.table_size = 2 ** log2_table_size
+        self.unbounded = max(_reach(reach)) > 1.0
         sizes = [min(self.table_size, (r + 1) ** 3) for r in self.resolutions]
         self.tables = nn.ParameterList(nn.Parameter(torch.randn(s, features) * init_std) for s in sizes)
         corners = torch.tensor([[i >> 2 & 1, i >> 1 & 1, i & 1] for i in range(8)])
@@ -152,23 +156,28 @@ class HashGridEncoding(nn.Module):
         self.out_dim = levels * features
 
     def _index(self, cell: Tensor, res: int, size: int) -> Tensor:
+        dense_level = (res + 1) ** 3 <= size
+        if dense_level:
+            dense = (cell[..., 0] * (res + 1) + cell[..., 1]) * (res + 1) + cell[..., 2]
+            if not self.unbounded:           # clamped points: every cell is in the dense range
+                return dense
         h = cell[..., 0] * self.PRIMES[0]
         h = torch.bitwise_xor(h, cell[..., 1] * self.PRIMES[1])
         h = torch.bitwise_xor(h, cell[..., 2] * self.PRIMES[2])
         hashed = h % size
-        if (res + 1) ** 3 > size:
+        if not dense_level:
             return hashed
-        dense = (cell[..., 0] * (res + 1) + cell[..., 1]) * (res + 1) + cell[..., 2]
         inside = ((cell >= 0) & (cell <= res)).all(dim=-1)
         return torch.where(inside, dense, hashed)
 
     def forward(self, x: Tensor) -> Tensor:
-        unit = (x + 1) / 2
+        unit = ((x if self.unbounded else x.clamp(-1, 1)) + 1) / 2
         feats = []
         for res, table in zip(self.resolutions, self.tables):
             p = unit * res
             p0 = p.detach().floor()
-            p0 = torch.where((p0 == res) & (p.detach() == res), p0 - 1, p0)   # x = 1: the last cell
+            if not self.unbounded:           # x = 1: the last cell, not one past it
+                p0 = p0.clamp(max=res - 1)
             frac = p - p0                                           # (N, 3), differentiable
             cells = p0.long()[:, None, :] + self.corners            # (N, 8, 3)
             idx = self._index(cells, res, table.shape[0])           # (N, 8)
@@ -186,7 +195,7 @@ def make_encoding(cfg, reach=None) -> nn.Module | None:
     if cfg.encoding == "triplane":
         return TriPlaneEncoding(*args, reach=reach)
     if cfg.encoding == "hashgrid":
-        return HashGridEncoding(*args, cfg.grid_log2_hashmap_size)
+        return HashGridEncoding(*args, cfg.grid_log2_hashmap_size, reach=reach)
     if cfg.encoding == "none":
         return None
     raise ValueError(f"unknown encoding {cfg.encoding!r}")

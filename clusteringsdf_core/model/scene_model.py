@@ -97,7 +97,7 @@ class ClusteringSDFModel(nn.Module):
         parameter and saved buffer is copied, the grids' old cells into the middle of
         their padded tensors, so the SDF of every object channel is unchanged at every
         old point; the room prior (channel 0) follows the new volume's walls."""
-        if not np.allclose(box.frame_bounds_m, self.box.frame_bounds_m) or box.scale != self.box.scale:
+        if not np.allclose(box.frame_bounds_m, self.box.frame_bounds_m):
             raise ValueError("a grown model keeps its normalisation frame")
         ref = next(self.parameters())
         model = ClusteringSDFModel(self.config, box).to(device=ref.device)
