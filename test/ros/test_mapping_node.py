@@ -402,6 +402,10 @@ def test_node_trains_publishes_saves_and_survives_bad_input(mn, frames, ros_cont
         h.pubs["pose"].publish(lonely["pose"])
         time.sleep(0.2)
         h.publish(_messages(frames[3], BASE_NS + 13 * NS))
+        # the executor may take the topics' messages in any order: the next set is late only
+        # once this one has gone out (before that, its messages would wait beside it)
+        h.wait_for(lambda: int(h.last_status().get("sets_received", 0)) == len(frames) + 2,
+                   10.0, "the set after the one without camera_info")
         # a set older than what was already synchronised (by less than TIME_JUMP_BACK_S, so
         # not a restarted timeline): dropped as late
         h.publish(_messages(frames[0], BASE_NS + 12 * NS + NS // 2), pose=False)
