@@ -3,7 +3,7 @@
 The whole method is data: :class:`Config` holds one section per component
 (``model``, ``render``, ``loss``, ``sampling``, ``keyframes``, ``trainer``,
 ``extract``, ``data``). Every field has a default (the values of the paper and
-of the authors' public code, see ``docs``/REFERENCE facts quoted per field), a
+of the authors' public code, see ``docs/METHOD.md``), a
 one-line help text, and optional bounds or choices that are checked when the
 section is built. A bad value raises :class:`ConfigError` naming the dotted path
 of the field (``loss.lambda_diff``).
@@ -78,6 +78,9 @@ class Section:
     """Base of every config section: type coercion and validation after ``__init__``."""
 
     name: ClassVar[str] = ""
+    #: Fields that older versions had and this one no longer reads: accepted (and
+    #: ignored) when reading a saved configuration, so old checkpoints and YAML load.
+    retired: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
@@ -147,6 +150,7 @@ def build_section(section_cls: type, values: Any, *, partial: bool = False, base
     if not isinstance(values, Mapping):
         raise ConfigError(name, f"expected a mapping, got {values!r}")
     names = {f.name for f in dataclasses.fields(section_cls)}
+    values = {k: v for k, v in values.items() if k not in section_cls.retired}
     unknown = set(values) - names
     if unknown:
         raise ConfigError(f"{name}.{sorted(unknown)[0]}", "unknown field")
@@ -212,7 +216,7 @@ class ModelConfig(Section):
                                        "frame adds a centre for a segment farther than this from "
                                        "every placed one", min=0.0)
     geometric_init: bool = param(True, "geometric initialisation: channel 0 an inverted room "
-                                 "sphere, object channels small spheres")
+                                 "box, object channels small spheres")
     init_background_radius: float = param(1.0, "size of the initial inverted background box "
                                           "relative to the scene bounds", min=0.0, min_exclusive=True)
     init_object_radius: float = param(0.1, "radius of the initial object spheres, normalised "
@@ -248,7 +252,8 @@ class RenderConfig(Section):
     depth_guided_band_m: float = param(0.1, "half-width of the depth band, metres", min=0.0,
                                        min_exclusive=True)
     near_m: float = param(0.05, "nearest sample distance along a ray, metres", min=0.0)
-    far_m: float = param(12.0, "farthest sample distance along a ray, metres", min=0.0,
+    far_m: float = param(12.0, "farthest sample distance along a ray, metres (rays stop at the map's "
+                         "bounds or here, whichever is nearer)", min=0.0,
                          min_exclusive=True)
     bounds_padding_m: float = param(0.1, "padding added around the scene bounds, metres", min=0.0)
     eval_chunk_rays: int = param(4096, "rays rendered per chunk at evaluation", min=1)
@@ -264,13 +269,15 @@ class LossConfig(Section):
     lambda_reg, lambda_bg, lambda_fg."""
 
     name: ClassVar[str] = "loss"
+    # normal / smooth: weights of normal-prior and smoothness losses that no reader
+    # could feed (no dataset has monocular normal priors) and the trainer never added.
+    retired: ClassVar[tuple[str, ...]] = ("normal", "smooth")
 
     definition: str = param("paper", "clustering/fg-bg loss definitions: as in the paper, or "
                             "as in the authors' public code", choices=("paper", "public_code"))
     rgb: float = param(1.0, "weight of the RGB L1 loss", min=0.0)
     depth: float = param(0.0, "weight of the depth loss (0 in the public code; sensor depth "
                          "makes it worth using)", min=0.0)
-    normal: float = param(0.05, "weight of the normal-prior loss (when priors exist)", min=0.0)
     sdf: float = param(0.0, "weight of the SDF loss from measured depth (projective distance to "
                        "the depth surface inside the truncation band, no negative SDF in front of "
                        "it); RGB-D only", min=0.0)
@@ -285,11 +292,12 @@ class LossConfig(Section):
                                           "units", min=0.0, min_exclusive=True)
     eikonal_points: int = param(1024, "random points in the scene bounds added to the ray samples "
                                 "for the eikonal loss", min=0)
-    smooth: float = param(0.005, "weight of the normal smoothness loss", min=0.0)
     labels_move_geometry: bool = param(True, "whether the label losses (clustering, fg-bg, "
-                                       "semantic, opacity) may change the scene geometry; false "
-                                       "(shared_geometry only) lets them shape the channel offsets "
-                                       "alone, so 1e4 x L_reg cannot erode surfaces")
+                                       "semantic, opacity) see the scene SDF as trainable; false "
+                                       "(shared_geometry only) renders their opacities from the "
+                                       "detached scene SDF plus the channel offsets, so 1e4 x L_reg "
+                                       "cannot erode surfaces directly (their gradients still reach "
+                                       "the grid and MLP weights that the SDF shares with the offsets)")
     label_beta_min_m: float = param(0.0, "with labels_move_geometry false: lower bound of the "
                                     "Laplace beta used for the label opacities, metres (keeps their "
                                     "gradients alive once the geometry's beta has become sharp)",
@@ -343,7 +351,8 @@ class SamplingConfig(Section):
 
     rays_per_batch: int = param(1024, "rays per iteration (1 image per iteration)", min=1)
     images_per_batch: int = param(1, "views whose rays make one iteration", min=1)
-    label_comprehensive: bool = param(True, "every label of the view gets at least one ray")
+    label_comprehensive: bool = param(True, "every label of the view gets at least one ray (the "
+                                      "rest uniformly); false: all rays uniformly at random")
     per_label_share: float = param(0.0, "extra rays per label as a share of the random rays "
                                    "(public code draws ceil(share x random rays) per label)",
                                    min=0.0, max=1.0)
@@ -379,8 +388,8 @@ class TrainerConfig(Section):
     mode: str = param("instance", "instance mode (view-inconsistent instance ids) or semantic mode "
                       "(channel = class id)", choices=("instance", "semantic"))
     iterations: int = param(120000, "training iterations (paper: ~120k); online, the length of the "
-                            "schedule (learning-rate decay, late-starting loss terms; see "
-                            "trainer.online_schedule)", min=0)
+                            "learning-rate schedule (see trainer.online_schedule); late-starting "
+                            "loss terms start at their fraction of it, offline and online", min=0)
     online_schedule: str = param("rewind", "online schedule progress: rewind = each new key frame "
                                  "sets the progress back by its share of the key frames (the "
                                  "progress is how trained the current key frames are: a burst of "
@@ -424,6 +433,14 @@ class ExtractConfig(Section):
                                      min=0)
     min_object_faces: int = param(500, "channels whose mesh has fewer faces are dropped (at "
                                   "`resolution`, scaled like min_component_faces)", min=0)
+    split_channels: bool = param(False, "one object per spatially separate part of a channel's "
+                                 "surface instead of one per channel: the clustering only keeps "
+                                 "objects seen together in a view in distinct channels, so objects "
+                                 "never seen side by side may share one (the paper: one object per "
+                                 "channel)")
+    split_gap_m: float = param(0.1, "with split_channels: surface components of one channel closer "
+                               "than this (and than two grid cells) are one object, metres",
+                               min=0.0)
     match_iou: float = param(0.2, "3D box IoU above which a new extraction keeps the id of a "
                              "previous object", min=0.0, max=1.0)
     confirm_after: int = param(2, "while training, an object gets an id (is published) once it "

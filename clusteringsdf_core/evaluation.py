@@ -12,7 +12,11 @@ bounds carry margins, and with them every floor and ceiling pixel of the bench s
 was called wall (docs/ONLINE.md).
 
 3D: the meshes of :func:`~clusteringsdf_core.extract.extract_objects`, each vertex
-labelled with its channel, for 3D instance AP and geometry metrics.
+labelled with its object's instance id, for 3D instance AP and geometry metrics.
+
+A channel that the extraction split into separate parts (``extract.split_channels``)
+is one instance per part in 2D as well: a pixel of that channel takes the part
+nearest to its rendered surface point, so the label maps and the meshes agree.
 """
 
 from __future__ import annotations
@@ -20,14 +24,48 @@ from __future__ import annotations
 import numpy as np
 import torch
 import trimesh
+from scipy.spatial import cKDTree
 
 from clusteringsdf_core.bench.prediction import ScenePrediction
 from clusteringsdf_core.data.classes import ClassTable
 from clusteringsdf_core.data.frame import Frame
-from clusteringsdf_core.extract import extract_objects
+from clusteringsdf_core.extract import ExtractedObject, extract_objects
 from clusteringsdf_core.trainer import Snapshot
 
-__all__ = ["NeuralLabelRenderer", "model_prediction"]
+__all__ = ["NeuralLabelRenderer", "PartLookup", "model_prediction"]
+
+
+class PartLookup:
+    """Instance ids and classes of the parts of split channels, looked up by position.
+
+    Built from one extraction's objects; a channel with several parts
+    (:attr:`ExtractedObject.part`) maps each surface point to its nearest part's
+    :attr:`~ExtractedObject.instance_id` and class. Channels with one part are left alone.
+    """
+
+    def __init__(self, objects: list[ExtractedObject]):
+        by_channel: dict[int, list[ExtractedObject]] = {}
+        for o in objects:
+            by_channel.setdefault(o.channel, []).append(o)
+        self.channels: dict[int, tuple[cKDTree, np.ndarray, np.ndarray]] = {}
+        for k, parts in by_channel.items():
+            if len(parts) < 2:
+                continue
+            sizes = [len(o.mesh.vertices) for o in parts]
+            ids = np.repeat([o.instance_id for o in parts], sizes).astype(np.int32)
+            classes = np.repeat([o.class_id for o in parts], sizes).astype(np.int32)
+            tree = cKDTree(np.concatenate([np.asarray(o.mesh.vertices) for o in parts]))
+            self.channels[k] = (tree, ids, classes)
+
+    def apply(self, channel: np.ndarray, points: np.ndarray, instance: np.ndarray,
+              semantic: np.ndarray) -> None:
+        """Overwrite ``instance`` and ``semantic`` (like ``channel``, (H, W)) in place where
+        ``channel`` is a split channel, from the world ``points`` (H, W, 3) of the pixels."""
+        for k, (tree, ids, classes) in self.channels.items():
+            mask = channel == k
+            if mask.any():
+                nearest = tree.query(points[mask])[1]
+                instance[mask], semantic[mask] = ids[nearest], classes[nearest]
 
 
 class NeuralLabelRenderer:
@@ -50,6 +88,12 @@ class NeuralLabelRenderer:
             self.ceiling_z = bounds[1, 2] - snapshot.config.render.bounds_padding_m
         names = {c.name for c in classes.classes}
         self.stuff_ids = {n: classes.id_of(n) for n in ("floor", "wall", "ceiling") if n in names}
+        self._parts: PartLookup | None = None
+
+    def set_parts(self, objects: list[ExtractedObject]) -> None:
+        """Render the channels that ``objects`` split into several parts as one instance
+        (and class) per part (:class:`PartLookup`)."""
+        self._parts = PartLookup(objects)
 
     def render(self, frame: Frame, *, rgb: bool = True) -> dict[str, np.ndarray]:
         width, height = self.resolution or (frame.width, frame.height)
@@ -67,22 +111,31 @@ class NeuralLabelRenderer:
         if self.mode == "semantic":
             semantic, instance = channel, np.zeros_like(channel)
         else:
-            instance = channel
+            instance = channel.copy()
             semantic = self.channel_classes[channel].astype(np.int32)
-            semantic[channel == 0] = self._stuff_classes(frame, out["depth"])[channel == 0]
+            points = self._surface_points(frame, out["depth"])
+            semantic[channel == 0] = self._stuff_classes(points)[channel == 0]
+            if self._parts is not None:
+                self._parts.apply(channel, points, instance, semantic)
         if semantic.shape != (frame.height, frame.width):
             size = (frame.width, frame.height)
             semantic = cv2.resize(semantic, size, interpolation=cv2.INTER_NEAREST)
             instance = cv2.resize(instance, size, interpolation=cv2.INTER_NEAREST)
         return semantic, instance
 
-    def _stuff_classes(self, frame: Frame, depth: np.ndarray) -> np.ndarray:
+    @staticmethod
+    def _surface_points(frame: Frame, depth: np.ndarray) -> np.ndarray:
+        """(H, W, 3) world points of the rendered surface (``depth``: z-depth, metres)."""
         h, w = depth.shape
         K = frame.intrinsics.scaled(w, h)
         v, u = np.mgrid[0:h, 0:w]
         rays = np.stack([(u + 0.5 - K.cx) / K.fx, (v + 0.5 - K.cy) / K.fy, np.ones_like(depth)], -1)
-        z = (rays * depth[..., None]) @ frame.T_world_cam[2, :3] + frame.T_world_cam[2, 3]
-        out = np.full(depth.shape, self.stuff_ids.get("wall", 0), np.int32)
+        T = frame.T_world_cam
+        return (rays * depth[..., None]) @ T[:3, :3].T + T[:3, 3]
+
+    def _stuff_classes(self, points: np.ndarray) -> np.ndarray:
+        z = points[..., 2]
+        out = np.full(z.shape, self.stuff_ids.get("wall", 0), np.int32)
         out[z < self.floor_z + self.stuff_band_m] = self.stuff_ids.get("floor", 0)
         out[z > self.ceiling_z - self.stuff_band_m] = self.stuff_ids.get("ceiling", 0)
         return out
@@ -100,15 +153,20 @@ def model_prediction(snapshot: Snapshot, classes: ClassTable, *, method: str = "
         # The background channel's surface is part of the reconstruction (geometry metrics)
         # and carries instance 0.
         parts = extract_objects(renderer.model, snapshot.config.extract, snapshot.channel_classes,
-                                snapshot.channel_confidence, include_background=True)
+                                snapshot.channel_confidence, include_background=True,
+                                class_votes=snapshot.class_votes)
         objects = [o for o in parts if o.channel != 0]
+        renderer.set_parts(objects)
         if parts:
             mesh = trimesh.util.concatenate([o.mesh for o in parts])
-            vertex_instance = np.concatenate([np.full(len(o.mesh.vertices), o.channel, np.int32)
-                                              for o in parts])
+            vertex_instance = np.concatenate([np.full(len(o.mesh.vertices), o.instance_id if o.channel else 0,
+                                                      np.int32) for o in parts])
     for k in range(1, snapshot.config.model.num_channels):
         instance_class[k] = int(snapshot.channel_classes[k])
         instance_score[k] = float(snapshot.channel_confidence[k])
+    for o in objects:
+        instance_class[o.instance_id] = o.class_id
+        instance_score[o.instance_id] = o.confidence
     return ScenePrediction(method=method, mesh=mesh, vertex_instance=vertex_instance,
                            instance_class=instance_class, instance_score=instance_score,
                            renderer=renderer, meta={"iteration": snapshot.iteration,

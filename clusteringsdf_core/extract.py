@@ -1,11 +1,13 @@
 """From a trained model to objects: meshes per channel, boxes, classes, stable ids.
 
-:func:`extract_objects` evaluates every SDF channel on a grid over the scene
-bounds, runs marching cubes per channel (channel 0, the background, gives the
-room), removes small disconnected fragments and drops channels with too little
-surface. Each object gets its centroid, a gravity-aligned oriented bounding box
-(yaw only: what a planner expects of furniture standing on a floor), its volume
-and a semantic class.
+:func:`extract_objects` evaluates the SDF channels on a grid over the scene
+bounds, runs marching cubes once on the scene SDF (the minimum over channels) and
+splits its faces by the channel that is smallest at each face (channel 0, the
+background, gives the room); it removes small disconnected fragments and drops
+channels with too little surface; optionally each channel's spatially separate
+parts become objects of their own. Each object gets its centroid, a gravity-aligned
+oriented bounding box (yaw only: what a planner expects of furniture standing on a
+floor), its volume and a semantic class.
 
 :class:`ObjectTracker` keeps object ids stable between extractions while training
 goes on (channels can change their contents): new objects are matched to the
@@ -25,13 +27,15 @@ import numpy as np
 import torch
 import trimesh
 from scipy.optimize import linear_sum_assignment
+from scipy.spatial import cKDTree
 from skimage.measure import marching_cubes
 
+from clusteringsdf_core.class_votes import ClassVotes
 from clusteringsdf_core.config import ExtractConfig
 from clusteringsdf_core.data.classes import ClassTable
 from clusteringsdf_core.model.scene_model import ClusteringSDFModel
 
-__all__ = ["ExtractedObject", "extract_objects", "sdf_grid", "ObjectTracker", "TrackedObject",
+__all__ = ["ExtractedObject", "extract_objects", "split_parts", "sdf_grid", "ObjectTracker", "TrackedObject",
            "export_objects", "oriented_box_upright", "box_iou_3d"]
 
 
@@ -44,11 +48,22 @@ class ExtractedObject:
     centroid: np.ndarray                   # (3,)
     box_pose: np.ndarray                   # (4, 4) box centre and orientation (yaw only)
     box_size: np.ndarray                   # (3,) full edge lengths along the box axes
-    volume: float                          # m^3 of the scene interior owned by the channel
+    volume: float                          # m^3 of the scene interior owned by the object
+    #: which of its channel's spatially separate parts this object is (0 when the
+    #: channel is one object: ``extract.split_channels`` off, or one part only)
+    part: int = 0
+    #: the channel's number of channels (instance ids of parts are channel + part * it)
+    num_channels: int = 0
 
     @property
     def aabb(self) -> np.ndarray:
         return self.mesh.bounds
+
+    @property
+    def instance_id(self) -> int:
+        """A positive id per object of one extraction: the channel for part 0, and
+        ``channel + part * num_channels`` for the further parts of a split channel."""
+        return int(self.channel + self.part * self.num_channels)
 
 
 def oriented_box_upright(vertices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -108,6 +123,47 @@ def _owner_at(model: ClusteringSDFModel, points_world: np.ndarray, chunk: int = 
     return out
 
 
+def split_parts(mesh: trimesh.Trimesh, gap_m: float, min_faces: int) -> list[trimesh.Trimesh]:
+    """The spatially separate parts of one channel's mesh: connected components whose
+    vertices come within ``gap_m`` of each other are one part (single linkage), and a
+    part with fewer than ``min_faces`` faces joins the nearest larger part. Largest
+    part first; ``[mesh]`` when there is nothing to split."""
+    if len(mesh.faces) == 0:
+        return [mesh]
+    comps = mesh.split(only_watertight=False)
+    if len(comps) < 2:
+        return [mesh]
+    trees = [cKDTree(np.asarray(c.vertices)) for c in comps]
+    parent = list(range(len(comps)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i in range(len(comps)):
+        for j in range(i + 1, len(comps)):
+            if root(i) != root(j) and trees[i].query(np.asarray(comps[j].vertices),
+                                                    distance_upper_bound=gap_m)[0].min() <= gap_m:
+                parent[root(j)] = root(i)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(comps)):
+        groups.setdefault(root(i), []).append(i)
+    parts = sorted(groups.values(), key=lambda g: -sum(len(comps[i].faces) for i in g))
+    faces = [sum(len(comps[i].faces) for i in g) for g in parts]
+    large = [g for g, f in zip(parts, faces) if f >= min_faces] or parts[:1]
+    for g, f in zip(parts, faces):
+        if f >= min_faces or g is large[0]:
+            continue
+        # a small part goes to the large part nearest to it
+        pts = np.concatenate([np.asarray(comps[i].vertices) for i in g])
+        nearest = min(large, key=lambda h: min(trees[i].query(pts)[0].min() for i in h))
+        nearest.extend(g)
+    meshes = [trimesh.util.concatenate([comps[i] for i in g]) if len(g) > 1 else comps[g[0]] for g in large]
+    return sorted(meshes, key=lambda m: -len(m.faces))
+
+
 def _keep_large_components(mesh: trimesh.Trimesh, min_faces: int) -> trimesh.Trimesh:
     if min_faces <= 0 or len(mesh.faces) == 0:
         return mesh
@@ -120,8 +176,11 @@ def _keep_large_components(mesh: trimesh.Trimesh, min_faces: int) -> trimesh.Tri
 
 def extract_objects(model: ClusteringSDFModel, config: ExtractConfig, channel_classes: np.ndarray,
                     channel_confidence: np.ndarray, *, include_background: bool = False,
-                    resolution: int | None = None) -> list[ExtractedObject]:
-    """One object per channel that owns enough of the scene surface.
+                    resolution: int | None = None,
+                    class_votes: ClassVotes | None = None) -> list[ExtractedObject]:
+    """One object per channel that owns enough of the scene surface (with
+    ``config.split_channels``: per spatially separate part of it, :func:`split_parts`,
+    each part named by ``class_votes`` where they have votes for it).
 
     The scene surface (zero level of min_k d_k, marching cubes) is split by the
     channel that is smallest at each face: what is rendered as channel k is what
@@ -143,6 +202,9 @@ def extract_objects(model: ClusteringSDFModel, config: ExtractConfig, channel_cl
     surface = trimesh.Trimesh(verts + origin, faces, process=True)
     face_owner = _owner_at(model, np.asarray(surface.triangles_center))
     cell_volume = float(np.prod(spacing))
+    # Parts of one channel closer than two grid cells are never told apart: marching
+    # cubes can open such cracks in one surface.
+    gap_m = max(config.split_gap_m, 2.0 * max(spacing))
     objects = []
     first = 0 if include_background else 1
     for k in range(first, model.num_channels):
@@ -153,12 +215,29 @@ def extract_objects(model: ClusteringSDFModel, config: ExtractConfig, channel_cl
         mesh = _keep_large_components(mesh, min_component)
         if len(mesh.faces) < min_object:
             continue
-        pose, size = oriented_box_upright(np.asarray(mesh.vertices))
-        volume = float(np.count_nonzero((scene < 0) & (owner == k))) * cell_volume
-        objects.append(ExtractedObject(
-            channel=k, mesh=mesh, class_id=int(channel_classes[k]),
-            confidence=float(channel_confidence[k]), centroid=np.asarray(mesh.centroid),
-            box_pose=pose, box_size=size, volume=volume))
+        inside = (scene < 0) & (owner == k)
+        parts = split_parts(mesh, gap_m, min_object) if config.split_channels and k != 0 else [mesh]
+        if len(parts) > 1:
+            # the channel's interior cells go to the part nearest to them
+            cells = np.argwhere(inside) * np.asarray(spacing) + origin
+            vertex_part = np.concatenate([np.full(len(m.vertices), i) for i, m in enumerate(parts)])
+            tree = cKDTree(np.concatenate([np.asarray(m.vertices) for m in parts]))
+            cell_part = vertex_part[tree.query(cells)[1]] if len(cells) else np.zeros(0, int)
+            volumes = np.bincount(cell_part, minlength=len(parts)) * cell_volume
+        else:
+            volumes = [float(np.count_nonzero(inside)) * cell_volume]
+        for i, (part, volume) in enumerate(zip(parts, volumes)):
+            pose, size = oriented_box_upright(np.asarray(part.vertices))
+            class_id, confidence = int(channel_classes[k]), float(channel_confidence[k])
+            if len(parts) > 1 and class_votes is not None:
+                voted, share = class_votes.class_of(np.asarray(part.vertices))
+                if voted > 0:
+                    class_id, confidence = voted, share
+            objects.append(ExtractedObject(
+                channel=k, mesh=part, class_id=class_id,
+                confidence=confidence, centroid=np.asarray(part.centroid),
+                box_pose=pose, box_size=size, volume=float(volume), part=i,
+                num_channels=model.num_channels))
     return objects
 
 
@@ -276,7 +355,7 @@ def export_objects(tracked: list[TrackedObject], out_dir: str | Path, classes: C
         coloured.append(m)
         records.append({
             "id": t.id, "class_id": o.class_id, "class_name": classes.name_of(o.class_id),
-            "confidence": round(o.confidence, 4), "channel": o.channel,
+            "confidence": round(o.confidence, 4), "channel": o.channel, "part": o.part,
             "centroid": np.round(o.centroid, 4).tolist(),
             "bbox_pose": np.round(o.box_pose, 5).tolist(), "bbox_size": np.round(o.box_size, 4).tolist(),
             "volume_m3": round(o.volume, 5), "num_faces": int(len(o.mesh.faces)), "mesh": name,

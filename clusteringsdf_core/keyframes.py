@@ -6,9 +6,10 @@ replaced by a random key frame when drawn (and, as in the public code, any drawn
 frame may be swapped for a key frame with a small probability).
 
 Online (:class:`KeyframeBuffer`): a bounded buffer. A new frame is kept only if
-the camera moved or turned enough since the last kept frame (or it shows more
-labels than the frame it would replace); when the buffer is full one frame leaves
-according to the eviction policy. The label-count ranking of the kept frames
+the camera moved or turned enough since the last kept frame; when the buffer is
+full one frame leaves according to the eviction policy (``fewest_labels`` keeps
+the newcomer only if it shows at least as many labels as the frame it would
+replace). The label-count ranking of the kept frames
 gives the key frames, as offline.
 """
 

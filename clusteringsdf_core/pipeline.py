@@ -103,7 +103,8 @@ def extract(snapshot: Snapshot, classes, out_dir: str | Path, *, resolution: int
     """Meshes per object, a scene mesh coloured by object, and ``objects.json``."""
     model = snapshot.model(device)
     objects = extract_objects(model, snapshot.config.extract, snapshot.channel_classes,
-                              snapshot.channel_confidence, resolution=resolution)
+                              snapshot.channel_confidence, resolution=resolution,
+                              class_votes=snapshot.class_votes)
     tracker = tracker or ObjectTracker.from_config(snapshot.config.extract)
     tracked = tracker.update(objects, stamp=snapshot.stamp, confirm_new=True)
     path = export_objects(tracked, out_dir, classes, mesh_format=snapshot.config.extract.export_format,

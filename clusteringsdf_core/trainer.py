@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from clusteringsdf_core.class_votes import ClassVotes
 from clusteringsdf_core.config import Config
 from clusteringsdf_core.data.classes import SCANNET_REDUCED, ClassTable
 from clusteringsdf_core.data.frame import Frame
@@ -36,7 +37,7 @@ from clusteringsdf_core.losses import reconstruction as lr
 from clusteringsdf_core.model.fields import SceneBox
 from clusteringsdf_core.model.scene_model import ClusteringSDFModel, embed_tensor
 from clusteringsdf_core.render.rays import pixel_rays
-from clusteringsdf_core.sampling import LabelIndex, label_comprehensive_pixels
+from clusteringsdf_core.sampling import LabelIndex, label_comprehensive_pixels, uniform_pixels
 
 __all__ = ["Trainer", "TrainingView", "Snapshot", "resolve_device"]
 
@@ -72,9 +73,15 @@ class TrainingView:
 
     @property
     def num_labels(self) -> int:
-        """Distinct foreground instance labels of the view (key-frame ranking)."""
+        """Distinct foreground labels of the view (key-frame ranking): its instance
+        labels, or its semantic classes when it has no instance label (semantic mode
+        on a segmenter that gives classes only)."""
         ids = self.instance[self.valid]
-        return int(torch.unique(ids[ids > 0]).numel())
+        count = int(torch.unique(ids[ids > 0]).numel())
+        if count == 0 and self.semantic is not None:
+            classes = self.semantic[self.valid]
+            count = int(torch.unique(classes[classes > 0]).numel())
+        return count
 
 
 @dataclass(frozen=True)
@@ -91,6 +98,8 @@ class Snapshot:
     #: (floor z, ceiling z) in metres: low / high percentile of the heights of the training
     #: views' depth points (None: no depth). Stuff classes of rendered labels use them.
     surface_heights: tuple[float, float] | None = None
+    #: machine-class votes per voxel (names the parts of split channels; None: not kept)
+    class_votes: ClassVotes | None = None
 
     def model(self, device: str | torch.device = "cpu") -> ClusteringSDFModel:
         model = ClusteringSDFModel(self.config, SceneBox.from_state_dict(self.box_state))
@@ -150,6 +159,9 @@ class Trainer:
         self._seeds_count = 0             # object channels whose centre sits on observed surfaces
         c, k = config.model.num_channels, len(classes)
         self.channel_class_counts = torch.zeros(c, k, dtype=torch.float64)
+        # where the segmenter saw which class: names the parts of split channels
+        self.class_votes = (ClassVotes(k) if config.extract.split_channels and config.trainer.mode == "instance"
+                            else None)
         self.last_losses: dict[str, float] = {}
         if config.trainer.mode == "semantic" and config.model.num_channels < len(classes):
             raise ValueError(f"semantic mode needs model.num_channels >= {len(classes)} (one channel "
@@ -395,12 +407,19 @@ class Trainer:
         sem_opacities, sem_labels = [], []
         for v_i in range(sc.images_per_batch):
             view = self.views[self.sampler.draw(self.rng)]
-            pix = label_comprehensive_pixels(view.label_index, rays_per_view,
-                                             per_label_share=sc.per_label_share, generator=self.generator)
+            if sc.label_comprehensive:
+                pix = label_comprehensive_pixels(view.label_index, rays_per_view,
+                                                 per_label_share=sc.per_label_share, generator=self.generator)
+            else:
+                pix = uniform_pixels(int(view.label_index.order.shape[0]), rays_per_view, self.generator)
             pixels, origins, dirs, depth_t = self._rays(view, pix)
             out = self.model.render(origins, dirs, depth_t=depth_t, train=True,
                                     eikonal_points=self._eikonal_points(lcfg.eikonal_points if v_i == 0 else 0),
                                     want_normals=False, generator=self.generator)
+            if self.class_votes is not None and depth_t is not None and view.semantic is not None:
+                seen = view.valid[pixels] & (view.instance[pixels] > 0) & (depth_t > 0)
+                self.class_votes.add(origins[seen] + dirs[seen] * (depth_t[seen, None] * self.box.scale),
+                                     view.semantic[pixels][seen])
             self._add_view_losses(view, pixels, depth_t, out, add)
             if lcfg.lambda_cross_view > 0 and view.semantic is not None:
                 sem_opacities.append(lc.softmax_opacity(out["opacity"], lcfg.softmax_temperature))
@@ -422,9 +441,9 @@ class Trainer:
         return losses
 
     def _past(self, fraction: float) -> bool:
-        """Whether the schedule's progress has reached ``fraction`` (a term's start): offline
-        ``fraction`` of ``trainer.iterations``; online it may fall back below it while a
-        burst of new key frames is learned (``trainer.online_schedule``)."""
+        """Whether training has reached ``fraction`` of ``trainer.iterations`` (a late
+        term's start). The iteration count is used, offline and online alike: the
+        online learning-rate schedule's rewinds do not switch late terms off again."""
         return self.iteration >= fraction * self.config.trainer.iterations
 
     def _add_view_losses(self, view: TrainingView, pixels, depth_t, out, add) -> None:
@@ -546,8 +565,10 @@ class Trainer:
     def snapshot(self) -> Snapshot:
         classes, conf = self.channel_classes()
         state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+        votes = (None if self.class_votes is None
+                 else ClassVotes.from_state_dict(self.class_votes.state_dict()))
         return Snapshot(self.iteration, state, self.config, self.box.state_dict(), classes, conf, time.time(),
-                        self.surface_heights())
+                        self.surface_heights(), votes)
 
     def surface_heights(self) -> tuple[float, float] | None:
         """(floor z, ceiling z): low / high percentiles of the heights of the views' depth
@@ -594,6 +615,7 @@ class Trainer:
             "rng": self.rng.bit_generator.state,
             "generator": self.generator.get_state(),
             "channel_class_counts": self.channel_class_counts,
+            "class_votes": None if self.class_votes is None else self.class_votes.state_dict(),
             "online": self.online,
             "seeds": [self._seeds_placed, self._seeds_count],
         }
@@ -618,15 +640,18 @@ class Trainer:
         self.rng.bit_generator.state = state["rng"]
         self.generator.set_state(state["generator"])
         self.channel_class_counts = state["channel_class_counts"].clone()
+        if self.class_votes is not None and state.get("class_votes") is not None:
+            self.class_votes = ClassVotes.from_state_dict(state["class_votes"])
         self.online = bool(state.get("online", False))
         self._seeds_placed, self._seeds_count = state.get("seeds", [self.iteration > 0, 0])
 
     @classmethod
     def load_checkpoint(cls, path: str | Path, *, dataset=None, device=None) -> "Trainer":
         """Rebuild a trainer from a checkpoint; offline checkpoints re-read their views
-        from ``dataset`` (the same frames they were trained on)."""
+        from ``dataset`` (the same frames they were trained on). A field the checkpoint
+        predates takes its ``Config()`` default (new fields default to the old behaviour)."""
         state = torch.load(Path(path), map_location="cpu", weights_only=False)
-        config = Config.from_dict(state["config"])
+        config = Config.from_dict(state["config"], partial=True)
         classes = ClassTable.from_list(state["classes"])
         trainer = cls(config, SceneBox.from_state_dict(state["box"]), classes=classes, device=device)
         if dataset is not None:

@@ -19,7 +19,7 @@ the ablated trainers are registered as methods of their own); ``table_a`` follow
 supplementary's Table A: GT instance labels with ids randomised per view and 0 / 10 /
 30 / 50 / 70% of each view's instances masked out.
 
-Metric conventions (REFERENCE.md, Metrics):
+Metric conventions (docs/METHOD.md, Metrics):
 
 - PQ^scene / SQ / RQ^scene and mIoU: all test frames resized to 512x512 (nearest),
   classes of ``dataset.classes``; ``pq_frame_mean`` is the mean per-frame PQ at the

@@ -7,7 +7,7 @@ is the background/stuff label). Rays are grouped by label: ``m_l`` is the set of
 rays with label ``l`` and ``mu(.)`` the mean over a group (the cluster centre).
 
 ``definition`` selects the paper's equations or the variants of the authors'
-public code where they differ (see REFERENCE.md): L_reg and L_sem.
+public code where they differ (see docs/METHOD.md, Losses): L_reg and L_sem.
 """
 
 from __future__ import annotations

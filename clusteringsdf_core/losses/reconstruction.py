@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["rgb_loss", "depth_loss", "normal_loss", "eikonal_loss", "depth_sdf_loss"]
+__all__ = ["rgb_loss", "depth_loss", "eikonal_loss", "depth_sdf_loss"]
 
 
 def rgb_loss(rgb_pred: Tensor, rgb_true: Tensor) -> Tensor:
@@ -19,17 +19,6 @@ def depth_loss(depth_pred: Tensor, depth_true: Tensor) -> Tensor:
     if not bool(valid.any()):
         return depth_pred.sum() * 0.0
     return (depth_pred[valid] - depth_true[valid]).abs().mean()
-
-
-def normal_loss(normal_pred: Tensor, normal_true: Tensor) -> Tensor:
-    """L_normal = mean ||N - N_gt||_1 + mean (1 - N . N_gt) with the rendered normal
-    normalised (MonoSDF); rays whose prior is zero are skipped."""
-    valid = normal_true.norm(dim=-1) > 0.5
-    if not bool(valid.any()):
-        return normal_pred.sum() * 0.0
-    n = torch.nn.functional.normalize(normal_pred[valid], dim=-1)
-    t = normal_true[valid]
-    return (n - t).abs().sum(-1).mean() + (1.0 - (n * t).sum(-1)).mean()
 
 
 def eikonal_loss(grad: Tensor) -> Tensor:

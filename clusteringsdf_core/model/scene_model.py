@@ -196,7 +196,9 @@ class ClusteringSDFModel(nn.Module):
         """
         lc = self.config.loss
         origins = self.box.to_normalised(origins_world)
-        near, far = ray_box(origins, dirs, self.domain_lo, self.domain_hi, self.config.render.near_m / self.box.scale)
+        rc = self.config.render
+        near, far = ray_box(origins, dirs, self.domain_lo, self.domain_hi, rc.near_m / self.box.scale,
+                            rc.far_m / self.box.scale)
         t = self.sample_t(origins, dirs, near, far, depth_t, train=train, generator=generator)
         R, S = t.shape
         pts = origins[:, None, :] + dirs[:, None, :] * t[..., None]                      # (R, S, 3)

@@ -525,7 +525,8 @@ class MappingEngine:
         model = snapshot.model(device)
         ecfg = snapshot.config.extract
         extracted = extract_objects(model, ecfg, snapshot.channel_classes, snapshot.channel_confidence,
-                                    resolution=ecfg.live_resolution if live else ecfg.resolution)
+                                    resolution=ecfg.live_resolution if live else ecfg.resolution,
+                                    class_votes=snapshot.class_votes)
         # Saves and requested extractions publish what the model has now; periodic ones
         # wait for repeated sightings before a new object gets an id (ObjectTracker).
         tracked = self.tracker.update(extracted, stamp=stamp_ns / _NS, confirm_new=confirm_new)

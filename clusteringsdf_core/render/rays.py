@@ -37,14 +37,18 @@ def pixel_rays(K: Tensor, T_world_cam: Tensor, uv: Tensor) -> tuple[Tensor, Tens
     return T[:, :3, 3].clone(), dirs, (1.0 / norm.squeeze(-1))
 
 
-def ray_box(origins: Tensor, dirs: Tensor, lo: Tensor, hi: Tensor, near_min: float = 0.0) -> tuple[Tensor, Tensor]:
+def ray_box(origins: Tensor, dirs: Tensor, lo: Tensor, hi: Tensor, near_min: float = 0.0,
+            far_max: float | None = None) -> tuple[Tensor, Tensor]:
     """Entry and exit distances of rays in the axis-aligned box [lo, hi] (slab method).
 
-    Rays that miss get near = far. ``near`` is at least ``near_min``.
+    Rays that miss get near = far. ``near`` is at least ``near_min``; ``far`` at most
+    ``far_max`` (None: the box's exit).
     """
     safe = torch.where(dirs.abs() < 1e-9, torch.full_like(dirs, 1e-9), dirs)
     t0 = (lo - origins) / safe
     t1 = (hi - origins) / safe
     near = torch.minimum(t0, t1).amax(dim=-1).clamp(min=near_min)
     far = torch.maximum(t0, t1).amin(dim=-1)
+    if far_max is not None:
+        far = far.clamp(max=far_max)
     return near, torch.maximum(far, near)

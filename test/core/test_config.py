@@ -11,7 +11,7 @@ from clusteringsdf_core.config import Config, ConfigError
 
 def test_defaults_are_the_reference_values():
     c = Config()
-    # A few numbers REFERENCE.md quotes from the paper / public code.
+    # A few numbers of the paper / public code (docs/METHOD.md).
     assert c.model.num_channels == 50
     assert (c.loss.lambda_diff, c.loss.lambda_onehot, c.loss.lambda_reg) == (20.0, 0.5, 10000.0)
     assert (c.loss.lambda_bg, c.loss.lambda_fg) == (0.2, 0.1)

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 import trimesh
 
 from clusteringsdf_core.extract import (ExtractedObject, ObjectTracker, box_iou_3d, export_objects,
@@ -112,3 +113,81 @@ def test_tracker_matches_published_objects_before_candidates():
     assert not tracker.candidates
     with pytest.raises(ValueError, match="at least 1"):
         ObjectTracker(confirm_after=0)
+
+
+class _ShapesSDF(torch.nn.Module):
+    """A fixed SDF over a room: channel 0 the room (an inverted box), channel 1 two
+    spheres ``gap`` apart (two objects never seen side by side in one channel),
+    channel 2 one sphere."""
+
+    def __init__(self, gap_m: float, box: SceneBox):
+        super().__init__()
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+        self.box = box
+        r = 0.3
+        self.r = r / box.scale
+        a = np.array([1.0, 1.5, 0.6])
+        b = a + np.array([2 * r + gap_m, 0.0, 0.0])
+        self.centres_m = [a, b, np.array([3.2, 0.7, 0.6])]
+        self.centres = torch.as_tensor(np.stack([box.to_normalised(c) for c in self.centres_m]), dtype=torch.float32)
+
+    def sdf(self, x):
+        d = (x[:, None, :] - self.centres[None]).norm(dim=-1) - self.r
+        room = (0.98 - x.abs()).min(dim=-1).values
+        return torch.stack([room, torch.minimum(d[:, 0], d[:, 1]), d[:, 2]], dim=-1)
+
+
+class _ShapesModel(torch.nn.Module):
+    num_channels = 3
+
+    def __init__(self, gap_m: float):
+        super().__init__()
+        self.box = SceneBox(np.array([[0.0, 0.0, 0.0], [4.0, 3.0, 2.5]]), padding_m=0.0)
+        self.sdf_net = _ShapesSDF(gap_m, self.box)
+        lo, hi = self.box.lo, self.box.hi
+        self.register_buffer("domain_lo", torch.as_tensor(lo, dtype=torch.float32))
+        self.register_buffer("domain_hi", torch.as_tensor(hi, dtype=torch.float32))
+
+
+@pytest.mark.parametrize("gap_m", [0.3, 0.05])
+def test_split_channels_gives_one_object_per_separate_part_with_its_own_class(gap_m):
+    """Channel 1 holds two spheres: with ``split_channels`` they are two objects (ids 1
+    and 1 + 3, each with the class the segmenter saw there) when they stand farther
+    apart than ``split_gap_m``, one object when closer; without it always one."""
+    from clusteringsdf_core.class_votes import ClassVotes
+
+    model = _ShapesModel(gap_m)
+    config = preset("cpu").extract.replace(min_object_faces=50, min_component_faces=20, split_gap_m=0.1)
+    votes = ClassVotes(len(SCANNET_REDUCED))
+    a, b, _ = model.sdf_net.centres_m
+    rng = np.random.default_rng(0)
+    for centre, cls in ((a, 6), (b, 8)):
+        pts = centre + 0.3 * (v := rng.normal(size=(400, 3))) / np.linalg.norm(v, axis=1, keepdims=True)
+        votes.add(torch.as_tensor(pts, dtype=torch.float32), torch.full((400,), cls))
+    classes = np.array([0, 6, 7])
+    plain = extract_objects(model, config.replace(split_channels=False), classes, np.ones(3), resolution=96,
+                            class_votes=votes)
+    assert [(o.channel, o.part) for o in plain] == [(1, 0), (2, 0)]
+    split = extract_objects(model, config.replace(split_channels=True), classes, np.ones(3), resolution=96,
+                            class_votes=votes)
+    if gap_m < 0.1:
+        assert [(o.channel, o.part, o.instance_id) for o in split] == [(1, 0, 1), (2, 0, 2)]
+        assert split[0].class_id == 6          # not split: the channel's class
+        return
+    assert [(o.channel, o.part, o.instance_id) for o in split] == [(1, 0, 1), (1, 1, 4), (2, 0, 2)]
+    by_centre = {int(np.argmin([np.linalg.norm(o.centroid - c) for c in (a, b)])): o for o in split[:2]}
+    assert by_centre[0].class_id == 6 and by_centre[1].class_id == 8
+    assert by_centre[0].confidence == pytest.approx(1.0)
+    sphere = 4 / 3 * np.pi * 0.3 ** 3
+    assert all(o.volume == pytest.approx(sphere, rel=0.15) for o in split)
+    assert plain[0].volume == pytest.approx(2 * sphere, rel=0.15)
+    # the 2D labels follow the parts: points on each sphere take its part's id and class
+    from clusteringsdf_core.evaluation import PartLookup
+
+    lookup = PartLookup(split)
+    points = np.stack([a + [0, 0, 0.3], b + [0, 0, 0.3], model.sdf_net.centres_m[2] + [0, 0, 0.3]])[None]
+    channel = np.array([[1, 1, 2]])
+    instance, semantic = channel.copy(), classes[channel].copy()
+    lookup.apply(channel, points, instance, semantic)
+    assert instance.tolist() == [[by_centre[0].instance_id, by_centre[1].instance_id, 2]]
+    assert semantic.tolist() == [[6, 8, 7]]

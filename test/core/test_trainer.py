@@ -242,3 +242,53 @@ def test_online_frames_add_channel_centres_where_new_foreground_appears(tiny_dat
     if len(placed) > 1:
         d = torch.cdist(placed, placed) * trainer.box.scale
         assert float(d[~torch.eye(len(placed), dtype=torch.bool)].min()) > 0.4
+
+
+def test_rays_end_at_render_far_m(tiny_dataset):
+    """render.far_m bounds the samples of every ray, whatever the map's bounds."""
+    trainer = Trainer.from_dataset(tiny_dataset, tiny_config(**{"render.far_m": 0.6, "render.sampler": "uniform"}))
+    view = trainer.views[0]
+    _, origins, dirs, _ = trainer._rays(view, torch.arange(0, view.width * view.height, 7))
+    with torch.no_grad():
+        out = trainer.model.render(origins, dirs, train=False)
+    assert float(out["t"].max()) * trainer.box.scale <= 0.6 + 1e-4
+    far = Trainer.from_dataset(tiny_dataset, tiny_config(**{"render.sampler": "uniform"}))
+    with torch.no_grad():
+        assert float(far.model.render(origins, dirs, train=False)["t"].max()) * far.box.scale > 1.0
+
+
+def test_label_comprehensive_false_draws_rays_uniformly(tiny_dataset, monkeypatch):
+    import clusteringsdf_core.trainer as trainer_module
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("label-comprehensive sampling used")
+
+    monkeypatch.setattr(trainer_module, "label_comprehensive_pixels", refuse)
+    trainer = Trainer.from_dataset(tiny_dataset, tiny_config(**{"sampling.label_comprehensive": False}))
+    assert np.isfinite(trainer.step()["total"])
+    with pytest.raises(AssertionError, match="label-comprehensive"):
+        Trainer.from_dataset(tiny_dataset, tiny_config()).step()
+
+
+def test_class_votes_gather_during_training_and_survive_a_checkpoint(tiny_dataset, tmp_path):
+    trainer = Trainer.from_dataset(tiny_dataset, tiny_config(**{"trainer.iterations": 3}))
+    assert trainer.config.extract.split_channels and trainer.class_votes is not None
+    trainer.fit()
+    assert len(trainer.class_votes) > 0
+    resumed = Trainer.load_checkpoint(trainer.save_checkpoint(tmp_path / "c.pt"), dataset=tiny_dataset)
+    assert torch.equal(resumed.class_votes.keys, trainer.class_votes.keys)
+    assert torch.equal(trainer.snapshot().class_votes.counts, trainer.class_votes.counts)
+    off = Trainer.from_dataset(tiny_dataset, tiny_config(**{"extract.split_channels": False}))
+    assert off.class_votes is None and off.snapshot().class_votes is None
+
+
+def test_views_without_instance_labels_rank_by_their_classes(tiny_dataset):
+    """Semantic mode on a segmenter that gives classes only: key frames still rank by
+    what the views show (their classes), not all as empty."""
+    trainer = Trainer.from_dataset(tiny_dataset, tiny_config())
+    view = trainer.views[0]
+    assert view.num_labels > 0
+    classes_only = type(view)(**{**{f: getattr(view, f) for f in view.__dataclass_fields__},
+                                 "instance": torch.zeros_like(view.instance)})
+    expected = int(torch.unique(view.semantic[view.valid & (view.semantic > 0)]).numel())
+    assert expected > 0 and classes_only.num_labels == expected
