@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""Which channel owns each GT object while ClusteringSDF trains (offline), and when
+objects come to share one.
+
+Trains the given preset on a scene with GT instance maps (simulated realistic machine
+labels, like the bench) and, every ``--every`` iterations, renders a few test views at
+a reduced size and prints, per GT object, the channel that holds most of its pixels
+(with that share) and the groups of objects that share a channel. docs/ONLINE.md
+("Why objects share channels") shows what it found.
+
+    scripts/env.sh python scripts/channel_ownership.py SCENE_DIR [--label-seed 0]
+        [--every 300] [--views 5] [--set model.init_offset_slope=0.6 ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from clusteringsdf_core.bench.harness import with_labels  # noqa: E402
+from clusteringsdf_core.data.readers import open_dataset  # noqa: E402
+from clusteringsdf_core.evaluation import NeuralLabelRenderer  # noqa: E402
+from clusteringsdf_core.pipeline import build_config  # noqa: E402
+from clusteringsdf_core.trainer import Trainer  # noqa: E402
+
+
+def ownership(trainer: Trainer, views, classes, size) -> tuple[list[str], dict[int, list[int]]]:
+    """Per GT object 'id:chK(share)', and channel -> GT objects for shared channels."""
+    renderer = NeuralLabelRenderer(trainer.snapshot(), classes, resolution=size)
+    pixels: dict[int, list[np.ndarray]] = {}
+    for frame in views:
+        _, channel = renderer(frame)
+        gt = cv2.resize(frame.gt_instance.astype(np.int32), channel.shape[::-1],
+                        interpolation=cv2.INTER_NEAREST)
+        for obj in np.unique(gt):
+            if obj > 0:
+                pixels.setdefault(int(obj), []).append(channel[gt == obj])
+    cells, owners = [], {}
+    for obj in sorted(pixels):
+        counts = np.bincount(np.concatenate(pixels[obj]))
+        k = int(counts.argmax())
+        owners.setdefault(k, []).append(obj)
+        cells.append(f"{obj}:ch{k}({counts[k] / counts.sum():.2f})")
+    return cells, {k: v for k, v in owners.items() if len(v) > 1}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("scene", help="a scene folder with GT instance maps")
+    ap.add_argument("--preset", default="cpu")
+    ap.add_argument("--label-seed", type=int, default=0, help="seed of the simulated labels and of training")
+    ap.add_argument("--every", type=int, default=300, help="iterations between reports")
+    ap.add_argument("--iterations", type=int, default=None, help="training iterations (default: the preset's)")
+    ap.add_argument("--views", type=int, default=5, help="test views rendered per report")
+    ap.add_argument("--scale", type=float, default=0.5, help="render size relative to the test images")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE")
+    args = ap.parse_args(argv)
+
+    dataset = with_labels(open_dataset(args.scene, labels=None), "realistic", args.label_seed)
+    # as the bench trains: the label seed is the training seed; --set comes last
+    sets = [f"trainer.seed={args.label_seed}"] + (
+        [f"trainer.iterations={args.iterations}"] if args.iterations else []) + args.set
+    config = build_config(args.preset, None, sets)
+    trainer = Trainer.from_dataset(dataset, config)
+    test = list(dataset.test) or list(dataset.train)
+    views = test[:: max(1, len(test) // args.views)][: args.views]
+    size = (max(8, round(views[0].width * args.scale)), max(8, round(views[0].height * args.scale)))
+    started = time.perf_counter()
+
+    def report(t: Trainer) -> None:
+        if t.iteration % args.every and t.iteration != 50 and t.iteration != config.trainer.iterations:
+            return
+        cells, shared = ownership(t, views, dataset.classes, size)
+        print(f"it {t.iteration:6d} {time.perf_counter() - started:6.0f} s beta "
+              f"{t.last_losses.get('beta', float('nan')):.4f}  " + " ".join(cells)
+              + f"  shared {shared or '-'}", flush=True)
+
+    trainer.fit(progress=False, callback=report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
