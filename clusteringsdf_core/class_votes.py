@@ -43,12 +43,14 @@ class ClassVotes:
         return (ijk[:, 0] << (2 * _BITS)) | (ijk[:, 1] << _BITS) | ijk[:, 2]
 
     def add(self, points_world: torch.Tensor, classes: torch.Tensor) -> None:
-        """One vote per point (N, 3) metres for its class (N,) (1..num_classes-1)."""
-        keep = (classes > 0) & (classes < self.num_classes) & torch.isfinite(points_world).all(-1)
-        if not bool(keep.any()):
-            return
-        key = self._voxels(points_world[keep].detach().float().cpu()) * self.num_classes + classes[keep].cpu()
-        self._pending.append(key)
+        """One vote per point (N, 3) metres for its class (N,); classes outside
+        1..num_classes-1 and non-finite points do not vote. Runs on the points' device
+        without a host synchronisation (it is called every training step); the votes
+        move to the CPU table at :meth:`flush`."""
+        points = points_world.detach().float()
+        usable = (classes > 0) & (classes < self.num_classes) & torch.isfinite(points).all(-1)
+        points = torch.where(usable[:, None], points, torch.zeros_like(points))
+        self._pending.append(self._voxels(points) * self.num_classes + torch.where(usable, classes, 0))
         if len(self._pending) >= self.flush_every:
             self.flush()
 
@@ -56,8 +58,9 @@ class ClassVotes:
         """Merge the buffered votes into the table."""
         if not self._pending:
             return
-        new = torch.cat(self._pending)
+        new = torch.cat(self._pending).cpu()
         self._pending = []
+        new = new[new % self.num_classes != 0]            # the points that did not vote
         keys = torch.cat([self.keys, new])
         weights = torch.cat([self.counts, torch.ones(new.shape[0], dtype=torch.float32)])
         self.keys, inverse = torch.unique(keys, return_inverse=True)

@@ -159,8 +159,8 @@ def model_prediction(snapshot: Snapshot, classes: ClassTable, *, method: str = "
         renderer.set_parts(objects)
         if parts:
             mesh = trimesh.util.concatenate([o.mesh for o in parts])
-            vertex_instance = np.concatenate([np.full(len(o.mesh.vertices), o.instance_id if o.channel else 0,
-                                                      np.int32) for o in parts])
+            vertex_instance = np.concatenate([np.full(len(o.mesh.vertices), o.instance_id, np.int32)
+                                              for o in parts])
     for k in range(1, snapshot.config.model.num_channels):
         instance_class[k] = int(snapshot.channel_classes[k])
         instance_score[k] = float(snapshot.channel_confidence[k])

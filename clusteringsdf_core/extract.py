@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import trimesh
 from scipy.optimize import linear_sum_assignment
+from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 from skimage.measure import marching_cubes
 
@@ -35,7 +36,7 @@ from clusteringsdf_core.config import ExtractConfig
 from clusteringsdf_core.data.classes import ClassTable
 from clusteringsdf_core.model.scene_model import ClusteringSDFModel
 
-__all__ = ["ExtractedObject", "extract_objects", "split_parts", "sdf_grid", "ObjectTracker", "TrackedObject",
+__all__ = ["ExtractedObject", "extract_objects", "channel_parts", "sdf_grid", "ObjectTracker", "TrackedObject",
            "export_objects", "oriented_box_upright", "box_iou_3d"]
 
 
@@ -123,55 +124,36 @@ def _owner_at(model: ClusteringSDFModel, points_world: np.ndarray, chunk: int = 
     return out
 
 
-def split_parts(mesh: trimesh.Trimesh, gap_m: float, min_faces: int) -> list[trimesh.Trimesh]:
-    """The spatially separate parts of one channel's mesh: connected components whose
-    vertices come within ``gap_m`` of each other are one part (single linkage), and a
-    part with fewer than ``min_faces`` faces joins the nearest larger part. Largest
-    part first; ``[mesh]`` when there is nothing to split."""
-    if len(mesh.faces) == 0:
-        return [mesh]
-    comps = mesh.split(only_watertight=False)
-    if len(comps) < 2:
-        return [mesh]
+def channel_parts(mesh: trimesh.Trimesh, min_component_faces: int, min_object_faces: int,
+                  gap_m: float | None) -> list[trimesh.Trimesh]:
+    """The object meshes of one channel's faces, largest first ([] when too small).
+
+    Connected components with fewer than ``min_component_faces`` faces are dropped.
+    With ``gap_m`` None the rest is one object; otherwise components whose vertices
+    come within ``gap_m`` of each other are one part (single linkage), and a part
+    below ``min_object_faces`` joins the nearest larger part."""
+    comps = [c for c in mesh.split(only_watertight=False) if len(c.faces) >= min_component_faces]
+    if sum(len(c.faces) for c in comps) < max(min_object_faces, 1):
+        return []
+    if gap_m is None or len(comps) == 1:
+        return [trimesh.util.concatenate(comps) if len(comps) > 1 else comps[0]]
     trees = [cKDTree(np.asarray(c.vertices)) for c in comps]
-    parent = list(range(len(comps)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i in range(len(comps)):
-        for j in range(i + 1, len(comps)):
-            if root(i) != root(j) and trees[i].query(np.asarray(comps[j].vertices),
-                                                    distance_upper_bound=gap_m)[0].min() <= gap_m:
-                parent[root(j)] = root(i)
-    groups: dict[int, list[int]] = {}
-    for i in range(len(comps)):
-        groups.setdefault(root(i), []).append(i)
-    parts = sorted(groups.values(), key=lambda g: -sum(len(comps[i].faces) for i in g))
-    faces = [sum(len(comps[i].faces) for i in g) for g in parts]
-    large = [g for g, f in zip(parts, faces) if f >= min_faces] or parts[:1]
-    for g, f in zip(parts, faces):
-        if f >= min_faces or g is large[0]:
-            continue
-        # a small part goes to the large part nearest to it
-        pts = np.concatenate([np.asarray(comps[i].vertices) for i in g])
-        nearest = min(large, key=lambda h: min(trees[i].query(pts)[0].min() for i in h))
-        nearest.extend(g)
+    n = len(comps)
+    gap = np.zeros((n, n))               # closest vertices of two components, metres
+    for i in range(n):
+        for j in range(i + 1, n):
+            gap[i, j] = gap[j, i] = trees[i].query(np.asarray(comps[j].vertices))[0].min()
+    _, label = connected_components(gap <= gap_m, directed=False)
+    groups = [list(np.flatnonzero(label == g)) for g in range(label.max() + 1)]
+    faces = [sum(len(comps[i].faces) for i in g) for g in groups]
+    large = [g for g, f in zip(groups, faces) if f >= min_object_faces]
+    if not large:
+        return [trimesh.util.concatenate(comps)]
+    for g, f in zip(groups, faces):
+        if f < min_object_faces:
+            min(large, key=lambda h: gap[np.ix_(g, h)].min()).extend(g)
     meshes = [trimesh.util.concatenate([comps[i] for i in g]) if len(g) > 1 else comps[g[0]] for g in large]
     return sorted(meshes, key=lambda m: -len(m.faces))
-
-
-def _keep_large_components(mesh: trimesh.Trimesh, min_faces: int) -> trimesh.Trimesh:
-    if min_faces <= 0 or len(mesh.faces) == 0:
-        return mesh
-    parts = mesh.split(only_watertight=False)
-    keep = [p for p in parts if len(p.faces) >= min_faces]
-    if not keep:
-        return trimesh.Trimesh()
-    return trimesh.util.concatenate(keep) if len(keep) > 1 else keep[0]
 
 
 def extract_objects(model: ClusteringSDFModel, config: ExtractConfig, channel_classes: np.ndarray,
@@ -179,7 +161,7 @@ def extract_objects(model: ClusteringSDFModel, config: ExtractConfig, channel_cl
                     resolution: int | None = None,
                     class_votes: ClassVotes | None = None) -> list[ExtractedObject]:
     """One object per channel that owns enough of the scene surface (with
-    ``config.split_channels``: per spatially separate part of it, :func:`split_parts`,
+    ``config.split_channels``: per spatially separate part of it, :func:`channel_parts`,
     each part named by ``class_votes`` where they have votes for it).
 
     The scene surface (zero level of min_k d_k, marching cubes) is split by the
@@ -212,11 +194,11 @@ def extract_objects(model: ClusteringSDFModel, config: ExtractConfig, channel_cl
         if len(selected) < min_object:
             continue
         mesh = surface.submesh([selected], append=True, repair=False)
-        mesh = _keep_large_components(mesh, min_component)
-        if len(mesh.faces) < min_object:
+        parts = channel_parts(mesh, min_component, min_object,
+                              gap_m if config.split_channels and k != 0 else None)
+        if not parts:
             continue
         inside = (scene < 0) & (owner == k)
-        parts = split_parts(mesh, gap_m, min_object) if config.split_channels and k != 0 else [mesh]
         if len(parts) > 1:
             # the channel's interior cells go to the part nearest to them
             cells = np.argwhere(inside) * np.asarray(spacing) + origin

@@ -418,8 +418,8 @@ class Trainer:
                                     want_normals=False, generator=self.generator)
             if self.class_votes is not None and depth_t is not None and view.semantic is not None:
                 seen = view.valid[pixels] & (view.instance[pixels] > 0) & (depth_t > 0)
-                self.class_votes.add(origins[seen] + dirs[seen] * (depth_t[seen, None] * self.box.scale),
-                                     view.semantic[pixels][seen])
+                self.class_votes.add(origins + dirs * (depth_t[:, None] * self.box.scale),
+                                     torch.where(seen, view.semantic[pixels], 0))
             self._add_view_losses(view, pixels, depth_t, out, add)
             if lcfg.lambda_cross_view > 0 and view.semantic is not None:
                 sem_opacities.append(lc.softmax_opacity(out["opacity"], lcfg.softmax_temperature))

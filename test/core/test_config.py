@@ -142,3 +142,14 @@ def test_cpu_preset_is_smaller_than_the_paper_setup():
     cpu = preset("cpu")
     assert cpu.model.num_channels < Config().model.num_channels
     assert cpu.render.sampler == "depth_guided" and cpu.loss.eikonal_method == "finite_difference"
+
+
+def test_retired_fields_of_saved_configurations_still_load():
+    """loss.normal / loss.smooth were never read and are gone; YAML and checkpoints that
+    still carry them load, and they do not come back as fields."""
+    tree = Config().to_dict()
+    tree["loss"] = {**tree["loss"], "normal": 0.05, "smooth": 0.005}
+    loaded = Config.from_dict(tree)
+    assert loaded == Config() and not hasattr(loaded.loss, "normal")
+    with pytest.raises(ConfigError, match="loss.normals"):
+        Config.from_dict({**tree, "loss": {**tree["loss"], "normals": 1.0}})
