@@ -285,7 +285,8 @@ class LossConfig(Section):
                                     min_exclusive=True)
     eikonal: float = param(0.1, "weight of the eikonal loss", min=0.0)
     eikonal_method: str = param("autograd_per_channel", "how SDF gradients for the eikonal term "
-                                "are taken: one autograd pass per channel (public code), "
+                                "are taken: exact per channel (the public code's; here in three "
+                                "forward-mode passes, not one reverse pass per channel), "
                                 "autograd of the scene SDF only, or finite differences",
                                 choices=("autograd_per_channel", "autograd_scene", "finite_difference"))
     finite_difference_step: float = param(1.0e-3, "step of finite differences, normalised scene "
@@ -406,7 +407,8 @@ class TrainerConfig(Section):
     device: str = param("auto", "torch device: auto (CUDA when present), cpu, cuda, cuda:N")
     seed: int = param(0, "random seed of initialisation and sampling", min=0)
     num_threads: int = param(0, "CPU threads for torch (0 = torch's default)", min=0)
-    log_every: int = param(100, "iterations between loss log lines", min=1)
+    log_every: int = param(100, "iterations between loss log lines and loss readings (the "
+                                "progress bar, the engine's stats): reading a loss waits for the device", min=1)
     checkpoint_every: int = param(5000, "iterations between checkpoints (0 = only at the end)", min=0)
     progress_bar: bool = param(True, "show a progress bar on a terminal")
 

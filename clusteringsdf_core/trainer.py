@@ -39,7 +39,7 @@ from clusteringsdf_core.model.scene_model import ClusteringSDFModel, embed_tenso
 from clusteringsdf_core.render.rays import pixel_rays
 from clusteringsdf_core.sampling import LabelIndex, label_comprehensive_pixels, uniform_pixels
 
-__all__ = ["Trainer", "TrainingView", "Snapshot", "resolve_device"]
+__all__ = ["Trainer", "TrainingView", "Snapshot", "resolve_device", "as_floats"]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,7 @@ class TrainingView:
     confidence: torch.Tensor | None   # (P,) float
     depth_m: torch.Tensor | None      # (P,) float, 0 = invalid
     label_index: LabelIndex = field(repr=False, default=None)  # type: ignore[assignment]
+    depth_complete: bool = False      # every pixel has a measured depth (no ray needs importance sampling)
 
     @property
     def num_labels(self) -> int:
@@ -105,6 +106,13 @@ class Snapshot:
         model = ClusteringSDFModel(self.config, SceneBox.from_state_dict(self.box_state))
         model.load_state_dict(self.state_dict)
         return model.to(device).eval()
+
+
+def as_floats(losses: dict[str, torch.Tensor | float]) -> dict[str, float]:
+    """Loss terms as floats, with one wait for the device for all of them."""
+    tensors = [v.detach().float().reshape(()) for v in losses.values() if torch.is_tensor(v)]
+    host = iter(torch.stack(tensors).cpu().tolist() if tensors else [])
+    return {k: (next(host) if torch.is_tensor(v) else float(v)) for k, v in losses.items()}
 
 
 def _reg_weight(cfg: Config) -> float:
@@ -150,7 +158,8 @@ class Trainer:
         self._heights: tuple[float, float] | None = None         # of the current views (cached)
         self._heights_views: list | None = None                  # the views they were computed for
         self.rng = np.random.default_rng(tc.seed)
-        self.generator = torch.Generator(device="cpu").manual_seed(tc.seed)
+        # on the device of the tensors it fills (CUDA refuses a CPU generator for them)
+        self.generator = torch.Generator(device=self.device).manual_seed(tc.seed)
         self.views: list[TrainingView] = []
         self.buffer: KeyframeBuffer[TrainingView] = KeyframeBuffer(config.keyframes)
         self.sampler = KeyframeSampler([], config.keyframes)
@@ -158,11 +167,11 @@ class Trainer:
         self._seeds_placed = False
         self._seeds_count = 0             # object channels whose centre sits on observed surfaces
         c, k = config.model.num_channels, len(classes)
-        self.channel_class_counts = torch.zeros(c, k, dtype=torch.float64)
+        self.channel_class_counts = torch.zeros(c, k, dtype=torch.float64, device=self.device)
         # where the segmenter saw which class: names the parts of split channels
         self.class_votes = (ClassVotes(k) if config.extract.split_channels and config.trainer.mode == "instance"
                             else None)
-        self.last_losses: dict[str, float] = {}
+        self._last_losses: dict[str, torch.Tensor] = {}
         if config.trainer.mode == "semantic" and config.model.num_channels < len(classes):
             raise ValueError(f"semantic mode needs model.num_channels >= {len(classes)} (one channel "
                              f"per class), got {config.model.num_channels}")
@@ -224,8 +233,9 @@ class Trainer:
             K=torch.as_tensor(frame.intrinsics.K, dtype=torch.float32, device=dev),
             T_world_cam=torch.as_tensor(frame.T_world_cam, dtype=torch.float32, device=dev),
             width=frame.width, height=frame.height, instance=instance, valid=valid, semantic=semantic,
-            confidence=flat(frame.confidence, torch.float32), depth_m=depth)
-        view.label_index = LabelIndex(group.cpu())
+            confidence=flat(frame.confidence, torch.float32), depth_m=depth,
+            depth_complete=depth is not None and bool((depth > 0).all()))
+        view.label_index = LabelIndex(group)
         return view
 
     def add_frame(self, frame: Frame) -> bool:
@@ -300,8 +310,6 @@ class Trainer:
         return min(1.0, self.schedule_iteration / max(1, self.config.trainer.iterations))
 
     def _rays(self, view: TrainingView, pixels: torch.Tensor):
-        dev = self.device
-        pixels = pixels.to(dev)
         uv = torch.stack([pixels % view.width, pixels // view.width], dim=-1)
         origins, dirs, z_per_t = pixel_rays(view.K, view.T_world_cam, uv)
         depth_t = None
@@ -313,7 +321,7 @@ class Trainer:
         if n <= 0 or self.config.loss.eikonal <= 0:
             return None
         lo, hi = self.model.domain_lo, self.model.domain_hi
-        u = torch.rand(n, 3, generator=self.generator).to(self.device)
+        u = torch.rand(n, 3, generator=self.generator, device=self.device)
         return lo + u * (hi - lo)
 
     def _foreground_points(self, views, max_points_per_view: int = 2000) -> torch.Tensor | None:
@@ -328,7 +336,7 @@ class Trainer:
             if fg.numel() == 0:
                 continue
             if fg.numel() > max_points_per_view:
-                fg = fg[torch.randperm(fg.numel(), generator=self.generator)[:max_points_per_view].to(fg.device)]
+                fg = fg[torch.randperm(fg.numel(), generator=self.generator, device=fg.device)[:max_points_per_view]]
             _, origins, dirs, depth_t = self._rays(view, fg)
             xyz = self.box.to_normalised(origins + dirs * depth_t[:, None] * self.box.scale)
             labels = view.instance[fg]
@@ -361,8 +369,8 @@ class Trainer:
             dist = torch.full((pts.shape[0],), float("inf"), device=pts.device)
         added = 0
         while self._seeds_count < budget:
-            i = int(dist.argmax()) if self._seeds_count else int(torch.randint(pts.shape[0], (1,),
-                                                                               generator=self.generator))
+            i = int(dist.argmax()) if self._seeds_count else int(torch.randint(
+                pts.shape[0], (1,), generator=self.generator, device=self.device))
             if float(dist[i]) <= spacing:
                 break
             with torch.no_grad():
@@ -384,8 +392,10 @@ class Trainer:
         self._seeds_placed = True
         return self._extend_seeds(self._foreground_points(self.views, max_points_per_view))
 
-    def step(self) -> dict[str, float]:
-        """One optimisation step; returns the loss terms (floats)."""
+    def step(self) -> dict[str, torch.Tensor]:
+        """One optimisation step; returns the loss terms as detached 0-d tensors on the
+        trainer's device (``float()`` of one waits for the device: read them every
+        ``trainer.log_every`` steps, or through :attr:`last_losses`)."""
         if not self.views:
             raise RuntimeError("no training views: add frames first")
         if not self._seeds_placed and self.iteration == 0:
@@ -413,7 +423,8 @@ class Trainer:
             else:
                 pix = uniform_pixels(int(view.label_index.order.shape[0]), rays_per_view, self.generator)
             pixels, origins, dirs, depth_t = self._rays(view, pix)
-            out = self.model.render(origins, dirs, depth_t=depth_t, train=True,
+            out = self.model.render(origins, dirs, depth_t=depth_t, depth_everywhere=view.depth_complete,
+                                    train=True,
                                     eikonal_points=self._eikonal_points(lcfg.eikonal_points if v_i == 0 else 0),
                                     want_normals=False, generator=self.generator)
             if self.class_votes is not None and depth_t is not None and view.semantic is not None:
@@ -427,18 +438,24 @@ class Trainer:
         if lcfg.lambda_cross_view > 0 and sem_opacities:
             extra_o, extra_l = self._cross_view_rays()
             add("cross_view", lcfg.lambda_cross_view,
-                lambda: lc.cross_view_loss(sem_opacities[:1] + extra_o, sem_labels[:1] + extra_l))
+                lambda: lc.cross_view_loss(sem_opacities[:1] + extra_o, sem_labels[:1] + extra_l,
+                                           num_classes=len(self.classes)))
         total = sum(terms.values())
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         self.optimizer.step()
         self.iteration += 1
         self.schedule_iteration += 1.0
-        losses = {k: float(v.detach()) for k, v in terms.items()}
-        losses["total"] = float(total.detach())
-        losses["beta"] = float(self.model.density.beta.detach())
-        self.last_losses = losses
+        losses = {k: v.detach() for k, v in terms.items()}
+        losses["total"] = total.detach()
+        losses["beta"] = self.model.density.beta.detach().clone()
+        self._last_losses = losses
         return losses
+
+    @property
+    def last_losses(self) -> dict[str, float]:
+        """The last step's loss terms as floats (waits for the device)."""
+        return as_floats(self._last_losses)
 
     def _past(self, fraction: float) -> bool:
         """Whether training has reached ``fraction`` of ``trainer.iterations`` (a late
@@ -465,24 +482,25 @@ class Trainer:
             labels = view.semantic[pixels]
             scale = lcfg.semantic_clustering_scale
             conf = view.confidence[pixels] if view.confidence is not None else None
-            add("sem", lcfg.lambda_sem, lambda: lc.semantic_loss(opacity, opacity_s, labels, conf,
-                                                                 definition=lcfg.definition))
             keep = labels > 0
+            groups = lc.RayGroups.dense(labels, opacity.shape[1], keep)   # class k = channel k
+            add("sem", lcfg.lambda_sem, lambda: lc.semantic_loss(opacity, opacity_s, groups, conf,
+                                                                 definition=lcfg.definition))
         else:
             labels = instance
             keep = valid
+            # the view's label groups, computed once (LabelIndex); invalid pixels take no part
+            groups = lc.RayGroups(view.label_index.group[pixels], view.label_index.labels, keep.float())
             fg, bg = valid & (instance > 0), valid & (instance == 0)
             add("fg_bg", 1.0, lambda: lc.fg_bg_loss(opacity, fg, bg, lcfg.lambda_bg, lcfg.lambda_fg))
-        if bool(keep.any()):
-            add("diff", lcfg.lambda_diff * scale, lambda: lc.diff_loss(opacity_s[keep], labels[keep]))
-            add("reg", _reg_weight(cfg) * scale, lambda: lc.reg_loss(opacity_s[keep], labels[keep],
-                                                                     definition=lcfg.definition))
-            if self._past(lcfg.onehot_start_fraction):
-                add("onehot", lcfg.lambda_onehot,
-                    lambda: lc.onehot_loss(opacity, opacity_s, keep & (labels > 0),
-                                           target=lcfg.onehot_target, labels=labels))
+        add("diff", lcfg.lambda_diff * scale, lambda: lc.diff_loss(opacity_s, groups))
+        add("reg", _reg_weight(cfg) * scale, lambda: lc.reg_loss(opacity_s, groups, definition=lcfg.definition))
+        if self._past(lcfg.onehot_start_fraction):
+            add("onehot", lcfg.lambda_onehot,
+                lambda: lc.onehot_loss(opacity, opacity_s, keep & (labels > 0),
+                                       target=lcfg.onehot_target, labels=labels))
         add("opacity_label", lcfg.lambda_opacity_label,
-            lambda: lc.opacity_label_loss(opacity[valid], instance[valid]))
+            lambda: lc.opacity_label_loss(opacity, instance, valid))
         if lcfg.lambda_violation > 0 and self._past(lcfg.violation_start_fraction):
             pts = self._eikonal_points(256)
             if pts is not None:
@@ -498,9 +516,11 @@ class Trainer:
             view = self.views[int(self.rng.integers(len(self.views)))]
             if view.semantic is None:
                 continue
-            pix = torch.randint(0, view.semantic.shape[0], (sc.cross_view_rays,), generator=self.generator)
+            pix = torch.randint(0, view.semantic.shape[0], (sc.cross_view_rays,), generator=self.generator,
+                                device=self.device)
             pixels, origins, dirs, depth_t = self._rays(view, pix)
-            out = self.model.render(origins, dirs, depth_t=depth_t, train=True, generator=self.generator)
+            out = self.model.render(origins, dirs, depth_t=depth_t, depth_everywhere=view.depth_complete,
+                                    train=True, generator=self.generator)
             opacities.append(lc.softmax_opacity(out["opacity"], self.config.loss.softmax_temperature))
             labels.append(view.semantic[pixels])
         return opacities, labels
@@ -508,14 +528,12 @@ class Trainer:
     def _update_channel_classes(self, opacity_s: torch.Tensor, semantic: torch.Tensor, foreground: torch.Tensor) -> None:
         """Accumulate (channel, machine class) co-occurrence over foreground rays to name
         each channel's class."""
-        keep = foreground & (semantic > 0) & (semantic < self.channel_class_counts.shape[1])
-        if not bool(keep.any()):
-            return
-        channel = opacity_s[keep].argmax(-1).cpu()
-        cls = semantic[keep].cpu()
-        counts = torch.zeros_like(self.channel_class_counts)
-        counts.index_put_((channel, cls), torch.ones(channel.shape[0], dtype=counts.dtype), accumulate=True)
-        self.channel_class_counts.mul_(0.998).add_(counts)
+        counts = self.channel_class_counts
+        keep = foreground & (semantic > 0) & (semantic < counts.shape[1])
+        channel = opacity_s.argmax(-1)
+        cls = torch.where(keep, semantic, 0)      # masks as weights: no host round trip
+        self.channel_class_counts = counts.mul_(0.998).index_put_((channel, cls), keep.to(counts.dtype),
+                                                                  accumulate=True)
 
     def channel_classes(self) -> tuple[np.ndarray, np.ndarray]:
         """(class id per channel, confidence per channel) from the accumulated co-occurrences.
@@ -526,7 +544,7 @@ class Trainer:
         c = self.config.model.num_channels
         if self.config.trainer.mode == "semantic":
             return np.arange(c), np.ones(c)
-        counts = self.channel_class_counts.numpy().copy()
+        counts = self.channel_class_counts.cpu().numpy().copy()
         counts[:, 0] = 0
         total = counts.sum(1)
         classes = counts.argmax(1)
@@ -548,9 +566,10 @@ class Trainer:
         losses: dict[str, float] = {}
         try:
             while self.iteration < total:
-                losses = self.step()
+                self.step()
                 bar.update(1)
-                if self.iteration % self.config.trainer.log_every == 0:
+                if self.iteration % self.config.trainer.log_every == 0 or self.iteration == total:
+                    losses = self.last_losses        # the one host round trip of the interval
                     bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items() if k in ("total", "rgb", "diff", "eikonal")})
                     log.info("it %d %s", self.iteration, " ".join(f"{k}={v:.4g}" for k, v in losses.items()))
                 if callback is not None:
@@ -614,7 +633,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "rng": self.rng.bit_generator.state,
             "generator": self.generator.get_state(),
-            "channel_class_counts": self.channel_class_counts,
+            "channel_class_counts": self.channel_class_counts.cpu(),
             "class_votes": None if self.class_votes is None else self.class_votes.state_dict(),
             "online": self.online,
             "seeds": [self._seeds_placed, self._seeds_count],
@@ -638,8 +657,14 @@ class Trainer:
         heights = state.get("surface_heights")
         self._saved_heights = None if heights is None else (float(heights[0]), float(heights[1]))
         self.rng.bit_generator.state = state["rng"]
-        self.generator.set_state(state["generator"])
-        self.channel_class_counts = state["channel_class_counts"].clone()
+        try:
+            self.generator.set_state(state["generator"])
+        except RuntimeError:
+            # a checkpoint of another device type: its generator state does not fit this one
+            log.warning("checkpoint random state is for another device; reseeding the %s generator",
+                        self.device.type)
+            self.generator.manual_seed(self.config.trainer.seed + self.iteration)
+        self.channel_class_counts = state["channel_class_counts"].to(self.device, torch.float64, copy=True)
         if self.class_votes is not None and state.get("class_votes") is not None:
             self.class_votes = ClassVotes.from_state_dict(state["class_votes"])
         self.online = bool(state.get("online", False))

@@ -12,12 +12,80 @@ public code where they differ (see docs/METHOD.md, Losses): L_reg and L_sem.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
-__all__ = ["softmax_opacity", "group_means", "diff_loss", "onehot_loss", "reg_loss", "fg_bg_loss",
-           "semantic_loss", "cross_view_loss", "opacity_label_loss", "violation_loss",
+from clusteringsdf_core.losses.weighted import masked_mean
+
+__all__ = ["RayGroups", "softmax_opacity", "group_means", "diff_loss", "onehot_loss", "reg_loss",
+           "fg_bg_loss", "semantic_loss", "cross_view_loss", "opacity_label_loss", "violation_loss",
            "pairwise_contrastive_loss"]
+
+
+@dataclass(frozen=True)
+class RayGroups:
+    """The rays of one view grouped by label, in shapes that do not depend on the data.
+
+    ``index`` (R,) is each ray's group in [0, n), ``label`` (n,) each group's label and
+    ``weight`` (R,) 1 for the rays that take part, 0 for the others (masks as weights:
+    no boolean indexing, so a training step needs no host synchronisation). A group
+    without a taking-part ray has count 0 and is left out of every loss.
+
+    :meth:`of` groups arbitrary label values with ``torch.unique`` (a host round trip on
+    a GPU); the trainer instead takes the groups a view's :class:`~clusteringsdf_core.sampling.LabelIndex`
+    computed once, or :meth:`dense` for ids that are already in [0, n) (classes).
+    """
+
+    index: Tensor
+    label: Tensor
+    weight: Tensor
+
+    @property
+    def n(self) -> int:
+        return int(self.label.shape[0])
+
+    @classmethod
+    def of(cls, labels: Tensor, mask: Tensor | None = None) -> "RayGroups":
+        uniq, inverse = torch.unique(labels, return_inverse=True)
+        return cls(inverse, uniq, _weight(mask, labels))
+
+    @classmethod
+    def dense(cls, ids: Tensor, n: int, mask: Tensor | None = None) -> "RayGroups":
+        """Group ``ids`` in [0, n) by value: group k has label k."""
+        return cls(ids.long(), torch.arange(n, device=ids.device), _weight(mask, ids))
+
+    def where(self, mask: Tensor) -> "RayGroups":
+        """The same groups with only the rays of ``mask`` (R,) taking part."""
+        return RayGroups(self.index, self.label, self.weight * mask.to(self.weight.dtype))
+
+    def without_label(self, label: int) -> "RayGroups":
+        """The rays of the group(s) labelled ``label`` no longer take part."""
+        return self.where(self.label[self.index] != label)
+
+    def sums(self, values: Tensor) -> tuple[Tensor, Tensor]:
+        """Weighted sums (n, D) of ``values`` (R, D) per group, and counts (n,)."""
+        w = self.weight.to(values.dtype)
+        sums = torch.zeros(self.n, values.shape[1], dtype=values.dtype, device=values.device)
+        sums = sums.index_add(0, self.index, values * w[:, None])
+        counts = torch.zeros(self.n, dtype=values.dtype, device=values.device).index_add(0, self.index, w)
+        return sums, counts
+
+    def means(self, values: Tensor) -> tuple[Tensor, Tensor]:
+        """Cluster centres (n, D) (0 for groups without rays) and counts (n,)."""
+        sums, counts = self.sums(values)
+        return sums / counts.clamp(min=1e-12)[:, None], counts
+
+
+def _weight(mask: Tensor | None, like: Tensor) -> Tensor:
+    if mask is None:
+        return torch.ones(like.shape[0], device=like.device)
+    return mask.float()
+
+
+def _groups(labels: Tensor | RayGroups) -> RayGroups:
+    return labels if isinstance(labels, RayGroups) else RayGroups.of(labels)
 
 
 def softmax_opacity(opacity: Tensor, temperature: float = 1.0) -> Tensor:
@@ -31,27 +99,25 @@ def group_means(values: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor,
     Returns (unique labels (N,), centres (N, D), counts (N,), inverse (R,) group index).
     O(R * D): no pairwise ray terms.
     """
-    uniq, inverse = torch.unique(labels, return_inverse=True)
-    counts = torch.bincount(inverse, minlength=uniq.shape[0]).to(values.dtype)
-    sums = torch.zeros(uniq.shape[0], values.shape[1], dtype=values.dtype, device=values.device)
-    sums = sums.index_add(0, inverse, values)
-    return uniq, sums / counts[:, None], counts, inverse
+    groups = RayGroups.of(labels)
+    centres, counts = groups.means(values)
+    return groups.label, centres, counts, groups.index
 
 
-def diff_loss(opacity_s: Tensor, labels: Tensor) -> Tensor:
+def diff_loss(opacity_s: Tensor, labels: Tensor | RayGroups) -> Tensor:
     """L_diff (Eq. 4) = -1/(N(N-1)) sum_{i<j} ||mu(O^s_{m_i}) - mu(O^s_{m_j})||_2.
 
     Minimal (-sqrt(2)/2) when every cluster centre sits on its own simplex vertex
-    (pairwise distance sqrt(2), appendix A.2). Zero for a single label.
+    (pairwise distance sqrt(2), appendix A.2). Zero for a single label. N counts the
+    labels that have rays.
     """
-    _, centres, _, _ = group_means(opacity_s, labels)
-    n = centres.shape[0]
-    if n < 2:
-        return opacity_s.sum() * 0.0
+    centres, counts = _groups(labels).means(opacity_s)
+    present = (counts > 0).to(opacity_s.dtype)
+    n = present.sum()
     diffs = centres[:, None, :] - centres[None, :, :]
     dist = torch.sqrt((diffs ** 2).sum(-1) + 1e-12)
-    upper = torch.triu(torch.ones(n, n, dtype=torch.bool, device=dist.device), diagonal=1)
-    return -dist[upper].sum() / (n * (n - 1))
+    pairs = torch.triu(present[:, None] * present[None, :], diagonal=1)
+    return -(dist * pairs).sum() / (n * (n - 1)).clamp(min=1.0)
 
 
 ONEHOT_TARGETS = ("any", "settled", "object", "distinct")
@@ -88,27 +154,26 @@ def onehot_loss(opacity: Tensor, opacity_s: Tensor, foreground: Tensor, *, targe
     """
     if target not in ONEHOT_TARGETS:
         raise ValueError(f"unknown onehot target {target!r} ({', '.join(ONEHOT_TARGETS)})")
+    c = opacity_s.shape[1]
+    index = opacity_s.argmax(-1)
+    weight = foreground.to(opacity.dtype)
     if target == "settled":
-        foreground = foreground & (opacity_s.argmax(-1) != 0)
-    if not bool(foreground.any()):
-        return opacity.sum() * 0.0
-    o = opacity[foreground]
-    scores = opacity_s[foreground]
-    c = scores.shape[1]
-    index = scores.argmax(-1)
-    if target == "object" and c > 1:
-        index = scores[:, 1:].argmax(-1) + 1
+        weight = weight * (index != 0).to(opacity.dtype)
+    elif target == "object" and c > 1:
+        index = opacity_s[:, 1:].argmax(-1) + 1
     elif target == "distinct" and c > 1:
+        # a per-label choice of channels on the host (the one target that needs a host round trip)
         if labels is None:
             raise ValueError("onehot target 'distinct' needs the rays' labels")
         index = index.clone()
-        in_background = index == 0
+        fg = foreground.bool()
+        in_background = fg & (index == 0)
         if bool(in_background.any()):
-            _, centres, _, inverse = group_means(scores.detach(), labels[foreground])
+            _, centres, _, inverse = group_means(opacity_s[fg].detach(), labels[fg])
             channel = _distinct_object_channels(centres)
-            index[in_background] = channel[inverse[in_background]]
-    one_hot = torch.zeros_like(o).scatter_(1, index[:, None], 1.0)
-    return torch.sqrt(((o - one_hot) ** 2).sum(-1) + 1e-12).mean()
+            index[in_background] = channel[inverse[in_background[fg]]]
+    one_hot = torch.zeros_like(opacity).scatter_(1, index[:, None], 1.0)
+    return masked_mean(torch.sqrt(((opacity - one_hot) ** 2).sum(-1) + 1e-12), weight)
 
 
 def _distinct_object_channels(centres: Tensor) -> Tensor:
@@ -129,7 +194,7 @@ def _distinct_object_channels(centres: Tensor) -> Tensor:
     return torch.as_tensor(channel, device=centres.device)
 
 
-def reg_loss(opacity_s: Tensor, labels: Tensor, *, definition: str = "paper") -> Tensor:
+def reg_loss(opacity_s: Tensor, labels: Tensor | RayGroups, *, definition: str = "paper") -> Tensor:
     """L_reg (Eq. 6): slows entropy reduction; minimal at the uniform distribution.
 
     - ``paper``: (1/N) sum over labels l != 0 of Var(O^s_{m_l}), the variance of all
@@ -137,92 +202,92 @@ def reg_loss(opacity_s: Tensor, labels: Tensor, *, definition: str = "paper") ->
     - ``public_code``: variance across the c channels of each labelled ray's softmax
       vector, averaged over labelled rays.
     """
-    labelled = labels != 0
-    if not bool(labelled.any()):
-        return opacity_s.sum() * 0.0
+    groups = _groups(labels).without_label(0)
     if definition == "public_code":
-        return opacity_s[labelled].var(dim=-1, unbiased=False).mean()
+        return masked_mean(opacity_s.var(dim=-1, unbiased=False), groups.weight)
     if definition != "paper":
         raise ValueError(f"unknown definition {definition!r}")
-    uniq, inverse = torch.unique(labels[labelled], return_inverse=True)
-    values = opacity_s[labelled]
-    n = uniq.shape[0]
-    c = values.shape[1]
-    counts = torch.bincount(inverse, minlength=n).to(values.dtype) * c
-    mean = torch.zeros(n, dtype=values.dtype, device=values.device).index_add(0, inverse, values.sum(-1)) / counts
-    sq = torch.zeros(n, dtype=values.dtype, device=values.device).index_add(
-        0, inverse, ((values - mean[inverse, None]) ** 2).sum(-1))
-    return (sq / counts).mean()
+    c = opacity_s.shape[1]
+    # per cluster: mean and variance of its rays x channels values
+    sums, counts = groups.sums(opacity_s.sum(-1, keepdim=True))
+    mean = sums[:, 0] / (counts * c).clamp(min=1e-12)
+    sq, _ = groups.sums(((opacity_s - mean[groups.index, None]) ** 2).sum(-1, keepdim=True))
+    present = (counts > 0).to(opacity_s.dtype)
+    var = sq[:, 0] / (counts * c).clamp(min=1e-12)
+    return (var * present).sum() / present.sum().clamp(min=1.0)
 
 
 def fg_bg_loss(opacity: Tensor, foreground: Tensor, background: Tensor, lambda_bg: float,
                lambda_fg: float) -> Tensor:
     """L_fg-bg (Eq. 7) = l4 mean_bg |O_p0 - 1| + l5 mean_fg |O_p0| on channel 0 (background)."""
-    loss = opacity.sum() * 0.0
-    if bool(background.any()):
-        loss = loss + lambda_bg * (opacity[background, 0] - 1.0).abs().mean()
-    if bool(foreground.any()):
-        loss = loss + lambda_fg * opacity[foreground, 0].abs().mean()
-    return loss
+    o0 = opacity[:, 0]
+    return lambda_bg * masked_mean((o0 - 1.0).abs(), background) + lambda_fg * masked_mean(o0.abs(), foreground)
 
 
-def semantic_loss(opacity: Tensor, opacity_s: Tensor, class_labels: Tensor,
+def semantic_loss(opacity: Tensor, opacity_s: Tensor, class_labels: Tensor | RayGroups,
                   confidence: Tensor | None = None, *, definition: str = "paper") -> Tensor:
     """L_sem (Eq. 8) = 1/N sum_{l != 0} mu(C_{m_l}) ||mu(O^s_{m_l}) - onehot(y_l)||_2.
 
-    Semantic mode: channel index = class id; rays grouped by their class label y.
-    ``public_code`` uses the raw opacities instead of the softmax.
+    Semantic mode: channel index = class id; rays grouped by their class label y
+    (a tensor of class ids, or ``RayGroups.dense(ids, c)``). ``public_code`` uses the
+    raw opacities instead of the softmax.
     """
-    keep = class_labels != 0
-    if not bool(keep.any()):
-        return opacity.sum() * 0.0
-    values = (opacity if definition == "public_code" else opacity_s)[keep]
-    uniq, centres, _, inverse = group_means(values, class_labels[keep])
-    if int(uniq.max()) >= values.shape[1]:
-        raise ValueError(f"class id {int(uniq.max())} has no channel (only {values.shape[1]})")
-    target = torch.zeros_like(centres).scatter_(1, uniq[:, None].long(), 1.0)
+    values = opacity if definition == "public_code" else opacity_s
+    c = values.shape[1]
+    if not isinstance(class_labels, RayGroups):
+        if class_labels.numel() and int(class_labels.max()) >= c:
+            raise ValueError(f"class id {int(class_labels.max())} has no channel (only {c})")
+        class_labels = RayGroups.dense(class_labels, c)
+    groups = class_labels.without_label(0)
+    centres, counts = groups.means(values)
+    target = torch.nn.functional.one_hot(groups.label.clamp(0, c - 1), c).to(values.dtype)
     dist = torch.sqrt(((centres - target) ** 2).sum(-1) + 1e-12)
     if confidence is not None:
-        conf = group_means(confidence[keep][:, None], class_labels[keep])[1][:, 0]
-        dist = dist * conf
-    return dist.mean()
+        dist = dist * groups.means(confidence[:, None].to(values.dtype))[0][:, 0]
+    present = (counts > 0).to(values.dtype)
+    return (dist * present).sum() / present.sum().clamp(min=1.0)
 
 
-def cross_view_loss(opacity_s_views: list[Tensor], class_labels_views: list[Tensor]) -> Tensor:
+def cross_view_loss(opacity_s_views: list[Tensor], class_labels_views: list[Tensor], *,
+                    num_classes: int | None = None) -> Tensor:
     """L_cross_view (paper 3.5) = exp(-sum_v sum_{l1 in view 0, l2 in view v, l1 != l2}
     ||mu(O^s_{m_l1}) - mu(O^s_{m_l2})||_2).
 
     View 0 is the current view, the others are the extra views; groups are by
     semantic class, which is consistent across views, so clusters of different
-    classes seen in different views are pushed apart.
+    classes seen in different views are pushed apart. With ``num_classes`` the class
+    ids are taken as they are (fixed shapes, no host round trip).
     """
-    first_labels, first = class_labels_views[0], opacity_s_views[0]
-    keep0 = first_labels != 0
-    if not bool(keep0.any()) or len(opacity_s_views) < 2:
+    first = opacity_s_views[0]
+    if len(opacity_s_views) < 2:
         return first.sum() * 0.0
-    cls0, mu0, _, _ = group_means(first[keep0], first_labels[keep0])
+
+    def clusters(values: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        groups = (RayGroups.dense(labels, num_classes) if num_classes else RayGroups.of(labels)).without_label(0)
+        centres, counts = groups.means(values)
+        return groups.label, centres, (counts > 0).to(values.dtype)
+
+    cls0, mu0, present0 = clusters(first, class_labels_views[0])
     total = first.sum() * 0.0
     for values, labels in zip(opacity_s_views[1:], class_labels_views[1:]):
-        keep = labels != 0
-        if not bool(keep.any()):
-            continue
-        cls_v, mu_v, _, _ = group_means(values[keep], labels[keep])
-        different = cls0[:, None] != cls_v[None, :]
-        if bool(different.any()):
-            dist = torch.sqrt(((mu0[:, None, :] - mu_v[None, :, :]) ** 2).sum(-1) + 1e-12)
-            total = total + dist[different].sum()
+        cls_v, mu_v, present_v = clusters(values, labels)
+        pairs = (cls0[:, None] != cls_v[None, :]).to(first.dtype) * present0[:, None] * present_v[None, :]
+        dist = torch.sqrt(((mu0[:, None, :] - mu_v[None, :, :]) ** 2).sum(-1) + 1e-12)
+        total = total + (dist * pairs).sum()
     return torch.exp(-total)
 
 
-def opacity_label_loss(opacity: Tensor, labels: Tensor) -> Tensor:
-    """ObjectSDF++'s L_O (paper Eq. 2): mean over rays of (1/M) sum_i |O_i - onehot(label)_i|,
-    taking label value k as channel k (labels >= c are ignored). Only meaningful when ids
-    are consistent across views (GT labels); used for the Table 2 baselines."""
-    keep = labels < opacity.shape[1]
-    if not bool(keep.any()):
-        return opacity.sum() * 0.0
-    target = torch.zeros_like(opacity[keep]).scatter_(1, labels[keep, None].long(), 1.0)
-    return (opacity[keep] - target).abs().mean()
+def opacity_label_loss(opacity: Tensor, labels: Tensor, weight: Tensor | None = None) -> Tensor:
+    """ObjectSDF++'s L_O (paper Eq. 2): mean over rays (those of ``weight``, default all) of
+    (1/M) sum_i |O_i - onehot(label)_i|, taking label value k as channel k (labels >= c
+    are ignored). Only meaningful when ids are consistent across views (GT labels); used
+    for the Table 2 baselines."""
+    c = opacity.shape[1]
+    keep = (labels >= 0) & (labels < c)
+    if weight is not None:
+        keep = keep & weight.bool()
+    target = torch.nn.functional.one_hot(labels.clamp(0, c - 1).long(), c).to(opacity.dtype)
+    return masked_mean((opacity - target).abs().mean(-1), keep)
 
 
 def violation_loss(sdf: Tensor) -> Tensor:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from clusteringsdf_core.losses.weighted import masked_mean
+
 __all__ = ["rgb_loss", "depth_loss", "eikonal_loss", "depth_sdf_loss"]
 
 
@@ -15,10 +17,7 @@ def rgb_loss(rgb_pred: Tensor, rgb_true: Tensor) -> Tensor:
 
 def depth_loss(depth_pred: Tensor, depth_true: Tensor) -> Tensor:
     """L_depth = mean over rays with valid depth (> 0) of |D(r) - D_gt(r)| (same units)."""
-    valid = depth_true > 0
-    if not bool(valid.any()):
-        return depth_pred.sum() * 0.0
-    return (depth_pred[valid] - depth_true[valid]).abs().mean()
+    return masked_mean((depth_pred - depth_true).abs(), depth_true > 0)
 
 
 def eikonal_loss(grad: Tensor) -> Tensor:
@@ -35,16 +34,8 @@ def depth_sdf_loss(scene_sdf: Tensor, t: Tensor, depth_t: Tensor, truncation: fl
     (ReLU(-sdf)). Behind the band nothing is known. ``scene_sdf`` and ``t`` are (R, S),
     ``depth_t`` (R,) with 0 = no measurement.
     """
-    valid = depth_t > 0
-    if not bool(valid.any()):
-        return scene_sdf.sum() * 0.0
-    sdf, ts, d = scene_sdf[valid], t[valid], depth_t[valid, None]
-    gap = d - ts
-    band = gap.abs() <= truncation
-    free = gap > truncation
-    loss = scene_sdf.sum() * 0.0
-    if bool(band.any()):
-        loss = loss + (sdf[band] - gap[band]).abs().mean()
-    if bool(free.any()):
-        loss = loss + torch.relu(-sdf[free]).mean()
-    return loss
+    gap = depth_t[:, None] - t
+    valid = (depth_t > 0)[:, None]
+    band = valid & (gap.abs() <= truncation)
+    free = valid & (gap > truncation)
+    return masked_mean((scene_sdf - gap).abs(), band) + masked_mean(torch.relu(-scene_sdf), free)

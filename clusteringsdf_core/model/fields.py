@@ -112,6 +112,15 @@ def _mlp(in_dim: int, hidden: list[int], out_dim: int, act: nn.Module, weight_no
     return nn.Sequential(*layers)
 
 
+def _distances(x: Tensor, centres: Tensor) -> Tensor:
+    """(N, c) Euclidean distances of points (N, 3) to centres (c, 3), from
+    ``|x|^2 - 2 x.c + |c|^2`` (what ``torch.cdist`` computes for many points), written out
+    because ``cdist`` has no forward-mode derivative (the per-channel SDF gradients are
+    taken in forward mode, see ``ClusteringSDFModel.sdf_gradient``)."""
+    sq = (x * x).sum(-1, keepdim=True) - 2.0 * x @ centres.T + (centres * centres).sum(-1)
+    return torch.sqrt(sq.clamp(min=1e-12))
+
+
 class ObjectSDFNetwork(nn.Module):
     """x (N, 3) normalised -> SDF of every channel (N, c) and a feature (N, F)."""
 
@@ -152,7 +161,7 @@ class ObjectSDFNetwork(nn.Module):
         an older volume exactly its old value (box_v >= room_{v-1} >= 0 there), so what was
         learned stays where it was; free space in the new part, zero on the old walls
         (the surface the old map had there, which the new frames' rays then clear)."""
-        spheres = torch.cdist(x, self.sphere_centres) - self.object_radius          # (N, c)
+        spheres = _distances(x, self.sphere_centres) - self.object_radius          # (N, c)
         room = None
         for centre, half in zip(self.room_centres, self.room_halves):
             box = (half - (x - centre).abs()).min(dim=-1).values                    # (N,)
@@ -180,7 +189,7 @@ class ObjectSDFNetwork(nn.Module):
                 scene = scene + self.prior(x)[:, 0]
             offsets = out[:, 1: self.num_sdf_outputs] + self.channel_gap
             if self.geometric_init and self.offset_slope > 0:
-                ramp = torch.cdist(x, self.sphere_centres) * self.offset_slope
+                ramp = _distances(x, self.sphere_centres) * self.offset_slope
                 offsets = offsets + torch.cat([torch.zeros_like(ramp[:, :1]), ramp[:, 1:]], dim=1)
             offsets = offsets - offsets.min(dim=-1, keepdim=True).values
             return scene[:, None] + offsets, feature, (scene, offsets)

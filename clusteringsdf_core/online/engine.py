@@ -204,9 +204,8 @@ class MappingEngine:
         if trainer is None or not trainer.views:
             return losses
         for _ in range(int(steps)):
-            losses = trainer.step()
-            self._record_step(trainer, losses)
-        return losses
+            self._record_step(trainer, trainer.step())
+        return trainer.last_losses if steps else losses
 
     def extract(self, *, live: bool = True, confirm_new: bool = False) -> ObjectsResult:
         """Without threads: extract the objects of the current model and track them, as a
@@ -242,6 +241,9 @@ class MappingEngine:
             return self._latest
 
     def stats(self) -> dict[str, Any]:
+        """Iteration, views, iterations per second, state, bounds, and the loss terms as of
+        the last multiple of ``trainer.log_every`` iterations (reading them every step
+        would make the host wait for the device every step)."""
         with self._state_lock:
             return dict(self._stats, losses=dict(self._stats["losses"]))
 
@@ -444,14 +446,18 @@ class MappingEngine:
             self._stats["bounds_m"] = bounds.tolist()
         self.log("info", f"map grown to {np.round(bounds, 2).tolist()} m for the frame at {frame.stamp_s:.3f} s")
 
-    def _record_step(self, trainer, losses: dict[str, float]) -> None:
+    def _record_step(self, trainer, losses: dict) -> None:
         now = time.monotonic()
         self._rate_window.append((now, trainer.iteration))
         t0, i0 = self._rate_window[0]
         rate = (trainer.iteration - i0) / (now - t0) if now > t0 else 0.0
+        update = dict(iteration=trainer.iteration, views=len(trainer.views), it_per_s=rate, state="training")
+        if trainer.iteration % trainer.config.trainer.log_every == 0 or not self._stats["losses"]:
+            from clusteringsdf_core.trainer import as_floats
+
+            update["losses"] = as_floats(losses)      # a host round trip, every log_every steps
         with self._state_lock:
-            self._stats.update(iteration=trainer.iteration, losses=dict(losses),
-                               views=len(trainer.views), it_per_s=rate, state="training")
+            self._stats.update(update)
 
     def _maybe_extract(self, trainer) -> None:
         with self._extract_cv:
