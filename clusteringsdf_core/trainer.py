@@ -659,7 +659,7 @@ class Trainer:
         self.rng.bit_generator.state = state["rng"]
         try:
             self.generator.set_state(state["generator"])
-        except RuntimeError:
+        except (RuntimeError, TypeError, ValueError):
             # a checkpoint of another device type: its generator state does not fit this one
             log.warning("checkpoint random state is for another device; reseeding the %s generator",
                         self.device.type)

@@ -54,3 +54,20 @@ def pytest_collection_modifyitems(config, items):
     skip = pytest.mark.skip(reason=missing)
     for item in needs_ros:
         item.add_marker(skip)
+
+
+def _torch_devices():
+    """``cpu``, and ``cuda`` (skipped with the reason where there is no CUDA device)."""
+    try:
+        import torch
+        cuda = torch.cuda.is_available()
+    except ImportError:
+        cuda = False
+    return ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+        not cuda, reason="no CUDA device on this machine (scripts/gpu_check.sh runs these on one)"))]
+
+
+@pytest.fixture(params=_torch_devices())
+def torch_device(request) -> str:
+    """A test that takes ``torch_device`` runs once per torch device (cpu, cuda)."""
+    return request.param

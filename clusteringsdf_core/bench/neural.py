@@ -115,6 +115,7 @@ def train_and_predict(name: str, dataset, options: Mapping[str, Any]) -> ScenePr
     data = _gt_labelled(dataset) if labels == "gt" else dataset
     started = time.perf_counter()
     trainer = Trainer.from_dataset(data, config)
+    reset_peak_memory(trainer.device)
     progress = options.get("progress")
     total = config.trainer.iterations
     eval_at = sorted({int(i) for i in options.get("eval_at") or () if 0 < int(i) < total})
@@ -131,13 +132,31 @@ def train_and_predict(name: str, dataset, options: Mapping[str, Any]) -> ScenePr
     prediction = model_prediction(trainer.snapshot(), dataset.classes, method=name, device=trainer.device)
     prediction.meta.update({"train_s": train_s, "iterations": trainer.iteration,
                             "iterations_per_s": trainer.iteration / max(train_s, 1e-9),
-                            "device": str(trainer.device), "losses": trainer.last_losses})
+                            "device": str(trainer.device), "losses": trainer.last_losses,
+                            "peak_gpu_mib": peak_memory_mib(trainer.device)})
     if kept:
         eval_started = time.perf_counter()
         prediction.meta["curve"] = [_curve_point(dataset, snapshot, seconds, trainer.device)
                                     for seconds, snapshot in kept]
         prediction.meta["self_eval_s"] = time.perf_counter() - eval_started
     return prediction
+
+
+def reset_peak_memory(device) -> None:
+    """Start counting the peak memory of a CUDA ``device`` (nothing elsewhere)."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_mib(device) -> float | None:
+    """Peak tensor memory on a CUDA ``device`` since :func:`reset_peak_memory`, MiB (None elsewhere)."""
+    import torch
+
+    if torch.device(device).type != "cuda":
+        return None
+    return torch.cuda.max_memory_allocated(device) / 2 ** 20
 
 
 def _curve_point(dataset, snapshot, train_s: float, device) -> dict:

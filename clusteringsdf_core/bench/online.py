@@ -36,7 +36,7 @@ import time
 from typing import Any, Mapping
 
 from clusteringsdf_core.bench.methods import Method, register_method
-from clusteringsdf_core.bench.neural import _curve_point, variant_config
+from clusteringsdf_core.bench.neural import _curve_point, peak_memory_mib, reset_peak_memory, variant_config
 from clusteringsdf_core.bench.prediction import ScenePrediction
 
 __all__ = ["stream_and_predict", "STREAM_DEFAULTS"]
@@ -103,6 +103,7 @@ def stream_and_predict(dataset, options: Mapping[str, Any], name: str = "cluster
     prediction (module docstring). ``options`` as for the offline method."""
     from clusteringsdf_core.evaluation import model_prediction
     from clusteringsdf_core.online import MappingEngine
+    from clusteringsdf_core.trainer import resolve_device
 
     overrides = dict(options.get("config") or {})
     stream = _stream_options(overrides)
@@ -119,6 +120,7 @@ def stream_and_predict(dataset, options: Mapping[str, Any], name: str = "cluster
     engine = MappingEngine(config, classes=dataset.classes,
                            bounds_m=dataset.bounds if stream["known_bounds"] else None,
                            queue_size=len(frames) + 1, grow_map=bool(stream["grow_map"]))
+    reset_peak_memory(resolve_device(config.trainer.device))
     started = time.perf_counter()
     watch = _Watch(engine, eval_at, stream["extract_every"], started)
     stream_iterations = None
@@ -149,6 +151,7 @@ def stream_and_predict(dataset, options: Mapping[str, Any], name: str = "cluster
         "train_s": train_s, "iterations": trainer.iteration,
         "iterations_per_s": trainer.iteration / max(train_s, 1e-9), "device": str(trainer.device),
         "losses": trainer.last_losses, "frames": len(frames), "views": len(trainer.views),
+        "peak_gpu_mib": peak_memory_mib(trainer.device),
         "iterations_per_frame": per_frame if not stream["frames_per_second"] else None,
         "frames_per_second": stream["frames_per_second"],
         "stream_iterations": stream_iterations,

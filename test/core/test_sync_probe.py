@@ -60,8 +60,9 @@ def test_the_probe_sees_host_round_trips_and_off_device_draws():
 
 
 @pytest.mark.parametrize("name", ["cpu", "gpu", "paper"])
-def test_a_training_step_has_no_host_round_trip_on_any_preset(dataset, name):
-    config = _config(name, **({"model.num_channels": 12, "model.sdf_hidden": [32, 32]} if name == "paper" else {}))
+def test_a_training_step_has_no_host_round_trip_on_any_preset(dataset, name, torch_device):
+    config = _config(name, **({"model.num_channels": 12, "model.sdf_hidden": [32, 32]} if name == "paper" else {}),
+                     **{"trainer.device": torch_device})
     trainer = Trainer.from_dataset(dataset, config)
     probe = _probed_step(trainer)
     assert probe.total_syncs <= MAX_SYNCS_PER_STEP, probe.report()
