@@ -532,7 +532,8 @@ class Trainer:
         keep = foreground & (semantic > 0) & (semantic < counts.shape[1])
         channel = opacity_s.argmax(-1)
         cls = torch.where(keep, semantic, 0)      # masks as weights: no host round trip
-        self.channel_class_counts = counts.mul_(0.998).index_put_((channel, cls), keep.to(counts.dtype),
+        decay = torch.where(keep.any(), 0.998, 1.0).to(counts.dtype)     # views with foreground rays only
+        self.channel_class_counts = counts.mul_(decay).index_put_((channel, cls), keep.to(counts.dtype),
                                                                   accumulate=True)
 
     def channel_classes(self) -> tuple[np.ndarray, np.ndarray]:

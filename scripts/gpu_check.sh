@@ -98,7 +98,7 @@ for protocol in doc["protocols"].values():
                 mem = meta.get("peak_gpu_mib")
                 print(f"{name} on {run}: {meta.get('iterations')} it at {meta.get('iterations_per_s', 0):.1f} it/s, "
                       f"training {meta.get('train_s', 0):.0f} s; PQ^scene {entry.get('pq_scene', 0):.1f}, "
-                      f"objects {entry.get('num_pred_instances', entry.get('objects'))}; "
+                      f"objects {entry.get('num_pred_instances')} of {entry.get('num_gt_instances')}; "
                       f"to PQ^scene 65: {first(65)}, to 75: {first(75)}; "
                       f"peak GPU memory {'n/a' if mem is None else f'{mem:.0f} MiB'}"
                       + (f"; first object after {meta['first_object_s']:.1f} s" if meta.get("first_object_s") else ""))
