@@ -81,8 +81,11 @@ bench_rc=${PIPESTATUS[0]}
 
 say "summary"
 $PY - "$OUT_DIR/bench/results.json" <<'EOF'
-import json, sys
-doc = json.load(open(sys.argv[1]))
+import json, pathlib, sys
+path = pathlib.Path(sys.argv[1])
+if not path.exists():
+    sys.exit(f"no {path}: the bench wrote no results (see its output above)")
+doc = json.loads(path.read_text())
 for protocol in doc["protocols"].values():
     for variant in protocol["variants"].values():
         for name, method in variant["methods"].items():
