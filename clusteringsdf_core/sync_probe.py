@@ -35,8 +35,7 @@ __all__ = ["HostSyncProbe"]
 _TO_HOST = {"item", "tolist", "numpy", "cpu", "__bool__", "__float__", "__int__", "__index__",
             "__repr__", "__format__", "equal", "allclose", "is_nonzero"}
 # Calls whose output shape depends on the values: the host waits to allocate it.
-_DATA_DEPENDENT = {"unique", "unique_consecutive", "nonzero", "argwhere", "masked_select", "bincount",
-                   "nonzero_static_fallback"}
+_DATA_DEPENDENT = {"unique", "unique_consecutive", "nonzero", "argwhere", "masked_select", "bincount"}
 # Random draws and the factory functions that take ``device``.
 _RANDOM_FACTORIES = {"rand", "randn", "randint", "randperm", "normal"}
 _FACTORIES = _RANDOM_FACTORIES | {"zeros", "ones", "full", "empty", "arange", "linspace", "eye", "tensor",
