@@ -230,13 +230,12 @@ class ClusteringSDFModel(nn.Module):
         normals = None
         grad = None
         uses_normal = self.config.model.color_uses_normal
-        fd_points = None
-        if need_grad and lc.eikonal_method == "finite_difference" and not (uses_normal or want_normals):
+        merged_fd = need_grad and lc.eikonal_method == "finite_difference" and not (uses_normal or want_normals)
+        if merged_fd:
             # The eikonal points' difference probes go through the same network call as the
             # ray samples: one grid lookup (and one backward, one zeroed grid gradient per
             # level) per step instead of three.
-            fd_points = self._eikonal_samples(flat, eikonal_points, generator)
-            fd = _fd_probes(fd_points, lc.finite_difference_step)
+            fd = _fd_probes(self._eikonal_samples(flat, eikonal_points, generator), lc.finite_difference_step)
             sdf, feature, parts = self.sdf_net.forward_parts(torch.cat([flat, fd]))
             n = flat.shape[0]
             grad = _fd_gradient(sdf[n:], lc.finite_difference_step)
@@ -285,17 +284,15 @@ class ClusteringSDFModel(nn.Module):
             out["rgb"] = (weights[..., None] * rgb_pts).sum(dim=1)
         if normals is not None:
             out["normal"] = (weights[..., None] * normals.reshape(R, S, 3)).sum(dim=1)
+        if need_grad and not merged_fd:
+            if grad is None:             # random samples and the box's points, in one call
+                grad = self.sdf_gradient(self._eikonal_samples(flat, eikonal_points, generator),
+                                         method=lc.eikonal_method, step=lc.finite_difference_step)
+            elif eikonal_points is not None and len(eikonal_points):   # every sample, then the box's
+                grad = torch.cat([grad, self.sdf_gradient(eikonal_points, method=lc.eikonal_method,
+                                                          step=lc.finite_difference_step)])
         if need_grad:
-            if fd_points is not None:
-                out["grad"] = grad
-            else:
-                grads = [grad if grad is not None else
-                         self.sdf_gradient(self._eikonal_samples(flat, None, generator), method=lc.eikonal_method,
-                                           step=lc.finite_difference_step)]
-                if eikonal_points is not None and len(eikonal_points):
-                    grads.append(self.sdf_gradient(eikonal_points, method=lc.eikonal_method,
-                                                   step=lc.finite_difference_step))
-                out["grad"] = torch.cat(grads, dim=0)
+            out["grad"] = grad
         return out
 
     def _eikonal_samples(self, flat: Tensor, eikonal_points: Tensor | None, generator) -> Tensor:

@@ -6,8 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from clusteringsdf_core.data import segmenter_sim
-from clusteringsdf_core.data.synthetic import SyntheticSceneConfig, generate_scene
 from clusteringsdf_core.losses import clustering as lc
 from clusteringsdf_core.presets import preset
 from clusteringsdf_core.sampling import LabelIndex
@@ -16,15 +14,6 @@ from clusteringsdf_core.trainer import Trainer
 
 #: the issue's budget; the step has none today on depth-complete views
 MAX_SYNCS_PER_STEP = 4
-
-
-@pytest.fixture(scope="module")
-def dataset():
-    scene = generate_scene(SyntheticSceneConfig(seed=1, furniture="procedural", width=48, height=36,
-                                                num_train=4, num_test=1, num_objects=3, num_small_objects=0))
-    ds = scene.dataset
-    ds.train = segmenter_sim.simulate_dataset(ds.train, segmenter_sim.preset("0%"), seed=0)
-    return ds
 
 
 def _config(name: str, **overrides):
@@ -60,10 +49,10 @@ def test_the_probe_sees_host_round_trips_and_off_device_draws():
 
 
 @pytest.mark.parametrize("name", ["cpu", "gpu", "paper"])
-def test_a_training_step_has_no_host_round_trip_on_any_preset(dataset, name, torch_device):
+def test_a_training_step_has_no_host_round_trip_on_any_preset(tiny_dataset, name, torch_device):
     config = _config(name, **({"model.num_channels": 12, "model.sdf_hidden": [32, 32]} if name == "paper" else {}),
                      **{"trainer.device": torch_device})
-    trainer = Trainer.from_dataset(dataset, config)
+    trainer = Trainer.from_dataset(tiny_dataset, config)
     probe = _probed_step(trainer)
     assert probe.total_syncs <= MAX_SYNCS_PER_STEP, probe.report()
     assert not probe.off_device_generators, probe.report()
@@ -71,18 +60,18 @@ def test_a_training_step_has_no_host_round_trip_on_any_preset(dataset, name, tor
     assert trainer.generator.device == trainer.device
 
 
-def test_semantic_mode_and_cross_view_steps_have_no_host_round_trip(dataset):
-    semantic = Trainer.from_dataset(dataset, _config("cpu", **{"trainer.mode": "semantic",
+def test_semantic_mode_and_cross_view_steps_have_no_host_round_trip(tiny_dataset):
+    semantic = Trainer.from_dataset(tiny_dataset, _config("cpu", **{"trainer.mode": "semantic",
                                                                "model.num_channels": 22}))
-    cross_view = Trainer.from_dataset(dataset, _config("cpu", **{"loss.lambda_cross_view": 1.0}))
+    cross_view = Trainer.from_dataset(tiny_dataset, _config("cpu", **{"loss.lambda_cross_view": 1.0}))
     for trainer in (semantic, cross_view):
         probe = _probed_step(trainer)
         assert probe.total_syncs <= MAX_SYNCS_PER_STEP and not probe.implicit_device, probe.report()
     assert "cross_view" in cross_view.last_losses
 
 
-def test_a_view_with_depth_holes_costs_one_round_trip(dataset):
-    trainer = Trainer.from_dataset(dataset, _config("cpu"))
+def test_a_view_with_depth_holes_costs_one_round_trip(tiny_dataset):
+    trainer = Trainer.from_dataset(tiny_dataset, _config("cpu"))
     for view in trainer.views:
         view.depth_m[::7] = 0.0                     # holes: those rays need importance sampling
         view.depth_complete = False
@@ -106,8 +95,8 @@ def test_label_index_groups_match_torch_unique():
     assert float(lc.diff_loss(opacity_s, nobody)) == 0.0 and float(lc.reg_loss(opacity_s, nobody)) == 0.0
 
 
-def test_loss_readings_wait_for_log_every(dataset):
-    trainer = Trainer.from_dataset(dataset, _config("cpu", **{"trainer.iterations": 3}))
+def test_loss_readings_wait_for_log_every(tiny_dataset):
+    trainer = Trainer.from_dataset(tiny_dataset, _config("cpu", **{"trainer.iterations": 3}))
     losses = trainer.step()
     assert all(torch.is_tensor(v) and v.dim() == 0 for v in losses.values())
     floats = trainer.last_losses

@@ -6,22 +6,11 @@ import pytest
 import torch
 
 from clusteringsdf_core.config import Config
-from clusteringsdf_core.data import segmenter_sim
-from clusteringsdf_core.data.synthetic import SyntheticSceneConfig, generate_scene
 from clusteringsdf_core.keyframes import KeyframeBuffer, KeyframeSampler, select_keyframes
 from clusteringsdf_core.presets import preset
 from clusteringsdf_core.render.rays import ray_box
 from clusteringsdf_core.sampling import LabelIndex, label_comprehensive_pixels
 from clusteringsdf_core.trainer import Trainer, as_floats
-
-
-@pytest.fixture(scope="module")
-def tiny_dataset():
-    scene = generate_scene(SyntheticSceneConfig(seed=1, furniture="procedural", width=48, height=36,
-                                                num_train=5, num_test=1, num_objects=3, num_small_objects=0))
-    ds = scene.dataset
-    ds.train = segmenter_sim.simulate_dataset(ds.train, segmenter_sim.preset("0%"), seed=0)
-    return ds
 
 
 def tiny_config(**overrides) -> Config:
