@@ -148,7 +148,8 @@ def _parse_method_options(items: Sequence[str]) -> dict[str, dict]:
 def _cmd_bench(args: argparse.Namespace) -> int:
     import time
 
-    from clusteringsdf_core.bench import harness
+    from clusteringsdf_core.bench import harness, scenes
+    from clusteringsdf_core.bench.protocols import PROTOCOLS
     from clusteringsdf_core.bench.methods import method_names
 
     if args.list:
@@ -156,7 +157,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
         for m in methods():
             print(f"{m.name:16s} {m.description}")
-        for name, proto in harness.PROTOCOLS.items():
+        for name, proto in PROTOCOLS.items():
             print(f"protocol {name:10s} labels {', '.join(proto.variants)}: {proto.description}")
         return 0
     names = [n.strip() for n in args.methods.split(",") if n.strip()] if args.methods else method_names()
@@ -174,18 +175,18 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             raise SystemExit(f"clusteringsdf bench: unknown layout(s) {unknown or args.layout}; "
                              f"choose from {list(LAYOUTS)}")
     if args.labels:
-        missing = [v for v in args.labels if v not in harness.PROTOCOLS[args.protocol].variants]
+        missing = [v for v in args.labels if v not in PROTOCOLS[args.protocol].variants]
         if missing:
             raise SystemExit(f"clusteringsdf bench: protocol {args.protocol!r} has no label "
                              f"variant(s) {missing}; it has "
-                             f"{list(harness.PROTOCOLS[args.protocol].variants)}")
+                             f"{list(PROTOCOLS[args.protocol].variants)}")
     out = Path(args.out)
     started = time.perf_counter()
     datasets = []
     if args.scene:
-        datasets += harness.open_scenes(args.scene)
+        datasets += scenes.open_scenes(args.scene)
     for layout in (args.layout if args.seeds else []):
-        datasets += harness.synthetic_scenes(
+        datasets += scenes.synthetic_scenes(
             args.seeds, out / "scenes", width=args.width, height=args.height,
             num_train=args.num_train, num_test=args.num_test, num_objects=args.num_objects,
             furniture=args.furniture, layout=layout)
@@ -224,7 +225,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _open(path: str, labels: str | None):
-    from clusteringsdf_core.data.readers import open_dataset
+    from clusteringsdf_core.data.formats import open_dataset
 
     return open_dataset(path, labels=labels) if labels else open_dataset(path)
 
@@ -245,7 +246,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _load_snapshot(checkpoint: str):
-    from clusteringsdf_core.trainer import Trainer
+    from clusteringsdf_core.training import Trainer
 
     trainer = Trainer.load_checkpoint(checkpoint, device="cpu")
     return trainer.snapshot(), trainer.classes

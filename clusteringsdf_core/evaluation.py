@@ -30,7 +30,8 @@ from clusteringsdf_core.bench.prediction import ScenePrediction
 from clusteringsdf_core.data.classes import ClassTable
 from clusteringsdf_core.data.frame import Frame
 from clusteringsdf_core.extract import ExtractedObject, extract_objects
-from clusteringsdf_core.trainer import Snapshot
+from clusteringsdf_core.geometry.camera import backproject
+from clusteringsdf_core.training import Snapshot
 
 __all__ = ["NeuralLabelRenderer", "PartLookup", "model_prediction"]
 
@@ -129,9 +130,7 @@ class NeuralLabelRenderer:
         h, w = depth.shape
         K = frame.intrinsics.scaled(w, h)
         v, u = np.mgrid[0:h, 0:w]
-        rays = np.stack([(u + 0.5 - K.cx) / K.fx, (v + 0.5 - K.cy) / K.fy, np.ones_like(depth)], -1)
-        T = frame.T_world_cam
-        return (rays * depth[..., None]) @ T[:3, :3].T + T[:3, 3]
+        return backproject(u + 0.5, v + 0.5, depth, K, frame.T_world_cam)
 
     def _stuff_classes(self, points: np.ndarray) -> np.ndarray:
         z = points[..., 2]

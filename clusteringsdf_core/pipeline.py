@@ -17,7 +17,7 @@ import numpy as np
 from clusteringsdf_core.config import Config, load_yaml, save_yaml
 from clusteringsdf_core.data.frame import Frame
 from clusteringsdf_core.extract import ObjectTracker, export_objects, extract_objects
-from clusteringsdf_core.trainer import Snapshot, Trainer
+from clusteringsdf_core.training import Snapshot, Trainer
 
 __all__ = ["build_config", "train", "render_views", "extract", "mesh_picture", "demo_scene", "evaluate_against_gt",
            "score_with_baselines", "beats_baselines", "check_baselines", "comparison_lines",
@@ -117,7 +117,7 @@ def mesh_picture(meshes_with_ids, out_path: str | Path, *, width: int = 800, hei
     """A shaded picture of object meshes coloured by id, seen from above a room corner."""
     import trimesh
 
-    from clusteringsdf_core.data.synthetic import look_at
+    from clusteringsdf_core.geometry.camera import look_at, world_rays
     from clusteringsdf_core.viz import label_colours, save_png, titled
 
     meshes = [(m, i) for m, i in meshes_with_ids if len(m.faces)]
@@ -134,11 +134,8 @@ def mesh_picture(meshes_with_ids, out_path: str | Path, *, width: int = 800, hei
     from clusteringsdf_core.data.frame import Intrinsics
 
     K = Intrinsics(f, f, width / 2, height / 2, width, height)
-    v, u = np.mgrid[0:height, 0:width]
-    dirs = np.stack([(u + 0.5 - K.cx) / K.fx, (v + 0.5 - K.cy) / K.fy, np.ones(u.shape)], -1).reshape(-1, 3)
-    dirs = dirs @ T[:3, :3].T
-    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
-    tri, ray, _ = scene.ray.intersects_id(np.broadcast_to(T[:3, 3], dirs.shape), dirs, multiple_hits=False,
+    origins, dirs = world_rays(K, T)
+    tri, ray, _ = scene.ray.intersects_id(origins, dirs, multiple_hits=False,
                                           return_locations=True)
     image = np.full((height * width, 3), 245, np.float32)
     if len(ray):
@@ -151,7 +148,7 @@ def mesh_picture(meshes_with_ids, out_path: str | Path, *, width: int = 800, hei
 
 
 def device_name(config: Config) -> str:
-    from clusteringsdf_core.trainer import resolve_device
+    from clusteringsdf_core.training import resolve_device
 
     return str(resolve_device(config.trainer.device))
 
@@ -231,7 +228,8 @@ def score_with_baselines(dataset, prediction, baselines: Sequence[str] = DEMO_BA
     ``report`` gets a line per baseline. Returns ``metrics`` (of ``prediction``),
     ``baselines`` (name -> metrics and times), ``beats_baselines`` (on PQ^scene) and
     ``predictions`` (baseline name -> ScenePrediction)."""
-    from clusteringsdf_core.bench.harness import evaluate_prediction, load_gt_scene
+    from clusteringsdf_core.bench.evaluate import evaluate_prediction
+    from clusteringsdf_core.bench.scenes import load_gt_scene
     from clusteringsdf_core.bench.methods import MeshCache, get_method, missing_needs
 
     names = check_baselines(baselines)

@@ -50,6 +50,7 @@ import numpy as np
 from clusteringsdf_core.data.dataset import SceneDataset
 from clusteringsdf_core.data.frame import Frame
 from clusteringsdf_ros import conversions as conv
+from clusteringsdf_ros import transforms as tfm
 from clusteringsdf_ros.params import RosConfig
 
 __all__ = ["BagTopics", "BagWriteSummary", "write_bag_from_dataset", "BagError", "BagPlayer",
@@ -208,7 +209,7 @@ def write_bag_from_dataset(dataset: SceneDataset, out_path: str | Path, *, stora
 
         image = "sensor_msgs/msg/Image"
         if body_frame:
-            static = conv.matrix_to_transform_stamped(T_BODY_OPTICAL, frame_id=body_frame,
+            static = tfm.matrix_to_transform_stamped(T_BODY_OPTICAL, frame_id=body_frame,
                                                       child_frame_id=camera_frame,
                                                       stamp_ns=times[0])
             write(topics.tf_static, "tf2_msgs/msg/TFMessage", times[0],
@@ -217,17 +218,17 @@ def write_bag_from_dataset(dataset: SceneDataset, out_path: str | Path, *, stora
         for frame, t in zip(frames, times):
             T_map_optical = frame.T_world_cam
             if body_frame:
-                tf = conv.matrix_to_transform_stamped(
+                tf = tfm.matrix_to_transform_stamped(
                     T_map_optical @ np.linalg.inv(T_BODY_OPTICAL), frame_id=map_frame,
                     child_frame_id=body_frame, stamp_ns=t)
             else:
-                tf = conv.matrix_to_transform_stamped(T_map_optical, frame_id=map_frame,
+                tf = tfm.matrix_to_transform_stamped(T_map_optical, frame_id=map_frame,
                                                       child_frame_id=camera_frame, stamp_ns=t)
             write(topics.tf, "tf2_msgs/msg/TFMessage", t,
                   ts.serialize_cdr(TFMessage(transforms=[to_rosbags_transform(tf)]),
                                    "tf2_msgs/msg/TFMessage"))
             write_ros(topics.pose, "geometry_msgs/msg/PoseStamped", t,
-                      conv.matrix_to_pose_stamped(T_map_optical, frame_id=map_frame, stamp_ns=t))
+                      tfm.matrix_to_pose_stamped(T_map_optical, frame_id=map_frame, stamp_ns=t))
             write_ros(topics.camera_info, "sensor_msgs/msg/CameraInfo", t,
                       conv.intrinsics_to_camera_info(frame.intrinsics, stamp_ns=t,
                                                      frame_id=camera_frame))

@@ -146,6 +146,7 @@ def run_publisher(args: argparse.Namespace) -> int:
 
     from clusteringsdf_core.data.frame import Intrinsics
     from clusteringsdf_ros import conversions as conv
+    from clusteringsdf_ros import transforms as tfm
 
     def say(line: str) -> None:
         print(line, flush=True)
@@ -162,7 +163,7 @@ def run_publisher(args: argparse.Namespace) -> int:
             "info": conv.intrinsics_to_camera_info(intrinsics, frame_id=FRAME_ID),
             "instance": conv.labels_to_image(ids, "16UC1", frame_id=FRAME_ID),
             "depth": conv.depth_to_image(depth, "16UC1", frame_id=FRAME_ID),
-            "pose": conv.matrix_to_pose_stamped(T, frame_id="map")})
+            "pose": tfm.matrix_to_pose_stamped(T, frame_id="map")})
     print(f"publisher: {len(frames)} frames rendered in {time.perf_counter() - started:.1f} s",
           file=sys.stderr, flush=True)
 
@@ -226,12 +227,12 @@ def run_publisher(args: argparse.Namespace) -> int:
                 next_t = now + period
             frame = frames[k % len(frames)]
             k += 1
-            stamp = conv.ns_to_stamp(time.time_ns())
+            stamp = tfm.ns_to_stamp(time.time_ns())
             for key in ("pose", "rgb", "info", "instance", "depth"):
                 frame[key].header.stamp = stamp
                 pubs[key].publish(frame[key])
             if mode == "measure":
-                ns = conv.stamp_to_ns(stamp)
+                ns = tfm.stamp_to_ns(stamp)
                 window["published"] += 1
                 window["first_ns"] = window["first_ns"] or ns
                 window["last_ns"] = ns

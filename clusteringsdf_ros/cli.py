@@ -89,7 +89,7 @@ def _ros_parser(sub) -> None:
 
 
 def _cmd_bag_from_dataset(args: argparse.Namespace) -> int:
-    from clusteringsdf_core.data.readers import open_dataset
+    from clusteringsdf_core.data.formats import open_dataset
     from clusteringsdf_ros.bags import write_bag_from_dataset
 
     dataset = open_dataset(args.dataset, labels=args.labels) if args.labels else open_dataset(args.dataset)

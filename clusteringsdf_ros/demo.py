@@ -267,7 +267,7 @@ def run_demo(out_dir: str | Path, *, seed: int = 0, config_file: str | None = No
 
     from clusteringsdf_core.pipeline import (DEMO_BASELINES, check_baselines, demo_scene, evaluate_against_gt,
                                              results_markdown)
-    from clusteringsdf_core.trainer import Trainer
+    from clusteringsdf_core.training import Trainer
     from clusteringsdf_ros.launch_fallback import _share_config
     from clusteringsdf_ros.launch_spec import replay_nodes
     from clusteringsdf_ros.params import load_params_file

@@ -17,6 +17,7 @@ import numpy as np
 from clusteringsdf_core.data.frame import Frame, check_pose
 from clusteringsdf_core.online.labels import compact_labels
 from clusteringsdf_ros import conversions as conv
+from clusteringsdf_ros import transforms as tfm
 
 __all__ = ["InputError", "FrameNotes", "frame_from_messages", "CallbackTimes", "INPUT_COUNTERS",
            "CALLBACK_TIME_WINDOW"]
@@ -168,7 +169,7 @@ def frame_from_messages(rgb_msg, info_msg, instance_msg, T_world_cam: np.ndarray
         raise InputError("bad_pose", f"camera pose: {exc}") from None
     labels, merged = compact_labels(instance, max_labels)
     frame = Frame(index=int(index), rgb=rgb, T_world_cam=T, intrinsics=intrinsics,
-                  stamp_s=conv.stamp_to_s(rgb_msg.header.stamp), depth_m=depth, instance=labels,
+                  stamp_s=tfm.stamp_to_s(rgb_msg.header.stamp), depth_m=depth, instance=labels,
                   semantic=semantic, confidence=confidence)
     notes = FrameNotes(labels_merged=merged, empty_labels=not bool((labels > 0).any()),
                        depth_missing=expect_depth and depth is None)

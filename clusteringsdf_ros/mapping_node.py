@@ -31,7 +31,7 @@ Thin glue over :mod:`clusteringsdf_core`:
   has been seen in ``extract.confirm_after`` consecutive extractions and drop one after
   ``extract.drop_after`` misses, so fragments that flicker while the model trains never
   reach planners; ``~/extract_now`` and saves publish new objects at once. The result
-  is an immutable :class:`~clusteringsdf_core.online.engine.ObjectsResult` that the
+  is an immutable :class:`~clusteringsdf_core.online.extraction.ObjectsResult` that the
   timers read.
 - **scene bounds**: the model needs them when it is created. With ``ros.bounds_m``
   empty (default) the engine creates it from the first frames' depth
@@ -92,7 +92,7 @@ from clusteringsdf_core.online import ENGINE_COUNTERS, BOOTSTRAP_FRAMES, Counter
 from clusteringsdf_core.online.poses import PendingSets
 from clusteringsdf_core.online.extent import BOUNDS_MARGIN_XY_M, BOUNDS_MARGIN_Z_M
 from clusteringsdf_core.presets import preset
-from clusteringsdf_ros import conversions as conv
+from clusteringsdf_ros import transforms as tfm
 from clusteringsdf_ros.inputs import INPUT_COUNTERS, CallbackTimes, InputError, frame_from_messages
 from clusteringsdf_ros.msg import ObjectArray
 from clusteringsdf_ros.node_main import spin_node
@@ -306,10 +306,10 @@ class MappingNode(Node):
             logger.warning(message, throttle_duration_sec=LOG_THROTTLE_S)
 
     def _on_pose_stamped(self, msg) -> None:
-        self._on_pose(msg.header, lambda: conv.pose_stamped_to_matrix(msg))
+        self._on_pose(msg.header, lambda: tfm.pose_stamped_to_matrix(msg))
 
     def _on_odometry(self, msg) -> None:
-        self._on_pose(msg.header, lambda: conv.odometry_to_matrix(msg))
+        self._on_pose(msg.header, lambda: tfm.odometry_to_matrix(msg))
 
     def _on_pose(self, header, to_matrix: Callable[[], np.ndarray]) -> None:
         started = time.perf_counter()
@@ -328,7 +328,7 @@ class MappingNode(Node):
         except ValueError as exc:
             self._bad_input("bad_pose", f"camera pose dropped: {exc}")
             return
-        stamp_ns = conv.stamp_to_ns(header.stamp)
+        stamp_ns = tfm.stamp_to_ns(header.stamp)
         with self._lock:
             newest = self.poses.newest_ns
             if newest is not None and newest - stamp_ns > TIME_JUMP_BACK_S * _NS:
@@ -345,7 +345,7 @@ class MappingNode(Node):
 
     def _handle_set(self, msgs: Sequence) -> None:
         self.counters.inc("sets_received")
-        stamp_ns = conv.stamp_to_ns(msgs[0].header.stamp)
+        stamp_ns = tfm.stamp_to_ns(msgs[0].header.stamp)
         jump_ns = int(TIME_JUMP_BACK_S * _NS)
         jumped = None
         with self._lock:
@@ -395,7 +395,7 @@ class MappingNode(Node):
             transform = self.tf_buffer.lookup_transform(
                 self.ros.map_frame, frame, Time(nanoseconds=stamp_ns),
                 timeout=RclDuration(nanoseconds=int(self.ros.tf_timeout_s * _NS)))
-            return conv.transform_to_matrix(transform)
+            return tfm.transform_to_matrix(transform)
         except ValueError as exc:
             self._bad_input("bad_pose", f"TF pose of '{frame}': {exc}")
         except Exception as exc:  # tf2 lookup, connectivity, extrapolation errors

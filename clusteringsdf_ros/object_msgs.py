@@ -13,9 +13,9 @@ from std_msgs.msg import ColorRGBA
 from visualization_msgs.msg import Marker, MarkerArray
 
 from clusteringsdf_core.data.classes import ClassTable
-from clusteringsdf_core.online.engine import ObjectsResult
+from clusteringsdf_core.online.extraction import ObjectsResult
 from clusteringsdf_core.online.meshes import MAX_MESH_FACES, decimate_mesh
-from clusteringsdf_ros import conversions as conv
+from clusteringsdf_ros import transforms as tfm
 from clusteringsdf_ros.msg import Object, ObjectArray
 
 __all__ = ["objects_to_msg", "objects_to_markers", "status_to_diagnostics"]
@@ -33,7 +33,7 @@ def _points(xyz: np.ndarray) -> list:
 
 
 def _ros_time(seconds: float):
-    return conv.s_to_stamp(max(0.0, float(seconds)))
+    return tfm.s_to_stamp(max(0.0, float(seconds)))
 
 
 def objects_to_msg(result: ObjectsResult, classes: ClassTable, map_frame: str, *,
@@ -41,7 +41,7 @@ def objects_to_msg(result: ObjectsResult, classes: ClassTable, map_frame: str, *
     """The ``ObjectArray`` of an extraction (every field filled; meshes decimated)."""
     msg = ObjectArray()
     msg.header.frame_id = map_frame
-    msg.header.stamp = conv.ns_to_stamp(result.stamp_ns)
+    msg.header.stamp = tfm.ns_to_stamp(result.stamp_ns)
     msg.iteration = int(result.iteration)
     for tracked in result.objects:
         o = tracked.object
@@ -53,7 +53,7 @@ def objects_to_msg(result: ObjectsResult, classes: ClassTable, map_frame: str, *
         item.confidence = float(np.clip(o.confidence, 0.0, 1.0))
         c = np.asarray(o.centroid, np.float64)
         item.centroid = Point(x=float(c[0]), y=float(c[1]), z=float(c[2]))
-        item.bbox_pose = conv.matrix_to_pose(o.box_pose)
+        item.bbox_pose = tfm.matrix_to_pose(o.box_pose)
         s = np.asarray(o.box_size, np.float64)
         item.bbox_size = Vector3(x=float(s[0]), y=float(s[1]), z=float(s[2]))
         item.volume = float(o.volume)
@@ -94,7 +94,7 @@ def objects_to_markers(msg: ObjectArray) -> MarkerArray:
         label = Marker(header=msg.header, ns="label", id=int(obj.id), type=Marker.TEXT_VIEW_FACING,
                        action=Marker.ADD, lifetime=forever,
                        color=ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0))
-        label.pose = conv.matrix_to_pose(np.eye(4))
+        label.pose = tfm.matrix_to_pose(np.eye(4))
         label.pose.position = Point(x=obj.bbox_pose.position.x, y=obj.bbox_pose.position.y,
                                     z=obj.bbox_pose.position.z + half[2] + 0.1)
         label.scale.z = 0.15

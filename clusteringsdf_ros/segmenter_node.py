@@ -62,6 +62,7 @@ from clusteringsdf_core.segment.backends import (BACKENDS, LearnedSegmenterConfi
                                                  Segmentation, make_segmenter)
 from clusteringsdf_core.segment.classical import ClassicalSegmenterConfig
 from clusteringsdf_ros import conversions as conv
+from clusteringsdf_ros import transforms as tfm
 from clusteringsdf_ros.node_main import spin_node
 from clusteringsdf_ros.sync import RosApproximateSync
 
@@ -369,7 +370,7 @@ class SegmenterNode(Node):
                     return
                 total = self.counters.inc("segmenter_errors")
                 self._log("segmenter_errors", f"{self.backend.describe()} failed on the image "
-                          f"stamped {conv.stamp_to_s(item[0].header.stamp):.3f}: {exc} "
+                          f"stamped {tfm.stamp_to_s(item[0].header.stamp):.3f}: {exc} "
                           f"(segmenter_errors: {total} so far)", error=True)
 
     def _process(self, rgb_msg, depth_msg) -> None:
@@ -401,7 +402,7 @@ class SegmenterNode(Node):
 
     def _publish(self, result: Segmentation, header) -> None:
         """The outputs with the input's stamp and frame_id (semantic/confidence when given)."""
-        stamp_ns, frame_id = conv.stamp_to_ns(header.stamp), str(header.frame_id)
+        stamp_ns, frame_id = tfm.stamp_to_ns(header.stamp), str(header.frame_id)
         # Build every message first, so that a failure publishes none of them.
         msgs = [(self.instance_pub, _label_image(result.instance, stamp_ns, frame_id))]
         if result.semantic is not None and self.semantic_pub is not None:

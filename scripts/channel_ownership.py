@@ -24,11 +24,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from clusteringsdf_core.bench.harness import with_labels  # noqa: E402
-from clusteringsdf_core.data.readers import open_dataset  # noqa: E402
+from clusteringsdf_core.bench.protocols import with_labels  # noqa: E402
+from clusteringsdf_core.data.formats import open_dataset  # noqa: E402
 from clusteringsdf_core.evaluation import NeuralLabelRenderer  # noqa: E402
 from clusteringsdf_core.pipeline import build_config  # noqa: E402
-from clusteringsdf_core.trainer import Trainer  # noqa: E402
+from clusteringsdf_core.training import Trainer  # noqa: E402
 
 
 def ownership(trainer: Trainer, views, classes, size) -> tuple[list[str], dict[int, list[int]]]:

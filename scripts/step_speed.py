@@ -28,9 +28,15 @@ _WORKER = r"""
 import json, sys, time
 import torch
 from clusteringsdf_core.data import segmenter_sim
-from clusteringsdf_core.data.readers import open_dataset
+try:
+    from clusteringsdf_core.data.formats import open_dataset
+except ImportError:                     # a revision before data/formats
+    from clusteringsdf_core.data.readers import open_dataset
 from clusteringsdf_core.presets import preset
-from clusteringsdf_core.trainer import Trainer
+try:
+    from clusteringsdf_core.training import Trainer
+except ImportError:                     # a revision before the training package
+    from clusteringsdf_core.trainer import Trainer
 scene, name, device, threads, warmup, steps = sys.argv[1:7]
 if int(threads):
     torch.set_num_threads(int(threads))

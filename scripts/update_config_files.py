@@ -11,7 +11,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from clusteringsdf_core.config import Config, build_section, dump_yaml, read_yaml_tree, _SECTIONS
+from clusteringsdf_core.config import Config, build_section, dump_yaml, read_yaml_tree, SECTIONS
 from clusteringsdf_ros.params import RosConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,7 +32,7 @@ def main() -> int:
         raw = read_yaml_tree(path)
         is_ros_file = "ros__parameters" in text
         tree = {}
-        for name, cls in _SECTIONS.items():
+        for name, cls in SECTIONS.items():
             tree[name] = dataclasses.asdict(build_section(cls, _known(cls, raw.get(name) or {}, name),
                                                           partial=True))
         config = Config.from_dict(tree)

@@ -35,6 +35,7 @@ import numpy as np
 from clusteringsdf_core.bench.prediction import ScenePrediction
 from clusteringsdf_core.config import Section, param
 from clusteringsdf_core.data.frame import Frame
+from clusteringsdf_core.geometry.camera import project
 from clusteringsdf_core.recon.tsdf import TSDFConfig, reconstruct_mesh
 
 __all__ = ["FelzenszwalbConfig", "HDBSCANConfig", "NaiveFusionConfig", "felzenszwalb_mesh",
@@ -150,10 +151,7 @@ def observe_vertices(vertices: np.ndarray, frames: Sequence[Frame],
         K, T = frame.intrinsics, np.asarray(frame.T_world_cam, dtype=np.float64)
         cam = (vertices - T[:3, 3]) @ T[:3, :3]
         z = cam[:, 2]
-        front = z > 1e-6
-        zs = np.where(front, z, 1.0)
-        u = np.floor(cam[:, 0] / zs * K.fx + K.cx).astype(np.int64)
-        v = np.floor(cam[:, 1] / zs * K.fy + K.cy).astype(np.int64)
+        u, v, front = project(cam, K)
         ok = front & (u >= 0) & (u < K.width) & (v >= 0) & (v < K.height)
         vid = np.flatnonzero(ok)
         d = frame.depth_m[v[vid], u[vid]]

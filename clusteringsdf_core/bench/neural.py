@@ -1,6 +1,6 @@
 """ClusteringSDF and the ablations of the paper's Table 2 as benchmark methods.
 
-Each method trains a :class:`~clusteringsdf_core.trainer.Trainer` on the scene's
+Each method trains a :class:`~clusteringsdf_core.training.Trainer` on the scene's
 training frames with a preset (``cpu`` unless ``options["config"]["preset"]`` names
 another) plus the variant's loss switches, then hands the trained model to the
 harness as a :class:`~clusteringsdf_core.bench.prediction.ScenePrediction` (neural
@@ -100,13 +100,13 @@ def train_and_predict(name: str, dataset, options: Mapping[str, Any]) -> ScenePr
     ``options``: ``config`` (overrides, ``preset`` names the base), ``seed``, ``device``,
     ``time_budget_s``, ``progress`` (callable), and ``eval_at``: iterations at which a
     snapshot is kept and, after training, scored on the test views (the 2D metrics of
-    ``harness.CURVE_METRICS``, label maps at half resolution) into ``meta["curve"]``:
+    ``evaluate.CURVE_METRICS``, label maps at half resolution) into ``meta["curve"]``:
     the time-to-quality curve. Scoring the curve is excluded from the method's time
     (``meta["self_eval_s"]``)."""
     import time
 
     from clusteringsdf_core.evaluation import model_prediction
-    from clusteringsdf_core.trainer import Trainer
+    from clusteringsdf_core.training import Trainer
 
     config = variant_config(name, options.get("config"), seed=options.get("seed"))
     if options.get("device"):
@@ -160,7 +160,7 @@ def peak_memory_mib(device) -> float | None:
 
 
 def _curve_point(dataset, snapshot, train_s: float, device) -> dict:
-    from clusteringsdf_core.bench.harness import CURVE_METRICS, evaluate_prediction
+    from clusteringsdf_core.bench.evaluate import CURVE_METRICS, evaluate_prediction
     from clusteringsdf_core.evaluation import model_prediction
 
     frame = dataset.test[0]

@@ -103,7 +103,7 @@ def stream_and_predict(dataset, options: Mapping[str, Any], name: str = "cluster
     prediction (module docstring). ``options`` as for the offline method."""
     from clusteringsdf_core.evaluation import model_prediction
     from clusteringsdf_core.online import MappingEngine
-    from clusteringsdf_core.trainer import resolve_device
+    from clusteringsdf_core.training import resolve_device
 
     overrides = dict(options.get("config") or {})
     stream = _stream_options(overrides)

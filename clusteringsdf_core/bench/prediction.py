@@ -24,9 +24,10 @@ from typing import Callable
 import numpy as np
 from scipy.spatial import cKDTree
 
-from clusteringsdf_core.data.frame import Frame, Intrinsics
+from clusteringsdf_core.data.frame import Frame
+from clusteringsdf_core.geometry.camera import world_rays
 
-__all__ = ["ScenePrediction", "LabelRenderer", "gt_scene_labels", "camera_rays_world",
+__all__ = ["ScenePrediction", "LabelRenderer", "gt_scene_labels",
            "face_majority", "STUFF_FLOOR_BAND_M", "STUFF_HORIZONTAL_NZ"]
 
 #: A renderer gives (semantic (H, W) int32, instance (H, W) int32) for a frame.
@@ -44,21 +45,6 @@ def face_majority(faces: np.ndarray, vertex_labels: np.ndarray) -> np.ndarray:
     else the label of its first vertex."""
     a, b, c = (vertex_labels[faces[:, i]] for i in range(3))
     return np.where(b == c, b, a).astype(np.int32)
-
-
-def camera_rays_world(intrinsics: Intrinsics, T_world_cam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Origins and unit directions (H*W, 3) in the world of the rays through the pixel
-    centres of an optical-frame camera (x right, y down, z forward), row-major."""
-    u = np.arange(intrinsics.width, dtype=np.float64) + 0.5
-    v = np.arange(intrinsics.height, dtype=np.float64) + 0.5
-    uu, vv = np.meshgrid(u, v)
-    dirs_cam = np.stack([(uu - intrinsics.cx) / intrinsics.fx, (vv - intrinsics.cy) / intrinsics.fy,
-                         np.ones_like(uu)], axis=-1).reshape(-1, 3)
-    T = np.asarray(T_world_cam, dtype=np.float64)
-    dirs_world = dirs_cam @ T[:3, :3].T
-    dirs_world /= np.linalg.norm(dirs_world, axis=1, keepdims=True)
-    origins = np.broadcast_to(T[:3, 3], dirs_world.shape).copy()
-    return origins, dirs_world
 
 
 @dataclass
@@ -135,7 +121,7 @@ class ScenePrediction:
     def hit_faces(self, frame: Frame) -> np.ndarray:
         """(H, W) int64 index of the mesh face seen at each pixel centre, -1 for none."""
         rays = self._intersector()
-        origins, dirs = camera_rays_world(frame.intrinsics, frame.T_world_cam)
+        origins, dirs = world_rays(frame.intrinsics, frame.T_world_cam)
         faces = rays.intersects_first(origins, dirs)
         return np.asarray(faces, dtype=np.int64).reshape(frame.intrinsics.height,
                                                          frame.intrinsics.width)

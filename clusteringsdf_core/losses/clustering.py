@@ -34,7 +34,7 @@ class RayGroups:
     without a taking-part ray has count 0 and is left out of every loss.
 
     :meth:`of` groups arbitrary label values with ``torch.unique`` (a host round trip on
-    a GPU); the trainer instead takes the groups a view's :class:`~clusteringsdf_core.sampling.LabelIndex`
+    a GPU); the trainer instead takes the groups a view's :class:`~clusteringsdf_core.training.sampling.LabelIndex`
     computed once, or :meth:`dense` for ids that are already in [0, n) (classes).
     """
 

@@ -5,7 +5,8 @@ the bench's ``clusteringsdf_online`` method, the demo and the tests alike.
 """
 
 from clusteringsdf_core.online.counters import ENGINE_COUNTERS, Counters
-from clusteringsdf_core.online.engine import BOOTSTRAP_FRAMES, MappingEngine, ObjectsResult
+from clusteringsdf_core.online.engine import BOOTSTRAP_FRAMES, MappingEngine
+from clusteringsdf_core.online.extraction import ObjectsResult
 from clusteringsdf_core.online.extent import estimate_bounds
 from clusteringsdf_core.online.labels import compact_labels
 from clusteringsdf_core.online.observations import ViewSummary, count_observations, view_summaries

@@ -32,24 +32,22 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import dataclasses
-import json
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import numpy as np
 
-from clusteringsdf_core.config import Config, save_yaml
+from clusteringsdf_core.config import Config
 from clusteringsdf_core.data.classes import SCANNET_REDUCED, ClassTable
 from clusteringsdf_core.data.frame import Frame
 from clusteringsdf_core.online.counters import Counters
 from clusteringsdf_core.online.extent import estimate_bounds, growth_bounds
-from clusteringsdf_core.online.observations import count_observations, view_summaries
+from clusteringsdf_core.online.extraction import ExtractJob, ObjectsResult, extract_tracked, write_map
+from clusteringsdf_core.online.observations import view_summaries
 
-__all__ = ["MappingEngine", "ObjectsResult", "BOOTSTRAP_FRAMES", "MAX_MAP_SIDE_M", "MIN_FRAME_SIDE_M"]
+__all__ = ["MappingEngine", "BOOTSTRAP_FRAMES", "MAX_MAP_SIDE_M", "MIN_FRAME_SIDE_M"]
 
 _NS = 1_000_000_000
 
@@ -60,32 +58,6 @@ MAX_MAP_SIDE_M = 20.0
 #: Smallest side of the normalisation frame of a map with estimated bounds (metres): a
 #: first view of a near wall must not make the grid cells millimetres wide.
 MIN_FRAME_SIDE_M = 4.0
-
-
-@dataclass(frozen=True)
-class ObjectsResult:
-    """One extraction: tracked objects (read-only by convention) of a model snapshot."""
-
-    seq: int
-    iteration: int
-    stamp_ns: int                    # time of the snapshot (the engine's clock)
-    objects: tuple                   # TrackedObject, sorted by id
-    seconds: float                   # extraction time
-
-
-class _ExtractJob(NamedTuple):
-    """A snapshot waiting for the extractor thread."""
-
-    snapshot: Any
-    views: list
-    device: str
-    covers: int | None                 # extract_now requests it serves (None: none)
-    future: concurrent.futures.Future | None   # set for saves: a caller waits on it
-    requested: bool                    # a save or extract_now: new objects publish at once
-
-    @property
-    def waited_on(self) -> bool:
-        return self.future is not None
 
 
 class MappingEngine:
@@ -131,7 +103,7 @@ class MappingEngine:
         self._last_extract_iteration = -1
         # extraction hand-off: one pending job (newest wins), a condition for waiters
         self._extract_cv = threading.Condition()
-        self._extract_job: _ExtractJob | None = None
+        self._extract_job: ExtractJob | None = None
         self._extract_busy = False
         self._requests = 0           # extraction requests made
         self._requests_served = 0    # ... covered by a finished extraction
@@ -393,7 +365,7 @@ class MappingEngine:
         """The trainer, with the fixed bounds or those of the bootstrap frames, which it
         then takes as its first frames."""
         from clusteringsdf_core.model.fields import SceneBox
-        from clusteringsdf_core.trainer import Trainer
+        from clusteringsdf_core.training import Trainer
 
         bounds = self.bounds_m
         if bounds is None:
@@ -453,7 +425,7 @@ class MappingEngine:
         rate = (trainer.iteration - i0) / (now - t0) if now > t0 else 0.0
         update = dict(iteration=trainer.iteration, views=len(trainer.views), it_per_s=rate, state="training")
         if trainer.iteration % trainer.config.trainer.log_every == 0 or not self._stats["losses"]:
-            from clusteringsdf_core.trainer import as_floats
+            from clusteringsdf_core.training import as_floats
 
             update["losses"] = as_floats(losses)      # a host round trip, every log_every steps
         with self._state_lock:
@@ -469,7 +441,7 @@ class MappingEngine:
                and trainer.iteration != self._last_extract_iteration and not busy)
         if sync_job_waiting or not (requested or due):
             return
-        job = _ExtractJob(trainer.snapshot(), view_summaries(trainer.views), str(trainer.device),
+        job = ExtractJob(trainer.snapshot(), view_summaries(trainer.views), str(trainer.device),
                           covers, None, requested)
         self._last_extract = time.monotonic()
         self._last_extract_iteration = trainer.iteration
@@ -487,7 +459,7 @@ class MappingEngine:
             while self._extract_job is not None and self._extract_job.waited_on:
                 self._extract_cv.wait(0.1)   # another caller's synchronous job goes first
             replaced = self._extract_job     # a periodic job not started yet: this one covers it
-            self._extract_job = _ExtractJob(snapshot, views, device,
+            self._extract_job = ExtractJob(snapshot, views, device,
                                             None if replaced is None else replaced.covers, future, True)
             self._extract_cv.notify_all()
         return future.result(timeout=timeout)
@@ -525,19 +497,9 @@ class MappingEngine:
 
     def _extract(self, snapshot, views, device: str, stamp_ns: int, *, live: bool = False,
                  confirm_new: bool = True) -> ObjectsResult:
-        from clusteringsdf_core.extract import extract_objects
-
         started = time.perf_counter()
-        model = snapshot.model(device)
-        ecfg = snapshot.config.extract
-        extracted = extract_objects(model, ecfg, snapshot.channel_classes, snapshot.channel_confidence,
-                                    resolution=ecfg.live_resolution if live else ecfg.resolution,
-                                    class_votes=snapshot.class_votes)
-        # Saves and requested extractions publish what the model has now; periodic ones
-        # wait for repeated sightings before a new object gets an id (ObjectTracker).
-        tracked = self.tracker.update(extracted, stamp=stamp_ns / _NS, confirm_new=confirm_new)
-        tracked = [dataclasses.replace(t, num_observations=count_observations(
-            t.object.mesh.vertices, views)) for t in tracked]
+        tracked = extract_tracked(snapshot, views, device, self.tracker, stamp_ns / _NS, live=live,
+                                  confirm_new=confirm_new)
         with self._extract_cv:
             self._seq += 1
             result = ObjectsResult(seq=self._seq, iteration=snapshot.iteration, stamp_ns=stamp_ns,
@@ -547,16 +509,6 @@ class MappingEngine:
         return result
 
     def _write_map(self, out_dir: Path, result: ObjectsResult, snapshot) -> Path:
-        from clusteringsdf_core.extract import export_objects
-
-        export_objects(list(result.objects), out_dir, self.classes,
-                       mesh_format=snapshot.config.extract.export_format,
-                       iteration=snapshot.iteration)
-        save_yaml(snapshot.config, out_dir / "config.yaml")
         stats = self.stats()
-        (out_dir / "map.json").write_text(json.dumps({
-            "iteration": snapshot.iteration, "stamp_ns": result.stamp_ns,
-            "bounds_m": stats.get("bounds_m"), "views": stats.get("views"),
-            "objects": [t.id for t in result.objects], "counters": self.counters.snapshot(),
-        }, indent=1))
-        return out_dir
+        return write_map(out_dir, result, snapshot, self.classes, bounds_m=stats.get("bounds_m"),
+                         views=stats.get("views"), counters=self.counters.snapshot())

@@ -7,6 +7,7 @@ from typing import Sequence
 import numpy as np
 
 from clusteringsdf_core.data.frame import Frame
+from clusteringsdf_core.geometry.camera import backproject
 
 __all__ = ["estimate_bounds", "growth_bounds", "BOUNDS_MARGIN_XY_M", "BOUNDS_MARGIN_Z_M", "RGB_ONLY_REACH_M"]
 
@@ -51,8 +52,7 @@ def estimate_bounds(frames: Sequence[Frame], *, depth_min_m: float = 0.1, depth_
             v = np.array([0, 0, K.height - 1, K.height - 1])
             z = np.full(4, rgb_only_reach_m)
         if len(z):
-            cam = np.stack([(u + 0.5 - K.cx) / K.fx * z, (v + 0.5 - K.cy) / K.fy * z, z], axis=1)
-            points.append(cam @ T[:3, :3].T + T[:3, 3])
+            points.append(backproject(u + 0.5, v + 0.5, z, K, T))
     centres = np.stack(centres)
     lo, hi = centres.min(0), centres.max(0)
     if points:  # outlier-robust extent of the surfaces, always holding the cameras

@@ -27,8 +27,10 @@ import numpy as np
 
 from clusteringsdf_core.config import ConfigError, Section, param
 from clusteringsdf_core.data.frame import Frame, Intrinsics
+from clusteringsdf_core.geometry.bounds import bounds_from_depth
+from clusteringsdf_core.geometry.camera import camera_points, project
 
-__all__ = ["TSDFConfig", "TSDFVolume", "bounds_from_depth", "fuse_frames", "reconstruct_mesh"]
+__all__ = ["TSDFConfig", "TSDFVolume", "fuse_frames", "reconstruct_mesh"]
 
 
 @dataclass(frozen=True)
@@ -146,9 +148,8 @@ class TSDFVolume:
         if len(vs) == 0:
             return
         d = sub[vs, us]
-        u = (us * pixel_stride + 0.5 - intrinsics.cx) / intrinsics.fx
-        v = (vs * pixel_stride + 0.5 - intrinsics.cy) / intrinsics.fy
-        points_cam = np.stack([u * d, v * d, d], axis=1).astype(np.float32)
+        points_cam = camera_points(us * pixel_stride + 0.5, vs * pixel_stride + 0.5, d,
+                                   intrinsics).astype(np.float32)
         # sweep from the distinct surface voxels (centres) rather than from every pixel:
         # neighbouring pixels mostly fall into the same voxel
         surface = self._voxels_of(points_cam @ T[:3, :3].T.astype(np.float32)
@@ -165,10 +166,7 @@ class TSDFVolume:
         t_cw = (-T[:3, :3].T @ T[:3, 3]).astype(np.float32)
         cam = world @ R_cw.T + t_cw
         z = cam[:, 2]
-        front = z > 1e-6
-        zs = np.where(front, z, 1.0)
-        px = np.floor(cam[:, 0] / zs * intrinsics.fx + intrinsics.cx).astype(np.int64)
-        py = np.floor(cam[:, 1] / zs * intrinsics.fy + intrinsics.cy).astype(np.int64)
+        px, py, front = project(cam, intrinsics)
         ok = front & (px >= 0) & (px < w) & (py >= 0) & (py < h)
         idx, px, py, z = idx[ok], px[ok], py[ok], z[ok]
         d = depth[py, px]
@@ -262,29 +260,7 @@ class TSDFVolume:
         return mesh
 
 
-# --------------------------------------------------------------------------- helpers
-
-
-def bounds_from_depth(frames: Iterable[Frame], *, min_depth_m: float = 0.1, max_depth_m: float = 8.0,
-                      pixel_stride: int = 8, percentile: float = 0.1) -> np.ndarray:
-    """(2, 3) world AABB of the back-projected depth (every ``pixel_stride``-th pixel),
-    robust to outliers: the ``percentile`` / ``100 - percentile`` per axis."""
-    points = []
-    for frame in frames:
-        if frame.depth_m is None:
-            continue
-        K = frame.intrinsics
-        sub = frame.depth_m[::pixel_stride, ::pixel_stride]
-        vs, us = np.nonzero((sub > min_depth_m) & (sub < max_depth_m))
-        d = sub[vs, us].astype(np.float64)
-        cam = np.stack([(us * pixel_stride + 0.5 - K.cx) / K.fx * d,
-                        (vs * pixel_stride + 0.5 - K.cy) / K.fy * d, d], axis=1)
-        T = np.asarray(frame.T_world_cam, dtype=np.float64)
-        points.append(cam @ T[:3, :3].T + T[:3, 3])
-    if not points or sum(len(p) for p in points) == 0:
-        raise ValueError("no valid depth to bound the scene")
-    p = np.concatenate(points)
-    return np.stack([np.percentile(p, percentile, axis=0), np.percentile(p, 100 - percentile, axis=0)])
+# --------------------------------------------------------------------------- fusion
 
 
 def fuse_frames(frames: Iterable[Frame], config: TSDFConfig = TSDFConfig(),
@@ -293,8 +269,11 @@ def fuse_frames(frames: Iterable[Frame], config: TSDFConfig = TSDFConfig(),
     (default: the AABB of the depth) grown by ``config.bounds_margin_m``."""
     frames = list(frames)[::config.frame_stride]
     if bounds is None:
-        bounds = bounds_from_depth(frames, min_depth_m=config.min_depth_m,
-                                   max_depth_m=config.max_depth_m)
+        bounds = bounds_from_depth(((f.depth_m, f.intrinsics, f.T_world_cam) for f in frames),
+                                   min_depth_m=config.min_depth_m, max_depth_m=config.max_depth_m,
+                                   step=8, percentile=0.1)
+        if bounds is None:
+            raise ValueError("no valid depth to bound the scene")
     bounds = np.asarray(bounds, dtype=np.float64).reshape(2, 3)
     bounds = bounds + np.array([[-1.0], [1.0]]) * config.bounds_margin_m
     volume = TSDFVolume(bounds, config.voxel_size_m, config.truncation_m,

@@ -11,8 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
-from clusteringsdf_core.bench.harness import (PROTOCOLS, evaluate_prediction, run_protocol,
-                                              with_labels)
+from clusteringsdf_core.bench.evaluate import evaluate_prediction
+from clusteringsdf_core.bench.harness import run_protocol
+from clusteringsdf_core.bench.protocols import PROTOCOLS, with_labels
 from clusteringsdf_core.bench.methods import (Method, MeshCache, apply_overrides, get_method,
                                               method_names)
 from clusteringsdf_core.bench.prediction import ScenePrediction
@@ -255,7 +256,7 @@ def test_cli_bench_on_a_scene_folder(scene, tmp_path, capsys):
 
 
 def test_synthetic_scenes_reuse_a_scene_written_before_the_layout_option(tmp_path):
-    from clusteringsdf_core.bench.harness import synthetic_scenes
+    from clusteringsdf_core.bench.scenes import synthetic_scenes
 
     small = dict(furniture="procedural", width=48, height=36, num_train=3, num_test=2, num_objects=3)
     lines = []

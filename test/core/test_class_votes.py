@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from clusteringsdf_core.class_votes import ClassVotes
+from clusteringsdf_core.training.class_votes import ClassVotes
 
 
 def test_votes_name_a_region_by_its_majority_class_and_survive_a_round_trip():

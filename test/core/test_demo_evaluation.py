@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 
 from _bench_toy_scene import build_toy_scene
-from clusteringsdf_core.bench.harness import evaluate_prediction
+from clusteringsdf_core.bench.evaluate import evaluate_prediction
 from clusteringsdf_core.bench.prediction import ScenePrediction
 from clusteringsdf_core.cli import baseline_list, build_parser
 from clusteringsdf_core.pipeline import (DEMO_BASELINES, beats_baselines, check_baselines, comparison_lines,
                                          evaluate_against_gt, metrics_table, results_markdown,
                                          score_with_baselines)
 from clusteringsdf_core.presets import preset
-from clusteringsdf_core.trainer import Trainer
+from clusteringsdf_core.training import Trainer
 
 
 @pytest.fixture(scope="module")

@@ -154,7 +154,7 @@ def test_split_channels_gives_one_object_per_separate_part_with_its_own_class(ga
     """Channel 1 holds two spheres: with ``split_channels`` they are two objects (ids 1
     and 1 + 3, each with the class the segmenter saw there) when they stand farther
     apart than ``split_gap_m``, one object when closer; without it always one."""
-    from clusteringsdf_core.class_votes import ClassVotes
+    from clusteringsdf_core.training.class_votes import ClassVotes
 
     model = _ShapesModel(gap_m)
     config = preset("cpu").extract.replace(min_object_faces=50, min_component_faces=20, split_gap_m=0.1)

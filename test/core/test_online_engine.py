@@ -186,13 +186,13 @@ def test_new_key_frames_rewind_the_schedule_by_their_share(small_stream, schedul
     expected = 20.0 if schedule == "rewind" else 30.0
     assert trainer.schedule_iteration == pytest.approx(expected) and trainer.iteration == 30
     factor = config.trainer.lr_final_factor ** (expected / 100)
-    assert trainer._lr_factor() == pytest.approx(factor)
+    assert trainer.lr_factor == pytest.approx(factor)
     # Late-starting loss terms count plain iterations (L_onehot from 0.67: not yet).
-    assert not trainer._past(0.67) and trainer._past(0.3)
+    assert not trainer.past(0.67) and trainer.past(0.3)
 
 
 def test_snapshots_carry_the_heights_of_the_observed_surfaces(small_stream, tmp_path):
-    from clusteringsdf_core.trainer import Trainer
+    from clusteringsdf_core.training import Trainer
 
     engine = MappingEngine(preset("cpu").merged(TINY), bootstrap_frames=3)
     for frame in small_stream[:3]:

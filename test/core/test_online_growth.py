@@ -16,7 +16,7 @@ from clusteringsdf_core.online import MappingEngine
 from clusteringsdf_core.online.extent import growth_bounds
 from clusteringsdf_core.presets import preset
 from clusteringsdf_core.render.rays import pixel_rays, ray_box
-from clusteringsdf_core.trainer import Trainer
+from clusteringsdf_core.training import Trainer
 
 SMALL = {"model": {"num_channels": 5, "grid_levels": 3, "grid_max_resolution": 32},
          "sampling": {"rays_per_batch": 512},

@@ -6,7 +6,8 @@ from scipy.spatial import cKDTree
 
 from _bench_toy_scene import BOXES, COLOURS, build_toy_scene
 from clusteringsdf_core.config import ConfigError
-from clusteringsdf_core.recon import TSDFConfig, TSDFVolume, bounds_from_depth, reconstruct_mesh
+from clusteringsdf_core.geometry import depth_lattice
+from clusteringsdf_core.recon import TSDFConfig, TSDFVolume, reconstruct_mesh
 
 VOXEL = 0.04
 
@@ -22,14 +23,7 @@ def mesh(scene):
 
 
 def _depth_points(frames, stride=2):
-    out = []
-    for f in frames:
-        K, T = f.intrinsics, f.T_world_cam
-        v, u = np.nonzero(f.depth_m[::stride, ::stride] > 0)
-        d = f.depth_m[::stride, ::stride][v, u]
-        cam = np.stack([(u * stride + 0.5 - K.cx) / K.fx * d, (v * stride + 0.5 - K.cy) / K.fy * d, d], 1)
-        out.append(cam @ T[:3, :3].T + T[:3, 3])
-    return np.concatenate(out)
+    return np.concatenate([depth_lattice(f.depth_m, f.intrinsics, f.T_world_cam, step=stride) for f in frames])
 
 
 def test_mesh_lies_on_the_observed_surfaces(scene, mesh):
@@ -55,12 +49,6 @@ def test_normals_point_into_free_space_and_colours_follow_the_images(mesh):
           (np.abs(v[:, 1] - y) < ext[1] / 2 - 0.08)
     assert top.sum() > 10
     assert np.all(np.abs(colours[top].astype(int) - COLOURS[oid]).max(axis=1) <= 2)
-
-
-def test_bounds_from_depth_cover_the_boxes(scene):
-    b = bounds_from_depth(scene.train, percentile=0.0)
-    for _, _, ext, (x, y) in BOXES:
-        assert np.all(b[0] <= [x, y, 0.01]) and np.all(b[1] >= [x, y, ext[2] - 0.01])
 
 
 def test_unobserved_volume_gives_an_empty_mesh_and_bad_configs_raise():

@@ -8,9 +8,9 @@ import torch
 
 from clusteringsdf_core.losses import clustering as lc
 from clusteringsdf_core.presets import preset
-from clusteringsdf_core.sampling import LabelIndex
+from clusteringsdf_core.training.sampling import LabelIndex
 from clusteringsdf_core.sync_probe import HostSyncProbe
-from clusteringsdf_core.trainer import Trainer
+from clusteringsdf_core.training import Trainer
 
 #: the issue's budget; the step has none today on depth-complete views
 MAX_SYNCS_PER_STEP = 4

@@ -5,10 +5,11 @@ import pytest
 import trimesh
 
 from clusteringsdf_core.data.dataset import load_scene
-from clusteringsdf_core.data.furniture import (SH3D_DIR, CatalogLibrary, ProceduralLibrary,
-                                               classify_name, parse_properties)
-from clusteringsdf_core.data.synthetic import (SyntheticSceneConfig, generate_scene, look_at,
-                                               stored_config_matches, write_synthetic_scene)
+from clusteringsdf_core.data.synthetic import (SyntheticSceneConfig, generate_scene, stored_config_matches,
+                                               write_synthetic_scene)
+from clusteringsdf_core.data.synthetic.furniture import (SH3D_DIR, CatalogLibrary, ProceduralLibrary,
+                                                         classify_name, parse_properties)
+from clusteringsdf_core.geometry.camera import look_at
 
 SMALL = dict(width=64, height=48, num_train=6, num_test=3, num_objects=4, num_small_objects=1)
 

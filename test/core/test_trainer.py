@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from clusteringsdf_core.config import Config
-from clusteringsdf_core.keyframes import KeyframeBuffer, KeyframeSampler, select_keyframes
+from clusteringsdf_core.training.keyframes import KeyframeBuffer, KeyframeSampler, select_keyframes
 from clusteringsdf_core.presets import preset
 from clusteringsdf_core.render.rays import ray_box
-from clusteringsdf_core.sampling import LabelIndex, label_comprehensive_pixels
-from clusteringsdf_core.trainer import Trainer, as_floats
+from clusteringsdf_core.training.sampling import LabelIndex, label_comprehensive_pixels
+from clusteringsdf_core.training import Trainer, as_floats
 
 
 def tiny_config(**overrides) -> Config:
@@ -164,7 +164,7 @@ def test_live_update_of_loss_weights_and_learning_rate(tiny_dataset):
     assert trainer.config.loss.lambda_diff == 3.0 and trainer.model.config.loss.lambda_diff == 3.0
     assert trainer.config.model.num_channels == 6          # structural changes are not live
     lrs = {g["name"]: g["lr"] for g in trainer.optimizer.param_groups}
-    factor = trainer._lr_factor()
+    factor = trainer.lr_factor
     assert lrs["networks"] == pytest.approx(1.0e-4 * factor)
     assert lrs["grid"] == pytest.approx(1.0e-4 * trainer.config.trainer.grid_lr_factor * factor)
     assert torch.equal(trainer.optimizer.state_dict()["state"][0]["exp_avg"], state["exp_avg"])
@@ -227,16 +227,16 @@ def test_online_frames_add_channel_centres_where_new_foreground_appears(tiny_dat
     frames = list(tiny_dataset.train)
     trainer.add_frame(frames[0])
     trainer.step()
-    first = trainer._seeds_count
+    first = trainer.seeds.count
     assert first >= 1
     for f in frames[1:]:
         trainer.add_frame(f)
-    placed = trainer.model.sdf_net.sphere_centres[1:1 + trainer._seeds_count]
-    pts = trainer._foreground_points(trainer.views, max_points_per_view=10_000)
+    placed = trainer.model.sdf_net.sphere_centres[1:1 + trainer.seeds.count]
+    pts = trainer.foreground_points(trainer.views, max_points_per_view=10_000)
     gap = torch.cdist(pts, placed).min(dim=1).values.max() * trainer.box.scale
     # Every segment seen has a centre within the spacing, unless the budget ran out.
-    assert trainer._seeds_count == 5 or gap <= 0.4 + 1e-4, (trainer._seeds_count, float(gap))
-    assert trainer._seeds_count >= first
+    assert trainer.seeds.count == 5 or gap <= 0.4 + 1e-4, (trainer.seeds.count, float(gap))
+    assert trainer.seeds.count >= first
     # Centres are never closer than the spacing.
     if len(placed) > 1:
         d = torch.cdist(placed, placed) * trainer.box.scale
@@ -247,7 +247,7 @@ def test_rays_end_at_render_far_m(tiny_dataset):
     """render.far_m bounds the samples of every ray, whatever the map's bounds."""
     trainer = Trainer.from_dataset(tiny_dataset, tiny_config(**{"render.far_m": 0.6, "render.sampler": "uniform"}))
     view = trainer.views[0]
-    _, origins, dirs, _ = trainer._rays(view, torch.arange(0, view.width * view.height, 7))
+    _, origins, dirs, _ = trainer.rays(view, torch.arange(0, view.width * view.height, 7))
     with torch.no_grad():
         out = trainer.model.render(origins, dirs, train=False)
     assert float(out["t"].max()) * trainer.box.scale <= 0.6 + 1e-4
@@ -257,7 +257,7 @@ def test_rays_end_at_render_far_m(tiny_dataset):
 
 
 def test_label_comprehensive_false_draws_rays_uniformly(tiny_dataset, monkeypatch):
-    import clusteringsdf_core.trainer as trainer_module
+    import clusteringsdf_core.training.trainer as trainer_module
 
     def refuse(*args, **kwargs):
         raise AssertionError("label-comprehensive sampling used")
@@ -299,8 +299,8 @@ def test_eikonal_gradients_of_a_render_are_those_of_its_points(tiny_dataset, met
     those of the points the eikonal term is meant to see (random samples, then the box's)."""
     trainer = Trainer.from_dataset(tiny_dataset, tiny_config(**{"loss.eikonal_method": method}))
     model, view = trainer.model, trainer.views[0]
-    pixels, origins, dirs, depth_t = trainer._rays(view, torch.arange(0, 200))
-    extra = trainer._eikonal_points(64)
+    pixels, origins, dirs, depth_t = trainer.rays(view, torch.arange(0, 200))
+    extra = trainer.random_points(64)
     out = model.render(origins, dirs, depth_t=depth_t, train=True, eikonal_points=extra,
                        generator=torch.Generator().manual_seed(3))
     g = torch.Generator().manual_seed(3)                    # the same draws, made by hand

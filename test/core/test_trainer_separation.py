@@ -19,7 +19,7 @@ from clusteringsdf_core.data import segmenter_sim
 from clusteringsdf_core.data.synthetic import SyntheticSceneConfig, generate_scene
 from clusteringsdf_core.evaluation import NeuralLabelRenderer
 from clusteringsdf_core.presets import preset
-from clusteringsdf_core.trainer import Trainer
+from clusteringsdf_core.training import Trainer
 
 ITERATIONS = 400
 

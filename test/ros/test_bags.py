@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 from clusteringsdf_ros import conversions as conv
+
+from clusteringsdf_ros import transforms as tfm
 from clusteringsdf_ros.bags import (DEFAULT_BASE_TIME_NS, OPTICAL_FRAME, T_BODY_OPTICAL, BagError,
                                     BagPlayer, BagTopics, parse_remap, write_bag_from_dataset)
 from clusteringsdf_ros.params import RosConfig
@@ -86,11 +88,11 @@ def test_bag_round_trip(dataset, bags, storage):
         for (t_ns, msg), want in zip(msgs[topic], expected_ns):
             assert t_ns == want
             header = msg.transforms[0].header if topic == t.tf else msg.header
-            assert conv.stamp_to_ns(header.stamp) == want
+            assert tfm.stamp_to_ns(header.stamp) == want
 
     static = msgs[t.tf_static][0][1].transforms[0]
     assert (static.header.frame_id, static.child_frame_id) == ("camera_link", OPTICAL_FRAME)
-    np.testing.assert_allclose(conv.transform_to_matrix(static), T_BODY_OPTICAL, atol=1e-12)
+    np.testing.assert_allclose(tfm.transform_to_matrix(static), T_BODY_OPTICAL, atol=1e-12)
     for k, frame in enumerate(frames):
         rgb = msgs[t.color][k][1]
         assert rgb.encoding == "rgb8" and rgb.header.frame_id == OPTICAL_FRAME
@@ -107,11 +109,11 @@ def test_bag_round_trip(dataset, bags, storage):
         assert conv.camera_info_to_intrinsics(msgs[t.camera_info][k][1]) == frame.intrinsics
         pose = msgs[t.pose][k][1]
         assert pose.header.frame_id == "map"
-        np.testing.assert_allclose(conv.pose_stamped_to_matrix(pose), frame.T_world_cam, atol=1e-9)
+        np.testing.assert_allclose(tfm.pose_stamped_to_matrix(pose), frame.T_world_cam, atol=1e-9)
         tf = msgs[t.tf][k][1].transforms[0]
         assert (tf.header.frame_id, tf.child_frame_id) == ("map", "camera_link")
         # map -> camera_link -> optical frame is the frame's camera-to-world pose.
-        np.testing.assert_allclose(conv.transform_to_matrix(tf) @ T_BODY_OPTICAL,
+        np.testing.assert_allclose(tfm.transform_to_matrix(tf) @ T_BODY_OPTICAL,
                                    frame.T_world_cam, atol=1e-9)
 
 
@@ -130,7 +132,7 @@ def test_options_test_frames_rate_topics_and_direct_tf(dataset, tmp_path):
     assert stamps == [5 * NS + round((f.stamp_s - frames[0].stamp_s) / 2.0 * NS) for f in frames]
     tf = msgs["/tf"][-1][1].transforms[0]
     assert tf.child_frame_id == OPTICAL_FRAME
-    np.testing.assert_allclose(conv.transform_to_matrix(tf), frames[-1].T_world_cam, atol=1e-9)
+    np.testing.assert_allclose(tfm.transform_to_matrix(tf), frames[-1].T_world_cam, atol=1e-9)
 
     even = write_bag_from_dataset(dataset, tmp_path / "even", frame_rate_hz=10.0,
                                   include_labels=False)
@@ -205,7 +207,7 @@ def test_player_schedule_offset_remap_whitelist_and_skips(bags):
 
     first = deserialize_message(next(raw for _, topic, raw in node.log if topic == "/replay/rgb"),
                                 Image)
-    assert conv.stamp_to_ns(first.header.stamp) == bags["mcap"].start_ns + NS // 5
+    assert tfm.stamp_to_ns(first.header.stamp) == bags["mcap"].start_ns + NS // 5
 
 
 def test_player_loops_until_stopped(bags):
@@ -278,7 +280,7 @@ def test_player_publishes_into_rclpy_at_recorded_timing(dataset, bags, ros_conte
 
     frames = list(dataset.train)
     assert len(received) == 4, f"received {len(received)} of 4 images"
-    stamps = [conv.stamp_to_ns(m.header.stamp) for _, m in received]
+    stamps = [tfm.stamp_to_ns(m.header.stamp) for _, m in received]
     assert stamps == sorted(stamps)  # in order
     for (_, msg), frame in zip(received, frames):
         np.testing.assert_array_equal(conv.image_to_rgb(msg), frame.rgb)

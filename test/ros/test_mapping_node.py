@@ -58,13 +58,14 @@ def frames():
 
 def _messages(frame, stamp_ns=BASE_NS, frame_id="camera_color_optical_frame"):
     from clusteringsdf_ros import conversions as conv
+    from clusteringsdf_ros import transforms as tfm
 
     kw = dict(stamp_ns=stamp_ns, frame_id=frame_id)
     return dict(rgb=conv.rgb_to_image(frame.rgb, **kw),
                 info=conv.intrinsics_to_camera_info(frame.intrinsics, **kw),
                 instance=conv.labels_to_image(frame.instance.astype(np.int32), **kw),
                 depth=conv.depth_to_image(frame.depth_m, **kw),
-                pose=conv.matrix_to_pose_stamped(frame.T_world_cam, frame_id="map",
+                pose=tfm.matrix_to_pose_stamped(frame.T_world_cam, frame_id="map",
                                                  stamp_ns=stamp_ns))
 
 
@@ -426,7 +427,7 @@ def test_node_trains_publishes_saves_and_survives_bad_input(mn, frames, ros_cont
         result = node.set_parameters([Parameter("trainer.lr", value=1.0e-3)])[0]
         assert result.successful
         # The new base rate, times the schedule's current factor (online too).
-        lrs = node.engine.submit(lambda t: [(g["lr"], t._lr_factor()) for g in t.optimizer.param_groups]).result(10)
+        lrs = node.engine.submit(lambda t: [(g["lr"], t.lr_factor) for g in t.optimizer.param_groups]).result(10)
         assert lrs[0][0] == pytest.approx(1.0e-3 * lrs[0][1]) and 0.0 < lrs[0][1] <= 1.0
         result = node.set_parameters([Parameter("loss.lambda_diff", value=-1.0)])[0]
         assert not result.successful
@@ -496,13 +497,13 @@ def _idle_node(mn, context, ns):
 
 def _feed(node, msgs, *, pose=True, images=True):
     """What the subscriptions do: the pose callback, then each image into the synchroniser."""
-    from clusteringsdf_ros import conversions as conv
+    from clusteringsdf_ros import transforms as tfm
 
     if pose:
         node._on_pose_stamped(msgs["pose"])
     if images:
         for role, topic in zip(node._roles, node._input_topics):
-            node.sync.sync.add(topic, conv.stamp_to_ns(msgs[role].header.stamp), msgs[role])
+            node.sync.sync.add(topic, tfm.stamp_to_ns(msgs[role].header.stamp), msgs[role])
 
 
 def test_callback_times_window_and_summary(inp):

@@ -6,8 +6,8 @@ import pytest
 
 from clusteringsdf_core.data.classes import SCANNET_REDUCED as C
 from clusteringsdf_core.data.frame import Intrinsics
-from clusteringsdf_core.data.readers import open_dataset
-from clusteringsdf_core.data.replica import read_replica, read_trajectory
+from clusteringsdf_core.data.formats import open_dataset
+from clusteringsdf_core.data.formats.replica import read_replica, read_trajectory
 
 W, H, N = 64, 48, 5
 CLASS_MAP = {3: C.id_of("chair"), 7: C.id_of("wall")}   # Replica ids -> reduced table

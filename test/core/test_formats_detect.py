@@ -5,7 +5,8 @@ import pytest
 
 from clusteringsdf_core.data.dataset import SceneDataset, write_scene
 from clusteringsdf_core.data.frame import Frame, Intrinsics
-from clusteringsdf_core.data.readers import FORMATS, detect_format, open_dataset, split_train_test
+from clusteringsdf_core.data.formats import FORMATS, detect_format, open_dataset
+from clusteringsdf_core.data.formats.common import split_train_test
 
 
 def _canonical(root):

@@ -36,9 +36,9 @@ import numpy as np
 from clusteringsdf_core.data.classes import SCANNET_REDUCED, ClassTable
 from clusteringsdf_core.data.dataset import SceneDataset, read_png16, read_rgb
 from clusteringsdf_core.data.frame import Frame, FrameSequence, Intrinsics, check_pose
-from clusteringsdf_core.data.readers import (bounds_from_depth, class_lut, evenly_spaced,
-                                             map_class_ids, resolve_optional_dir, split_train_test,
-                                             strided)
+from clusteringsdf_core.data.formats.common import (class_lut, evenly_spaced, map_class_ids,
+                                                    resolve_optional_dir, split_train_test, strided)
+from clusteringsdf_core.geometry.bounds import bounds_from_depth
 
 __all__ = ["read_replica", "read_trajectory", "SEMANTIC_NERF_HFOV_DEG"]
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from clusteringsdf_core.data.frame import Intrinsics
-from clusteringsdf_core.data.readers import open_dataset
-from clusteringsdf_core.data.scannet import SensFile, read_sens
+from clusteringsdf_core.data.formats import open_dataset
+from clusteringsdf_core.data.formats.sens import SensFile, read_sens
 
 W, H = 64, 48
 K = np.array([[50.0, 0.0, 32.0, 0.0], [0.0, 50.0, 24.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0, 0, 0, 1.0]])

@@ -1,44 +1,22 @@
-"""Synthetic indoor scenes with exact ground truth.
-
-A room (floor, four walls, ceiling: the "stuff" classes) furnished with real
-furniture models (Sweet Home 3D catalogs, see :mod:`.furniture`) placed on the floor
-without overlap, small objects (lamps, televisions) on tables, desks and low
-cabinets, and a camera that walks around the room at head height looking inwards.
-Two layouts (``SyntheticSceneConfig.layout``): ``"apart"`` keeps every footprint
-``object_gap`` from the others and ``wall_clearance`` from the walls, so that geometry
-alone separates the objects; ``"touching"`` stands furniture side by side against
-two walls, pushes chairs under a table and rests small objects on their supports, so
-that objects touch as in real rooms (the camera walks between the wall furniture and
-the table).
-Frames are rendered by ray casting (trimesh with Embree): shaded RGB with
-per-object colours and patterns, metric depth (with optional sensor-like noise),
-GT instance and semantic maps. Held-out test frames come from a different path
-(other height, inset and phase): novel views.
-
-Everything is deterministic for a seed. :func:`generate_scene` returns the scene
-in memory; :func:`write_synthetic_scene` writes it in the canonical layout
-(:mod:`.dataset`) together with the GT meshes.
-"""
+"""Where things go in a synthetic room: the room's floor, walls and ceiling, the
+furniture placed apart or touching (:data:`~.config.LAYOUTS`), small objects on their
+supports, and the camera paths (training and held-out test walks)."""
 
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import trimesh
 
-from clusteringsdf_core.data.classes import SCANNET_REDUCED, ClassTable
-from clusteringsdf_core.data.dataset import GTObject, SceneDataset, write_scene
-from clusteringsdf_core.data.frame import Frame, Intrinsics
-from clusteringsdf_core.data.furniture import (LARGE_CLASSES, SMALL_CLASSES, FurnitureLibrary,
-                                               FurnitureModel, furniture_library)
+from clusteringsdf_core.data.classes import ClassTable
+from clusteringsdf_core.data.synthetic.config import PlacedObject, SyntheticSceneConfig
+from clusteringsdf_core.data.synthetic.furniture import (LARGE_CLASSES, SMALL_CLASSES, FurnitureLibrary,
+                                                         FurnitureModel)
+from clusteringsdf_core.geometry.camera import look_at
 
-__all__ = ["SyntheticSceneConfig", "SyntheticScene", "PlacedObject", "generate_scene",
-           "write_synthetic_scene", "look_at", "SceneRenderer", "LAYOUTS", "stored_config_matches"]
+__all__ = ["room_stuff", "place_objects", "trajectory"]
 
 log = logging.getLogger(__name__)
 
@@ -47,102 +25,12 @@ _LARGE_WEIGHTS = {"chair": 3.0, "table": 2.0, "sofa": 1.2, "bed": 0.8, "cabinet"
                   "bookshelf": 1.0, "desk": 1.0, "refrigerator": 0.4, "otherfurniture": 0.6}
 _SUPPORTS = ("table", "desk", "cabinet")
 
-#: Values of ``SyntheticSceneConfig.layout``; the first is the default.
-LAYOUTS = ("apart", "touching")
 # Touching layout: the classes stood against a wall and their greatest depth there, the
 # supports of small objects (low bookshelves too), the cell of the contact tests.
 _WALL_CLASSES = ("cabinet", "bookshelf", "desk", "sofa", "refrigerator", "otherfurniture")
 _WALL_DEPTH_MAX = 0.75
 _TOUCHING_SUPPORTS = _SUPPORTS + ("bookshelf",)
 _CELL = 0.02
-
-
-@dataclass(frozen=True)
-class SyntheticSceneConfig:
-    """Parameters of a synthetic scene (all lengths in metres).
-
-    ``layout`` (one of :data:`LAYOUTS`): ``"apart"`` places every footprint at least
-    ``object_gap`` from the others and ``wall_clearance`` from the walls; ``"touching"``
-    stands furniture against the walls x = -w/2 and x = +w/2, side by side without gap,
-    pushes chairs under a table (or desk) in the middle of the room and rests small
-    objects on their supports: ``object_gap`` is then unused, and ``wall_clearance`` is
-    the corridor of the camera between the wall furniture and the table.
-    """
-
-    seed: int = 0
-    room_width_range: tuple[float, float] = (5.0, 6.5)    # x extent
-    room_depth_range: tuple[float, float] = (4.0, 5.5)    # y extent
-    room_height: float = 2.7
-    num_objects: int = 8             # large objects on the floor
-    num_small_objects: int = 2       # objects on tables / desks / low cabinets
-    wall_clearance: float = 0.9      # free corridor along the walls (touching: along the wall
-                                     # furniture), where the camera walks
-    object_gap: float = 0.15         # minimum gap between object footprints ("apart" layout)
-    layout: str = "apart"            # "apart": objects stand apart; "touching": against walls,
-                                     # side by side, chairs under tables (see the docstring)
-    furniture: str = "auto"          # "auto" | "sweethome3d" | "procedural"
-    width: int = 320
-    height: int = 240
-    hfov_deg: float = 70.0
-    num_train: int = 80
-    num_test: int = 20
-    camera_height: float = 1.5
-    frame_rate_hz: float = 5.0       # stamps of the walk (for bags)
-    depth_noise: bool = True         # Kinect-like axial noise and dropouts at grazing angles
-    rgb_noise: float = 2.0           # std of RGB noise, 8-bit levels
-
-    def __post_init__(self) -> None:
-        if self.num_objects < 1:
-            raise ValueError("num_objects must be >= 1")
-        if min(self.width, self.height) < 8:
-            raise ValueError("image size must be at least 8x8")
-        if self.num_train < 1 or self.num_test < 0:
-            raise ValueError("need at least one training frame")
-        if self.layout not in LAYOUTS:
-            raise ValueError(f"unknown layout {self.layout!r}; choose from {LAYOUTS}")
-
-
-@dataclass
-class PlacedObject:
-    """A furniture model placed in the room."""
-
-    instance_id: int
-    class_id: int
-    model: FurnitureModel
-    T_world_obj: np.ndarray          # (4, 4)
-    parts_world: list[tuple[trimesh.Trimesh, np.ndarray]] = field(default_factory=list)
-
-    def mesh(self) -> trimesh.Trimesh:
-        return trimesh.util.concatenate([m for m, _ in self.parts_world])
-
-
-@dataclass
-class SyntheticScene:
-    config: SyntheticSceneConfig
-    room_size: np.ndarray                   # (3,) width, depth, height
-    objects: list[PlacedObject]
-    stuff: list[tuple[trimesh.Trimesh, int]]   # (mesh, class id) of floor, walls, ceiling
-    dataset: SceneDataset
-    furniture_source: str
-
-
-# --------------------------------------------------------------------------- geometry
-
-
-def look_at(eye: np.ndarray, target: np.ndarray, up=(0.0, 0.0, 1.0)) -> np.ndarray:
-    """Camera-to-world pose of an optical frame (x right, y down, z forward) at ``eye``
-    looking at ``target`` in a z-up world."""
-    eye, target = np.asarray(eye, float), np.asarray(target, float)
-    z = target - eye
-    z /= np.linalg.norm(z)
-    x = np.cross(z, np.asarray(up, float))
-    if np.linalg.norm(x) < 1e-6:
-        raise ValueError("look_at: viewing direction is parallel to up")
-    x /= np.linalg.norm(x)
-    y = np.cross(z, x)
-    T = np.eye(4)
-    T[:3, 0], T[:3, 1], T[:3, 2], T[:3, 3] = x, y, z, eye
-    return T
 
 
 def _plane(origin, u, v, nu: int, nv: int) -> trimesh.Trimesh:
@@ -155,7 +43,7 @@ def _plane(origin, u, v, nu: int, nv: int) -> trimesh.Trimesh:
     return trimesh.Trimesh(vertices, faces, process=False)
 
 
-def _room_stuff(w: float, d: float, h: float, classes: ClassTable, cell: float = 0.25):
+def room_stuff(w: float, d: float, h: float, classes: ClassTable, cell: float = 0.25):
     n = lambda length: max(1, int(round(length / cell)))  # noqa: E731
     x0, y0 = -w / 2, -d / 2
     ex, ey, ez = np.array([w, 0, 0.0]), np.array([0, d, 0.0]), np.array([0, 0, h])
@@ -236,7 +124,7 @@ def _placed_points(points: np.ndarray, T: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- layout
 
 
-def _place_objects(cfg: SyntheticSceneConfig, rng: np.random.Generator, library: FurnitureLibrary,
+def place_objects(cfg: SyntheticSceneConfig, rng: np.random.Generator, library: FurnitureLibrary,
                    w: float, d: float, classes: ClassTable) -> tuple[list[PlacedObject], np.ndarray]:
     """The objects of the scene's layout, and the rectangle [xmin, ymin, xmax, ymax] that
     the wall furniture leaves free, where the camera walks (no object stands within about
@@ -478,7 +366,7 @@ def _place_small(cfg: SyntheticSceneConfig, rng: np.random.Generator, library: F
                 break
 
 
-def _trajectory(rng: np.random.Generator, walk: np.ndarray, n: int, inset: float, height: float,
+def trajectory(rng: np.random.Generator, walk: np.ndarray, n: int, inset: float, height: float,
                 phase: float, height_swing: float) -> list[np.ndarray]:
     """Poses along a rounded rectangle ``inset`` from the sides of the walk rectangle
     [xmin, ymin, xmax, ymax], looking into the room."""
@@ -496,185 +384,3 @@ def _trajectory(rng: np.random.Generator, walk: np.ndarray, n: int, inset: float
                            rng.uniform(0.3, 0.9)])
         poses.append(look_at(eye, target))
     return poses
-
-
-# --------------------------------------------------------------------------- rendering
-
-
-class SceneRenderer:
-    """Ray-casts a labelled, coloured triangle soup (Embree when installed)."""
-
-    def __init__(self, mesh: trimesh.Trimesh, face_instance: np.ndarray, face_semantic: np.ndarray,
-                 face_albedo: np.ndarray, face_pattern: np.ndarray):
-        self.mesh = mesh
-        self.face_instance = face_instance.astype(np.int32)
-        self.face_semantic = face_semantic.astype(np.int32)
-        self.face_albedo = face_albedo.astype(np.float32)
-        self.face_pattern = face_pattern.astype(np.float32)   # (F, 4): direction xyz, frequency
-        self.face_normals = np.asarray(mesh.face_normals, dtype=np.float32)
-        self.intersector = mesh.ray  # ray_pyembree when embreex is importable
-
-    @property
-    def uses_embree(self) -> bool:
-        return "embree" in type(self.intersector).__module__
-
-    def render(self, T_world_cam: np.ndarray, K: Intrinsics, rng: np.random.Generator | None = None,
-               depth_noise: bool = False, rgb_noise: float = 0.0) -> dict[str, np.ndarray]:
-        h, w = K.height, K.width
-        u, v = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
-        dirs_cam = np.stack([(u - K.cx) / K.fx, (v - K.cy) / K.fy, np.ones_like(u)], -1).reshape(-1, 3)
-        R, t = T_world_cam[:3, :3], T_world_cam[:3, 3]
-        dirs_world = dirs_cam @ R.T
-        dirs_unit = dirs_world / np.linalg.norm(dirs_world, axis=1, keepdims=True)
-        origins = np.broadcast_to(t, dirs_unit.shape)
-        tri, ray, loc = self.intersector.intersects_id(origins, dirs_unit, multiple_hits=False,
-                                                       return_locations=True)
-        n = h * w
-        depth = np.zeros(n, np.float32)
-        inst = np.zeros(n, np.int32)
-        sem = np.zeros(n, np.int32)
-        rgb = np.zeros((n, 3), np.float32)
-        normal_cam = np.zeros((n, 3), np.float32)
-        if len(ray):
-            depth[ray] = ((loc - t) @ R[:, 2]).astype(np.float32)
-            inst[ray] = self.face_instance[tri]
-            sem[ray] = self.face_semantic[tri]
-            nrm = self.face_normals[tri]
-            view = dirs_unit[ray].astype(np.float32)
-            facing = np.sign(-(nrm * view).sum(1, keepdims=True))
-            nrm = nrm * np.where(facing == 0, 1, facing)
-            cos_view = np.clip(-(nrm * view).sum(1), 0, 1)
-            sun = np.array([0.3, 0.5, 0.81], np.float32)
-            sun /= np.linalg.norm(sun)
-            shade = 0.35 + 0.4 * np.clip(nrm @ sun, 0, 1) + 0.35 * cos_view
-            pattern = self.face_pattern[tri]
-            stripes = 1.0 + 0.12 * np.sin(pattern[:, 3] * (loc * pattern[:, :3]).sum(1))
-            rgb[ray] = self.face_albedo[tri] * (shade * stripes)[:, None]
-            normal_cam[ray] = nrm @ R
-            if depth_noise and rng is not None:
-                z = depth[ray]
-                sigma = 0.0012 + 0.0019 * np.square(np.maximum(z - 0.4, 0))
-                noisy = z + rng.normal(0, 1, z.shape).astype(np.float32) * sigma
-                noisy[cos_view < 0.12] = 0.0                       # grazing angles: no return
-                depth[ray] = np.maximum(noisy, 0)
-        rgb8 = rgb * 255.0
-        if rgb_noise > 0 and rng is not None:
-            rgb8 = rgb8 + rng.normal(0, rgb_noise, rgb8.shape)
-        return {
-            "rgb": np.clip(rgb8, 0, 255).astype(np.uint8).reshape(h, w, 3),
-            "depth": depth.reshape(h, w),
-            "instance": inst.reshape(h, w),
-            "semantic": sem.reshape(h, w),
-            "normal": normal_cam.reshape(h, w, 3),
-        }
-
-
-def _build_renderer(objects: list[PlacedObject], stuff, rng: np.random.Generator,
-                    classes: ClassTable) -> SceneRenderer:
-    meshes, inst, sem, albedo, pattern = [], [], [], [], []
-
-    def add(mesh, instance_id, class_id, colour, pat):
-        f = len(mesh.faces)
-        meshes.append(mesh)
-        inst.append(np.full(f, instance_id))
-        sem.append(np.full(f, class_id))
-        albedo.append(np.tile(colour, (f, 1)))
-        pattern.append(np.tile(pat, (f, 1)))
-
-    def random_pattern(freq_range):
-        direction = rng.normal(size=3)
-        return np.array([*direction / np.linalg.norm(direction), rng.uniform(*freq_range)])
-
-    stuff_colours = {"floor": np.array([0.62, 0.5, 0.38]), "wall": np.array([0.85, 0.83, 0.78]),
-                     "ceiling": np.array([0.93, 0.93, 0.93])}
-    for mesh, class_id in stuff:
-        name = classes.name_of(class_id)
-        colour = np.clip(stuff_colours[name] + rng.normal(0, 0.04, 3), 0, 1)
-        add(mesh, 0, class_id, colour, random_pattern((8.0, 14.0)))
-    for obj in objects:
-        pat = random_pattern((15.0, 40.0))
-        for mesh, colour in obj.parts_world:
-            add(mesh, obj.instance_id, obj.class_id, colour, pat)
-    scene = trimesh.util.concatenate(meshes)
-    return SceneRenderer(scene, np.concatenate(inst), np.concatenate(sem), np.concatenate(albedo),
-                         np.concatenate(pattern))
-
-
-# --------------------------------------------------------------------------- entry points
-
-
-def generate_scene(config: SyntheticSceneConfig = SyntheticSceneConfig(), *,
-                   library: FurnitureLibrary | None = None,
-                   progress: Callable[[int, int], None] | None = None) -> SyntheticScene:
-    """Build and render a scene. ``progress(done, total)`` is called after each frame."""
-    rng = np.random.default_rng(config.seed)
-    classes = SCANNET_REDUCED
-    library = library or furniture_library(config.furniture)
-    w = float(rng.uniform(*config.room_width_range))
-    d = float(rng.uniform(*config.room_depth_range))
-    h = config.room_height
-    objects, walk = _place_objects(config, rng, library, w, d, classes)
-    stuff = _room_stuff(w, d, h, classes)
-    renderer = _build_renderer(objects, stuff, rng, classes)
-    if not renderer.uses_embree:
-        log.warning("Embree is not available: ray casting falls back to trimesh's slow "
-                    "pure-Python intersector (pip install embreex)")
-    K = Intrinsics.from_fov(config.width, config.height, config.hfov_deg)
-    inset = config.wall_clearance * 0.55
-    train_poses = _trajectory(rng, walk, config.num_train, inset, config.camera_height, 0.0, 0.1)
-    test_poses = _trajectory(rng, walk, config.num_test, inset * 1.3, config.camera_height - 0.2,
-                             0.37, 0.25)
-    total = len(train_poses) + len(test_poses)
-    frames: list[Frame] = []
-    for i, T in enumerate(train_poses + test_poses):
-        frame_rng = np.random.default_rng([config.seed, i])
-        out = renderer.render(T, K, frame_rng, depth_noise=config.depth_noise, rgb_noise=config.rgb_noise)
-        frames.append(Frame(index=i, rgb=out["rgb"], T_world_cam=T, intrinsics=K,
-                            stamp_s=i / config.frame_rate_hz, depth_m=out["depth"],
-                            gt_instance=out["instance"], gt_semantic=out["semantic"],
-                            normal=out["normal"]))
-        if progress:
-            progress(i + 1, total)
-    bounds = np.array([[-w / 2, -d / 2, 0.0], [w / 2, d / 2, h]])
-    gt_objects = [GTObject(id=o.instance_id, class_id=o.class_id, name=o.model.name,
-                           mesh_file=f"meshes/object_{o.instance_id:04d}.ply", source=o.model.source)
-                  for o in objects]
-    dataset = SceneDataset(
-        name=f"synthetic_seed{config.seed}" + ("" if config.layout == LAYOUTS[0] else f"_{config.layout}"),
-        train=frames[:len(train_poses)],
-        test=frames[len(train_poses):], classes=classes, bounds=bounds, objects=gt_objects,
-        meta={"generator": "clusteringsdf synthetic", "config": _jsonable(asdict(config)),
-              "furniture": library.kind, "room_size_m": [w, d, h]})
-    return SyntheticScene(config, np.array([w, d, h]), objects, stuff, dataset, library.kind)
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
-
-
-def stored_config_matches(stored, config: SyntheticSceneConfig) -> bool:
-    """Whether ``stored`` (``meta.config`` of a written scene) is ``config``; one written
-    before the ``layout`` field existed is of the default layout."""
-    return isinstance(stored, dict) and {"layout": LAYOUTS[0], **stored} == _jsonable(asdict(config))
-
-
-def write_synthetic_scene(scene: SyntheticScene, root: str | Path, *, label_variant: str = "sim",
-                          labelled_frames: tuple[list[Frame], list[Frame]] | None = None) -> Path:
-    """Write meshes and frames in the canonical layout. ``labelled_frames`` (train, test)
-    replace the scene's frames when machine labels were added to them."""
-    root = Path(root)
-    (root / "meshes").mkdir(parents=True, exist_ok=True)
-    for obj in scene.objects:
-        obj.mesh().export(root / "meshes" / f"object_{obj.instance_id:04d}.ply")
-    trimesh.util.concatenate([m for m, _ in scene.stuff]).export(root / "meshes" / "stuff.ply")
-    dataset = scene.dataset
-    if labelled_frames is not None:
-        dataset = SceneDataset(**{**vars(dataset), "train": labelled_frames[0], "test": labelled_frames[1]})
-    started = time.perf_counter()
-    out = write_scene(root, dataset, label_variant=label_variant)
-    log.info("wrote %s in %.1f s", root, time.perf_counter() - started)
-    return out

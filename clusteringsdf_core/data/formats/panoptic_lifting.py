@@ -52,9 +52,10 @@ import numpy as np
 from clusteringsdf_core.data.classes import SCANNET_REDUCED, ClassTable, SemanticClass
 from clusteringsdf_core.data.dataset import SceneDataset, read_png16, read_rgb
 from clusteringsdf_core.data.frame import Frame, FrameSequence, Intrinsics, check_pose
-from clusteringsdf_core.data.readers import (bounds_from_depth, class_lut, evenly_spaced,
-                                             map_class_ids, numeric_key, read_matrix,
-                                             split_train_test, strided, warp_to_intrinsics)
+from clusteringsdf_core.data.formats.common import (class_lut, evenly_spaced, map_class_ids, numeric_key,
+                                                    read_matrix, split_train_test, strided,
+                                                    warp_to_intrinsics)
+from clusteringsdf_core.geometry.bounds import bounds_from_depth
 
 __all__ = ["PANOPTIC_LIFTING_CLASSES", "PANOPTIC_LIFTING_TO_REDUCED", "read_panoptic_lifting"]
 

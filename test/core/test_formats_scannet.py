@@ -6,8 +6,8 @@ import pytest
 
 from clusteringsdf_core.data.classes import SCANNET_REDUCED as C
 from clusteringsdf_core.data.frame import Intrinsics
-from clusteringsdf_core.data.readers import open_dataset
-from clusteringsdf_core.data.scannet import (NYU40_NAMES, NYU40_TO_REDUCED, read_label_table,
+from clusteringsdf_core.data.formats import open_dataset
+from clusteringsdf_core.data.formats.scannet import (NYU40_NAMES, NYU40_TO_REDUCED, read_label_table,
                                              read_scannet_export)
 
 CW, CH, DW, DH = 128, 96, 64, 48

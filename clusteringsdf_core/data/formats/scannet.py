@@ -1,4 +1,4 @@
-"""ScanNet: folders exported from ``.sens`` files, and ``.sens`` files read directly.
+"""ScanNet: folders exported from ``.sens`` files (``.sens`` files themselves: :mod:`.sens`).
 
 Export folder (ScanNet's ``SensReader/python/reader.py`` plus the unzipped 2D labels)::
 
@@ -23,7 +23,7 @@ the core convention only.
 centre and different intrinsics. Frames are produced on the *depth camera's* grid
 (``intrinsic_depth`` at the depth image size, or at ``image_size`` if given): the
 colour image and the 2D labels (which live on the colour camera) are warped into it
-by :func:`~clusteringsdf_core.data.readers.warp_to_intrinsics` (area-averaged colour,
+by :func:`~clusteringsdf_core.data.formats.common.warp_to_intrinsics` (area-averaged colour,
 nearest labels). This is more exact than resizing colour 1296x968 -> 640x480, which
 leaves a ~1% focal mismatch (a few pixels at the image border) with the depth. The
 colour/depth extrinsics are ignored (identity in ScanNet's exports). Without depth
@@ -44,26 +44,23 @@ export folders have none, so ``stamp_s = i / 30`` (ScanNet records at 30 Hz).
 from __future__ import annotations
 
 import csv
-import struct
 import warnings
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import cv2
 import numpy as np
 
 from clusteringsdf_core.data.classes import SCANNET_REDUCED, ClassTable
 from clusteringsdf_core.data.dataset import SceneDataset, read_png16, read_rgb
 from clusteringsdf_core.data.frame import Frame, FrameSequence, Intrinsics, check_pose
-from clusteringsdf_core.data.readers import (bounds_from_depth, evenly_spaced, numeric_key,
-                                             read_matrix, resolve_optional_dir, split_train_test,
-                                             strided, warp_to_intrinsics)
+from clusteringsdf_core.data.formats.common import (evenly_spaced, numeric_key, read_matrix,
+                                                    resolve_optional_dir, split_train_test, strided,
+                                                    warp_to_intrinsics)
+from clusteringsdf_core.geometry.bounds import bounds_from_depth
 
 __all__ = ["NYU40_NAMES", "NYU40_TO_REDUCED", "LABEL_TSV_NAME", "find_label_table",
-           "read_label_table", "scannet_label_lut", "read_scannet_export", "SensHeader",
-           "SensFrameRecord", "SensFile", "read_sens", "SCANNET_FPS"]
+           "read_label_table", "scannet_label_lut", "read_scannet_export", "SCANNET_FPS"]
 
 SCANNET_FPS = 30.0
 LABEL_TSV_NAME = "scannetv2-labels.combined.tsv"
@@ -167,7 +164,7 @@ def _apply_lut(lut: np.ndarray, image: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class _Cameras:
+class Cameras:
     """The two ScanNet cameras and the output grid every frame is produced on."""
 
     color: Intrinsics
@@ -176,14 +173,14 @@ class _Cameras:
 
     @classmethod
     def make(cls, color: Intrinsics, depth: Intrinsics | None,
-             image_size: tuple[int, int] | None) -> "_Cameras":
+             image_size: tuple[int, int] | None) -> "Cameras":
         base = depth if depth is not None else color
         target = base if image_size is None else base.scaled(int(image_size[0]), int(image_size[1]))
         return cls(color, depth, target)
 
 
 @dataclass
-class _Labels:
+class Labels:
     lut: np.ndarray
     is_thing: np.ndarray
     label_dir: Path | None
@@ -191,8 +188,8 @@ class _Labels:
     machine_dir: Path | None
 
 
-def _labels_setup(root: Path, label_table, machine_instance_dir, classes: ClassTable,
-                  label_dir: Path | None, instance_dir: Path | None) -> tuple[_Labels, dict]:
+def labels_setup(root: Path, label_table, machine_instance_dir, classes: ClassTable,
+                  label_dir: Path | None, instance_dir: Path | None) -> tuple[Labels, dict]:
     tsv = Path(label_table) if label_table is not None else find_label_table(root)
     if tsv is not None and not tsv.is_file():
         raise FileNotFoundError(f"label table {tsv} does not exist")
@@ -206,10 +203,10 @@ def _labels_setup(root: Path, label_table, machine_instance_dir, classes: ClassT
             meta["gt_label_space"] = f"scannet ids via {tsv}"
     lut = scannet_label_lut(tsv, classes)
     machine = resolve_optional_dir(root, machine_instance_dir, "machine instance label")
-    return _Labels(lut, classes.is_thing_lut(), label_dir, instance_dir, machine), meta
+    return Labels(lut, classes.is_thing_lut(), label_dir, instance_dir, machine), meta
 
 
-def _gt_and_machine(name: str, labels: _Labels, cams: _Cameras):
+def gt_and_machine(name: str, labels: Labels, cams: Cameras):
     """(gt_semantic, gt_instance, instance) for frame file stem ``name`` on the target grid."""
 
     def on_color_grid(folder: Path | None):
@@ -232,14 +229,14 @@ def _gt_and_machine(name: str, labels: _Labels, cams: _Cameras):
     return gt_sem, gt_inst, None if machine is None else machine.astype(np.int32)
 
 
-def _valid_pose(T: np.ndarray) -> np.ndarray | None:
+def valid_pose(T: np.ndarray) -> np.ndarray | None:
     try:
         return check_pose(T)
     except ValueError:
         return None
 
 
-def _dataset(name: str, root: Path, ids: list, load: Callable[[int], Frame], stamps: list[float],
+def assemble_dataset(name: str, root: Path, ids: list, load: Callable[[int], Frame], stamps: list[float],
              depth_sample: Callable[[int], tuple], *, test_every: int, bounds_frames: int,
              classes: ClassTable, meta: dict) -> SceneDataset:
     train, test = split_train_test(len(ids), test_every)
@@ -253,7 +250,7 @@ def _dataset(name: str, root: Path, ids: list, load: Callable[[int], Frame], sta
                         bounds=bounds, root=root, meta=meta)
 
 
-def _skipped_warning(source: Path, skipped: list) -> None:
+def skipped_warning(source: Path, skipped: list) -> None:
     if skipped:
         warnings.warn(f"{source}: skipped {len(skipped)} frame(s) with invalid (-inf/NaN or "
                       f"non-rigid) poses", stacklevel=3)
@@ -289,13 +286,13 @@ def read_scannet_export(root: str | Path, *, label_table: str | Path | None = No
 
     poses, kept, skipped = [], [], []
     for s in stems:
-        T = _valid_pose(read_matrix(root / "pose" / f"{s}.txt"))
+        T = valid_pose(read_matrix(root / "pose" / f"{s}.txt"))
         if T is None:
             skipped.append(s)
         else:
             kept.append(s)
             poses.append(T)
-    _skipped_warning(root, skipped)
+    skipped_warning(root, skipped)
     if not kept:
         raise ValueError(f"{root}: every frame has an invalid pose")
 
@@ -312,10 +309,10 @@ def read_scannet_export(root: str | Path, *, label_table: str | Path | None = No
         depth_path = root / "intrinsic" / "intrinsic_depth.txt"
         K_depth = (Intrinsics.from_opencv_K(read_matrix(depth_path)[:3, :3], dw, dh)
                    if depth_path.is_file() else K_color.scaled(dw, dh))
-    cams = _Cameras.make(K_color, K_depth, image_size)
+    cams = Cameras.make(K_color, K_depth, image_size)
     label_dir = root / "label-filt" if (root / "label-filt").is_dir() else None
     instance_dir = root / "instance-filt" if (root / "instance-filt").is_dir() else None
-    labels, label_meta = _labels_setup(root, label_table, machine_instance_dir, classes,
+    labels, label_meta = labels_setup(root, label_table, machine_instance_dir, classes,
                                        label_dir, instance_dir)
 
     def depth_of(stem: str) -> np.ndarray | None:
@@ -329,7 +326,7 @@ def read_scannet_export(root: str | Path, *, label_table: str | Path | None = No
         stem = kept[k]
         rgb = warp_to_intrinsics(read_rgb(root / "color" / f"{stem}.jpg"), cams.color, cams.target,
                                  nearest=False)
-        gt_sem, gt_inst, inst = _gt_and_machine(stem, labels, cams)
+        gt_sem, gt_inst, inst = gt_and_machine(stem, labels, cams)
         return Frame(index=_frame_number(stem, k), rgb=rgb, T_world_cam=poses[k].copy(),
                      intrinsics=cams.target, stamp_s=stamps[k], depth_m=depth_of(stem),
                      instance=inst, gt_semantic=gt_sem, gt_instance=gt_inst,
@@ -338,221 +335,10 @@ def read_scannet_export(root: str | Path, *, label_table: str | Path | None = No
     stamps = [_frame_number(s, k) / SCANNET_FPS for k, s in enumerate(kept)]
     meta = {"format": "scannet-export", "skipped_invalid_pose": skipped,
             "image_grid": "depth camera" if cams.depth is not None else "colour camera", **label_meta}
-    return _dataset(name or root.name, root, kept, load, stamps,
+    return assemble_dataset(name or root.name, root, kept, load, stamps,
                     lambda k: (depth_of(kept[k]), cams.target, poses[k]),
                     test_every=test_every, bounds_frames=bounds_frames, classes=classes, meta=meta)
 
 
 def _frame_number(stem: str, position: int) -> int:
     return int(stem) if stem.isdigit() else position
-
-
-# --------------------------------------------------------------------------- .sens files
-
-_COLOR_COMPRESSION = {-1: "unknown", 0: "raw", 1: "png", 2: "jpeg"}
-_DEPTH_COMPRESSION = {-1: "unknown", 0: "raw_ushort", 1: "zlib_ushort", 2: "occi_ushort"}
-_FRAME_HEADER = struct.Struct("<16f4Q")   # camera_to_world, ts colour, ts depth, sizes
-
-
-@dataclass(frozen=True)
-class SensHeader:
-    """The header of a ScanNet ``.sens`` file (version 4), little-endian."""
-
-    version: int
-    sensor_name: str
-    intrinsic_color: np.ndarray   # (4, 4)
-    extrinsic_color: np.ndarray   # (4, 4)
-    intrinsic_depth: np.ndarray   # (4, 4)
-    extrinsic_depth: np.ndarray   # (4, 4)
-    color_compression: str        # raw | png | jpeg
-    depth_compression: str        # raw_ushort | zlib_ushort
-    color_width: int
-    color_height: int
-    depth_width: int
-    depth_height: int
-    depth_shift: float            # depth png value / depth_shift = metres (1000)
-    num_frames: int
-
-
-@dataclass(frozen=True)
-class SensFrameRecord:
-    """Where one RGB-D frame sits in the file, and its pose and timestamps."""
-
-    T_world_cam: np.ndarray       # (4, 4) float64 (stored as float32)
-    timestamp_color_us: int
-    timestamp_depth_us: int
-    color_offset: int
-    color_size: int
-    depth_offset: int
-    depth_size: int
-
-
-class SensFile:
-    """A ``.sens`` file indexed in one pass over its frame headers; images read on demand.
-
-    Layout (ScanNet ``SensReader``): uint32 version (4); uint64 name length + name;
-    4x4 float32 intrinsic_color, extrinsic_color, intrinsic_depth, extrinsic_depth;
-    int32 colour and depth compression; uint32 colour w, h, depth w, h; float32
-    depth_shift; uint64 frame count; then per frame 4x4 float32 camera_to_world,
-    uint64 colour and depth timestamps (microseconds), uint64 colour and depth byte
-    counts, the colour bytes, the depth bytes; then IMU frames (ignored).
-    """
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise FileNotFoundError(f"{self.path}: no such .sens file")
-        size = self.path.stat().st_size
-        with self.path.open("rb") as f:
-            self.header = self._read_header(f, size)
-            self.frames = self._index(f, size)
-
-    def _fail(self, what: str) -> ValueError:
-        return ValueError(f"{self.path}: {what}")
-
-    def _read(self, f, n: int, what: str) -> bytes:
-        data = f.read(n)
-        if len(data) != n:
-            raise self._fail(f"truncated in {what} (wanted {n} bytes, got {len(data)})")
-        return data
-
-    def _read_header(self, f, size: int) -> SensHeader:
-        (version,) = struct.unpack("<I", self._read(f, 4, "header"))
-        if version != 4:
-            raise self._fail(f"unsupported .sens version {version} (expected 4)")
-        (name_len,) = struct.unpack("<Q", self._read(f, 8, "header"))
-        if name_len > size:
-            raise self._fail(f"corrupt header (sensor name length {name_len})")
-        name = self._read(f, name_len, "header").decode("utf-8", errors="replace")
-        mats = np.frombuffer(self._read(f, 4 * 64, "header"), dtype="<f4").astype(np.float64)
-        mats = mats.reshape(4, 4, 4)
-        c_type, d_type = struct.unpack("<ii", self._read(f, 8, "header"))
-        cw, ch, dw, dh = struct.unpack("<4I", self._read(f, 16, "header"))
-        (shift,) = struct.unpack("<f", self._read(f, 4, "header"))
-        (count,) = struct.unpack("<Q", self._read(f, 8, "header"))
-        color = _COLOR_COMPRESSION.get(c_type)
-        depth = _DEPTH_COMPRESSION.get(d_type)
-        if color not in ("raw", "png", "jpeg"):
-            raise self._fail(f"unsupported colour compression {c_type} ({color})")
-        if depth not in ("raw_ushort", "zlib_ushort"):
-            raise self._fail(f"unsupported depth compression {d_type} ({depth})")
-        if min(cw, ch, dw, dh) == 0 or not shift > 0:
-            raise self._fail(f"corrupt header (sizes {cw}x{ch}, {dw}x{dh}, depth_shift {shift})")
-        return SensHeader(version, name, mats[0], mats[1], mats[2], mats[3], color, depth,
-                          cw, ch, dw, dh, float(shift), int(count))
-
-    def _index(self, f, size: int) -> list[SensFrameRecord]:
-        frames = []
-        pos = f.tell()
-        for i in range(self.header.num_frames):
-            if pos + _FRAME_HEADER.size > size:
-                raise self._fail(f"truncated at frame {i} of {self.header.num_frames} (frame header)")
-            f.seek(pos)
-            values = _FRAME_HEADER.unpack(f.read(_FRAME_HEADER.size))
-            T = np.array(values[:16], dtype=np.float64).reshape(4, 4)
-            ts_c, ts_d, c_size, d_size = values[16:]
-            c_off = pos + _FRAME_HEADER.size
-            d_off = c_off + c_size
-            pos = d_off + d_size
-            if pos > size:
-                raise self._fail(f"truncated at frame {i} of {self.header.num_frames} "
-                                 f"(needs {c_size} colour + {d_size} depth bytes)")
-            frames.append(SensFrameRecord(T, int(ts_c), int(ts_d), c_off, int(c_size), d_off, int(d_size)))
-        return frames
-
-    def __len__(self) -> int:
-        return len(self.frames)
-
-    def _bytes(self, offset: int, n: int) -> bytes:
-        with self.path.open("rb") as f:
-            f.seek(offset)
-            return f.read(n)
-
-    def read_color(self, i: int) -> np.ndarray:
-        """Frame ``i``'s colour image, (H, W, 3) uint8 RGB (raw frames are taken to be RGB order)."""
-        h = self.header
-        r = self.frames[i]
-        data = self._bytes(r.color_offset, r.color_size)
-        if h.color_compression == "raw":
-            if len(data) != h.color_width * h.color_height * 3:
-                raise self._fail(f"frame {i}: raw colour has {len(data)} bytes, expected "
-                                 f"{h.color_width * h.color_height * 3}")
-            return np.frombuffer(data, dtype=np.uint8).reshape(h.color_height, h.color_width, 3).copy()
-        bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise self._fail(f"frame {i}: cannot decode {h.color_compression} colour image")
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-    def read_depth_raw(self, i: int) -> np.ndarray:
-        """Frame ``i``'s depth as stored, (H, W) uint16 (metres = value / depth_shift)."""
-        h = self.header
-        r = self.frames[i]
-        data = self._bytes(r.depth_offset, r.depth_size)
-        if h.depth_compression == "zlib_ushort":
-            try:
-                data = zlib.decompress(data)
-            except zlib.error as exc:
-                raise self._fail(f"frame {i}: corrupt zlib depth ({exc})") from None
-        if len(data) != 2 * h.depth_width * h.depth_height:
-            raise self._fail(f"frame {i}: depth has {len(data)} bytes, expected "
-                             f"{2 * h.depth_width * h.depth_height}")
-        return np.frombuffer(data, dtype="<u2").reshape(h.depth_height, h.depth_width).astype(np.uint16)
-
-
-def read_sens(path: str | Path, *, stride: int = 1, label_table: str | Path | None = None,
-              machine_instance_dir: str | Path | None = None,
-              image_size: tuple[int, int] | None = None, test_every: int = 8,
-              bounds_frames: int = 16, classes: ClassTable = SCANNET_REDUCED,
-              name: str | None = None) -> SceneDataset:
-    """Read a ScanNet ``.sens`` file directly (lazily: frames are decoded when indexed).
-
-    Same conventions as :func:`read_scannet_export` (depth-camera grid, label
-    mapping, invalid-pose skipping). ``Frame.index`` is the frame's position in the
-    file; ``stamp_s`` is the colour timestamp in seconds. GT 2D labels are read from
-    ``label-filt/`` and ``instance-filt/`` next to the file when they exist (the
-    unzipped ``*_2d-label-filt.zip`` / ``*_2d-instance-filt.zip``).
-    """
-    sens = SensFile(path)
-    h = sens.header
-    root = sens.path.parent
-    cams = _Cameras.make(
-        Intrinsics.from_opencv_K(h.intrinsic_color[:3, :3], h.color_width, h.color_height),
-        Intrinsics.from_opencv_K(h.intrinsic_depth[:3, :3], h.depth_width, h.depth_height),
-        image_size)
-    label_dir = root / "label-filt" if (root / "label-filt").is_dir() else None
-    instance_dir = root / "instance-filt" if (root / "instance-filt").is_dir() else None
-    labels, label_meta = _labels_setup(root, label_table, machine_instance_dir, classes,
-                                       label_dir, instance_dir)
-    kept, poses, skipped = [], [], []
-    for i in strided(range(len(sens)), stride):
-        T = _valid_pose(sens.frames[i].T_world_cam)
-        if T is None:
-            skipped.append(i)
-        else:
-            kept.append(i)
-            poses.append(T)
-    _skipped_warning(sens.path, skipped)
-    if not kept:
-        raise ValueError(f"{sens.path}: no frame with a valid pose")
-
-    def depth_of(i: int) -> np.ndarray:
-        d = warp_to_intrinsics(sens.read_depth_raw(i), cams.depth, cams.target, nearest=True)
-        return d.astype(np.float32) / np.float32(h.depth_shift)
-
-    def load(k: int) -> Frame:
-        i = kept[k]
-        rgb = warp_to_intrinsics(sens.read_color(i), cams.color, cams.target, nearest=False)
-        gt_sem, gt_inst, inst = _gt_and_machine(str(i), labels, cams)
-        r = sens.frames[i]
-        return Frame(index=i, rgb=rgb, T_world_cam=poses[k].copy(), intrinsics=cams.target,
-                     stamp_s=stamps[k], depth_m=depth_of(i), instance=inst, gt_semantic=gt_sem,
-                     gt_instance=gt_inst,
-                     meta={"source": f"{sens.path}#{i}", "timestamp_depth_s": r.timestamp_depth_us * 1e-6}
-                     ).validate()
-
-    stamps = [sens.frames[i].timestamp_color_us * 1e-6 for i in kept]
-    meta = {"format": "scannet-sens", "sensor_name": h.sensor_name, "skipped_invalid_pose": skipped,
-            "image_grid": "depth camera", **label_meta}
-    return _dataset(name or sens.path.stem, root, kept, load, stamps,
-                    lambda k: (depth_of(kept[k]), cams.target, poses[k]),
-                    test_every=test_every, bounds_frames=bounds_frames, classes=classes, meta=meta)

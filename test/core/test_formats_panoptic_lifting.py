@@ -8,10 +8,10 @@ import pytest
 
 from clusteringsdf_core.data.classes import SCANNET_REDUCED as C
 from clusteringsdf_core.data.frame import Intrinsics
-from clusteringsdf_core.data.panoptic_lifting import (PANOPTIC_LIFTING_CLASSES as PL,
+from clusteringsdf_core.data.formats.panoptic_lifting import (PANOPTIC_LIFTING_CLASSES as PL,
                                                       PANOPTIC_LIFTING_TO_REDUCED,
                                                       read_panoptic_lifting)
-from clusteringsdf_core.data.readers import open_dataset
+from clusteringsdf_core.data.formats import open_dataset
 
 W, H = 64, 48
 NAMES = ["0", "10", "20", "30", "40"]

@@ -1,0 +1,134 @@
+"""Training views: frames at the training resolution, as flat tensors on the device.
+
+:func:`make_view` validates a :class:`~clusteringsdf_core.data.frame.Frame` against
+the configuration (labels of the training mode, class ids that have channels), resizes
+it to ``data.image_width x data.image_height``, masks depths outside
+``data.depth_min_m..depth_max_m`` and indexes its labels once (:class:`LabelIndex`).
+:func:`view_rays` turns pixels of a view into rays; :func:`surface_heights` measures
+the floor and ceiling heights the views' depths saw.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from clusteringsdf_core.config import Config
+from clusteringsdf_core.data.frame import Frame
+from clusteringsdf_core.model.fields import SceneBox
+from clusteringsdf_core.render.rays import pixel_rays
+from clusteringsdf_core.training.sampling import LabelIndex
+
+__all__ = ["TrainingView", "make_view", "view_rays", "surface_heights"]
+
+
+@dataclass
+class TrainingView:
+    """One frame at the training resolution, as flat tensors on the device."""
+
+    index: int
+    rgb: torch.Tensor                 # (P, 3) float in [0, 1]
+    K: torch.Tensor                   # (3, 3)
+    T_world_cam: torch.Tensor         # (4, 4)
+    width: int
+    height: int
+    instance: torch.Tensor            # (P,) long, view-local ids, 0 = background
+    valid: torch.Tensor               # (P,) bool: label usable (not "unknown")
+    semantic: torch.Tensor | None     # (P,) long class ids, 0 = void
+    confidence: torch.Tensor | None   # (P,) float
+    depth_m: torch.Tensor | None      # (P,) float, 0 = invalid
+    label_index: LabelIndex = field(repr=False, default=None)  # type: ignore[assignment]
+    depth_complete: bool = False      # every pixel has a measured depth (no ray needs importance sampling)
+
+    @property
+    def num_labels(self) -> int:
+        """Distinct foreground labels of the view (key-frame ranking): its instance
+        labels, or its semantic classes when it has no instance label (semantic mode
+        on a segmenter that gives classes only)."""
+        ids = self.instance[self.valid]
+        count = int(torch.unique(ids[ids > 0]).numel())
+        if count == 0 and self.semantic is not None:
+            classes = self.semantic[self.valid]
+            count = int(torch.unique(classes[classes > 0]).numel())
+        return count
+
+
+def make_view(frame: Frame, config: Config, device: torch.device) -> TrainingView:
+    """The training view of ``frame``; ValueError (with the reason) for a frame the
+    configured mode cannot use."""
+    frame.validate()
+    mode = config.trainer.mode
+    if frame.instance is None and mode == "instance":
+        raise ValueError(f"frame {frame.index} has no instance labels")
+    dc = config.data
+    frame = frame.resized(dc.image_width, dc.image_height)
+
+    def flat(a, dtype):
+        return None if a is None else torch.as_tensor(np.ascontiguousarray(a).reshape(-1), dtype=dtype,
+                                                      device=device)
+
+    instance = flat(frame.instance if frame.instance is not None else np.zeros(frame.rgb.shape[:2], np.int64),
+                    torch.long)
+    semantic = flat(frame.semantic, torch.long)
+    depth = None
+    if frame.depth_m is not None:
+        d = frame.depth_m.astype(np.float32).copy()
+        d[(d < dc.depth_min_m) | (d > dc.depth_max_m) | ~np.isfinite(d)] = 0.0
+        depth = flat(d, torch.float32)
+    if semantic is not None:
+        # Instance 0 with a void class is "unknown" (e.g. a masked object), not background.
+        valid = (instance > 0) | (semantic > 0)
+    else:
+        valid = torch.ones_like(instance, dtype=torch.bool)
+    if mode == "semantic":
+        if semantic is None:
+            raise ValueError(f"frame {frame.index} has no semantic labels (semantic mode)")
+        if int(semantic.max()) >= config.model.num_channels:
+            raise ValueError(f"frame {frame.index}: class id {int(semantic.max())} has no channel")
+        group = semantic
+    else:
+        group = torch.where(valid, instance, torch.full_like(instance, -1))
+    view = TrainingView(
+        index=frame.index, rgb=torch.as_tensor(frame.rgb.reshape(-1, 3), device=device).float() / 255.0,
+        K=torch.as_tensor(frame.intrinsics.K, dtype=torch.float32, device=device),
+        T_world_cam=torch.as_tensor(frame.T_world_cam, dtype=torch.float32, device=device),
+        width=frame.width, height=frame.height, instance=instance, valid=valid, semantic=semantic,
+        confidence=flat(frame.confidence, torch.float32), depth_m=depth,
+        depth_complete=depth is not None and bool((depth > 0).all()))
+    view.label_index = LabelIndex(group)
+    return view
+
+
+def view_rays(view: TrainingView, pixels: torch.Tensor, box: SceneBox):
+    """(pixels, origins, directions, depth_t) of flat pixel indices of ``view``:
+    normalised-space rays, and the measured depth as the ray parameter t (None
+    without depth)."""
+    uv = torch.stack([pixels % view.width, pixels // view.width], dim=-1)
+    origins, dirs, z_per_t = pixel_rays(view.K, view.T_world_cam, uv)
+    depth_t = None
+    if view.depth_m is not None:
+        depth_t = view.depth_m[pixels] / z_per_t / box.scale
+    return pixels, origins, dirs, depth_t
+
+
+def surface_heights(views: list[TrainingView], box: SceneBox, points_per_view: int = 2000,
+                    percentiles: tuple[float, float] = (0.5, 99.5)) -> tuple[float, float] | None:
+    """(floor z, ceiling z) in metres: low / high percentiles of the heights of the
+    views' depth points, i.e. of the surfaces the camera saw; None without depth."""
+    heights = []
+    for view in views:
+        if view.depth_m is None:
+            continue
+        valid = torch.nonzero(view.depth_m > 0)[:, 0]
+        if valid.numel() == 0:
+            continue
+        pick = valid[torch.linspace(0, valid.numel() - 1, min(points_per_view, valid.numel()),
+                                    device=valid.device).long()]
+        _, origins, dirs, depth_t = view_rays(view, pick, box)
+        heights.append((origins + dirs * (depth_t * box.scale)[:, None])[:, 2].cpu())
+    if not heights:
+        return None
+    lo, hi = np.percentile(torch.cat(heights).numpy(), percentiles)
+    return float(lo), float(hi)
