@@ -19,12 +19,11 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from _revisions import ISOLATE, ROOT, short_rev, worktree
 
-_WORKER = r"""
+_WORKER = ISOLATE + r"""
 import json, sys, time
 import torch
 from clusteringsdf_core.data import segmenter_sim
@@ -76,23 +75,16 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    rev = subprocess.run(["git", "rev-parse", "--short", args.against], cwd=ROOT, capture_output=True,
-                         text=True, check=True).stdout.strip()
-    with tempfile.TemporaryDirectory(prefix="step_speed_") as tmp:
-        other = Path(tmp) / rev
-        subprocess.run(["git", "worktree", "add", "--detach", "-q", str(other), rev], cwd=ROOT, check=True)
-        try:
-            ratios = []
-            print(f"{'round':>5}  {rev + ' it/s':>12}  {'this it/s':>10}  ratio")
-            for r in range(args.rounds):
-                before, now = _measure(other, args), _measure(ROOT, args)
-                ratios.append(now / before)
-                print(f"{r + 1:>5}  {before:>12.2f}  {now:>10.2f}  {now / before:.2f}", flush=True)
-            print(f"median ratio (this / {rev}): {statistics.median(ratios):.2f} over {args.rounds} rounds "
-                  f"({args.preset} preset, {args.device}, {args.threads or 'default'} threads, {args.steps} steps)")
-        finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(other)], cwd=ROOT, check=False)
-
+    rev = short_rev(args.against)
+    with worktree(args.against) as other:
+        ratios = []
+        print(f"{'round':>5}  {rev + ' it/s':>12}  {'this it/s':>10}  ratio")
+        for r in range(args.rounds):
+            before, now = _measure(other, args), _measure(ROOT, args)
+            ratios.append(now / before)
+            print(f"{r + 1:>5}  {before:>12.2f}  {now:>10.2f}  {now / before:.2f}", flush=True)
+        print(f"median ratio (this / {rev}): {statistics.median(ratios):.2f} over {args.rounds} rounds "
+              f"({args.preset} preset, {args.device}, {args.threads or 'default'} threads, {args.steps} steps)")
 
 if __name__ == "__main__":
     main()
