@@ -253,18 +253,20 @@ class Trainer:
                                     train=True,
                                     eikonal_points=self.random_points(lcfg.eikonal_points if v_i == 0 else 0),
                                     want_normals=False, generator=self.generator)
-            if self.class_votes is not None and depth_t is not None and view.semantic is not None:
-                seen = view.valid[pixels] & (view.instance[pixels] > 0) & (depth_t > 0)
+            # the rays' machine classes and labelled object rays, gathered once for the
+            # class votes, the channel-class counts and L_cross_view
+            semantic = None if view.semantic is None else view.semantic[pixels]
+            labelled = None if semantic is None else view.valid[pixels] & (view.instance[pixels] > 0)
+            if self.class_votes is not None and depth_t is not None and semantic is not None:
                 self.class_votes.add(origins + dirs * (depth_t[:, None] * self.box.scale),
-                                     torch.where(seen, view.semantic[pixels], 0))
+                                     torch.where(labelled & (depth_t > 0), semantic, 0))
             opacity_s = objective.add_view_losses(add, cfg, view, pixels, depth_t, out, scale_m=self.box.scale,
                                                   past=self.past, violation_sdf=violation_sdf)
-            if view.semantic is not None and cfg.trainer.mode == "instance":
-                labelled = view.valid[pixels] & (view.instance[pixels] > 0)
-                self.class_counts.update(opacity_s.detach(), view.semantic[pixels], labelled)
-            if lcfg.lambda_cross_view > 0 and view.semantic is not None:
-                sem_opacities.append(lc.softmax_opacity(out["opacity"], lcfg.softmax_temperature))
-                sem_labels.append(view.semantic[pixels])
+            if semantic is not None and cfg.trainer.mode == "instance":
+                self.class_counts.update(opacity_s.detach(), semantic, labelled)
+            if lcfg.lambda_cross_view > 0 and semantic is not None:
+                sem_opacities.append(opacity_s)      # the softmax the view's losses took
+                sem_labels.append(semantic)
         if lcfg.lambda_cross_view > 0 and sem_opacities:
             extra_o, extra_l = objective.cross_view_rays(cfg, self.views, self.box, self.model.render,
                                                          self.rng, self.generator)
