@@ -511,4 +511,4 @@ class MappingEngine:
     def _write_map(self, out_dir: Path, result: ObjectsResult, snapshot) -> Path:
         stats = self.stats()
         return write_map(out_dir, result, snapshot, self.classes, bounds_m=stats.get("bounds_m"),
-                         views=stats.get("views"), counters=self.counters.snapshot())
+                         num_views=stats.get("views"), counters=self.counters.snapshot())

@@ -64,14 +64,14 @@ def extract_tracked(snapshot, views, device: str, tracker: ObjectTracker, stamp_
 
 
 def write_map(out_dir: Path, result: ObjectsResult, snapshot, classes: ClassTable, *, bounds_m,
-              views, counters: dict) -> Path:
+              num_views: int | None, counters: dict) -> Path:
     """Meshes, ``objects.json``, ``config.yaml`` and ``map.json`` (iteration, stamp, bounds,
     key frames, object ids, counters) of one extraction into ``out_dir``."""
     export_objects(list(result.objects), out_dir, classes, mesh_format=snapshot.config.extract.export_format,
                    iteration=snapshot.iteration)
     save_yaml(snapshot.config, out_dir / "config.yaml")
     (out_dir / "map.json").write_text(json.dumps({
-        "iteration": snapshot.iteration, "stamp_ns": result.stamp_ns, "bounds_m": bounds_m, "views": views,
+        "iteration": snapshot.iteration, "stamp_ns": result.stamp_ns, "bounds_m": bounds_m, "views": num_views,
         "objects": [t.id for t in result.objects], "counters": counters,
     }, indent=1))
     return out_dir
