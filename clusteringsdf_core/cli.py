@@ -233,15 +233,27 @@ def _open(path: str, labels: str | None):
 def _cmd_train(args: argparse.Namespace) -> int:
     from clusteringsdf_core import pipeline
 
-    config = pipeline.build_config(args.preset, args.config, args.set)
-    if args.iterations is not None:
-        config = config.merged({"trainer.iterations": args.iterations})
+    if args.resume and (args.preset is not None or args.config or args.set):
+        raise SystemExit("clusteringsdf train --resume: the run goes on with the configuration in its "
+                         "checkpoint; --preset, --config and --set do not apply (--iterations does)")
     dataset = _open(args.dataset, args.labels)
-    print(f"training on {dataset.name}: {len(dataset.train)} frames, mode {config.trainer.mode}, "
-          f"preset {args.preset}, device {pipeline.device_name(config)}, {config.trainer.iterations} iterations")
-    trainer, summary = pipeline.train(dataset, config, args.out, time_budget_s=args.time_budget)
-    print(f"{summary['iterations']} iterations in {summary['seconds']:.0f} s "
-          f"({summary['iterations_per_s']:.1f} it/s); checkpoint: {Path(args.out) / 'checkpoint.pt'}")
+    if args.resume:
+        try:
+            trainer, summary = pipeline.train(dataset, None, args.out, time_budget_s=args.time_budget,
+                                              resume=True, iterations=args.iterations)
+        except FileNotFoundError as exc:
+            raise SystemExit(f"clusteringsdf train --resume: {exc}") from None
+    else:
+        preset_name = args.preset or "cpu"
+        config = pipeline.build_config(preset_name, args.config, args.set)
+        if args.iterations is not None:
+            config = config.merged({"trainer.iterations": args.iterations})
+        print(f"training on {dataset.name}: {len(dataset.train)} frames, mode {config.trainer.mode}, "
+              f"preset {preset_name}, device {pipeline.device_name(config)}, {config.trainer.iterations} iterations")
+        trainer, summary = pipeline.train(dataset, config, args.out, time_budget_s=args.time_budget)
+    print(f"{summary['iterations']} iterations ({summary['iterations'] - summary['resumed_from']} in this run) "
+          f"in {summary['seconds']:.0f} s ({summary['iterations_per_s']:.1f} it/s); "
+          f"checkpoint: {Path(args.out) / 'checkpoint.pt'}")
     return 0
 
 
@@ -361,13 +373,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train ClusteringSDF on a dataset folder")
     p.add_argument("dataset", help="a scene folder in any format `open_dataset` reads")
     p.add_argument("--out", required=True, help="run folder: checkpoint.pt, config.yaml, train.json")
-    p.add_argument("--preset", default="cpu", help="base configuration: paper, cpu or gpu")
+    p.add_argument("--preset", default=None, help="base configuration: paper, cpu (default) or gpu")
     p.add_argument("--config", help="YAML file (may be partial) applied on the preset")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="override one parameter (repeatable), e.g. --set loss.lambda_diff=10.0")
-    p.add_argument("--iterations", type=int, help="training iterations (overrides trainer.iterations)")
+    p.add_argument("--iterations", type=int, help="training iterations (overrides trainer.iterations); "
+                   "with --resume the new total")
     p.add_argument("--time-budget", type=float, help="stop after this many seconds")
     p.add_argument("--labels", help="machine-label variant of a canonical scene (default: sim)")
+    p.add_argument("--resume", action="store_true",
+                   help="go on from OUT/checkpoint.pt (written every trainer.checkpoint_every iterations and "
+                        "at the end) with the configuration it was trained with, up to its trainer.iterations "
+                        "or --iterations")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("render", help="render label maps, RGB and depth of a trained model")

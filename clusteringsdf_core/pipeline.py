@@ -48,31 +48,62 @@ def build_config(preset_name: str = "cpu", config_file: str | None = None,
     return config
 
 
-def train(dataset, config: Config, out_dir: str | Path, *, time_budget_s: float | None = None,
-          progress: bool = True) -> tuple[Trainer, dict]:
-    """Train on ``dataset`` and write ``checkpoint.pt``, ``config.yaml`` and ``train.json``."""
+def train(dataset, config: Config | None, out_dir: str | Path, *, time_budget_s: float | None = None,
+          progress: bool = True, resume: bool = False, iterations: int | None = None) -> tuple[Trainer, dict]:
+    """Train on ``dataset`` and write ``checkpoint.pt``, ``config.yaml`` and ``train.json``
+    (the checkpoint also every ``trainer.checkpoint_every`` iterations).
+
+    ``resume``: go on from the run folder's ``checkpoint.pt`` (the last periodic one
+    after a crash) with the configuration it was trained with (``config`` must be None);
+    ``iterations`` sets a new total (the learning-rate schedule follows it), and
+    ``train.json`` keeps the earlier history and seconds."""
     out = Path(out_dir)
+    history, seconds_before = [], 0.0
+    if resume:
+        if config is not None:
+            raise ValueError("resume: the run goes on with its own configuration; pass no config")
+        checkpoint = out / "checkpoint.pt"
+        if not checkpoint.is_file():
+            raise FileNotFoundError(f"nothing to resume: {checkpoint} does not exist")
+        trainer = Trainer.load_checkpoint(checkpoint, dataset=dataset)
+        if iterations is not None:
+            trainer.config = trainer.config.merged({"trainer.iterations": iterations})
+        config = trainer.config
+        if (out / "train.json").is_file():
+            earlier = json.loads((out / "train.json").read_text())
+            history, seconds_before = earlier.get("history", []), float(earlier.get("seconds", 0.0))
+    else:
+        if iterations is not None:
+            config = config.merged({"trainer.iterations": iterations})
+        trainer = None
     out.mkdir(parents=True, exist_ok=True)
     save_yaml(config, out / "config.yaml")
     started = time.perf_counter()
-    trainer = Trainer.from_dataset(dataset, config)
-    history = []
+    if trainer is None:
+        trainer = Trainer.from_dataset(dataset, config)
+    first_iteration = trainer.iteration
 
     def record(t: Trainer) -> None:
         if t.iteration % config.trainer.log_every == 0:
-            history.append({"iteration": t.iteration, "seconds": time.perf_counter() - started, **t.last_losses})
+            history.append({"iteration": t.iteration, "seconds": seconds_before + time.perf_counter() - started,
+                            **t.last_losses})
         every = config.trainer.checkpoint_every
         if every and t.iteration % every == 0:
             t.save_checkpoint(out / "checkpoint.pt")
+            write_summary(t)      # the history so far goes with the checkpoint a resume starts from
+
+    def write_summary(t: Trainer) -> dict:
+        seconds = time.perf_counter() - started
+        summary = {"dataset": dataset.name, "iterations": t.iteration, "seconds": seconds_before + seconds,
+                   "iterations_per_s": (t.iteration - first_iteration) / max(seconds, 1e-9),
+                   "device": str(t.device), "frames": len(t.views), "resumed_from": first_iteration,
+                   "final_losses": t.last_losses, "history": history}
+        (out / "train.json").write_text(json.dumps(summary, indent=1))
+        return summary
 
     trainer.fit(progress=progress, callback=record, time_budget_s=time_budget_s)
-    seconds = time.perf_counter() - started
     trainer.save_checkpoint(out / "checkpoint.pt")
-    summary = {"dataset": dataset.name, "iterations": trainer.iteration, "seconds": seconds,
-               "iterations_per_s": trainer.iteration / max(seconds, 1e-9), "device": str(trainer.device),
-               "frames": len(trainer.views), "final_losses": trainer.last_losses, "history": history}
-    (out / "train.json").write_text(json.dumps(summary, indent=1))
-    return trainer, summary
+    return trainer, write_summary(trainer)
 
 
 def render_views(snapshot: Snapshot, frames: Sequence[Frame], classes, out_dir: str | Path,

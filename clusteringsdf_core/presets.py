@@ -42,7 +42,7 @@ def _cpu() -> Config:
         "loss": {"depth": 0.1, "sdf": 1.0, "eikonal_method": "finite_difference", "eikonal_points": 512,
                  "labels_move_geometry": False, "lambda_sem": 50.0,
                  "onehot_start_fraction": 0.67},
-        "trainer": {"iterations": 3000, "lr": 2.0e-3, "log_every": 100, "checkpoint_every": 0},
+        "trainer": {"iterations": 3000, "lr": 2.0e-3, "log_every": 100, "checkpoint_every": 1000},
         # split_channels: channels shared by objects never seen side by side (scene seed 1:
         # a fridge and an armchair 0.18 m apart in one channel) become separate objects.
         "extract": {"resolution": 128, "split_channels": True},

@@ -1,63 +1,39 @@
 """The ``mapping_node``: camera + segmenter topics in, objects with stable ids out.
 
-Thin glue over :mod:`clusteringsdf_core`:
+Thin glue over the ROS-free online engine
+(:class:`~clusteringsdf_core.online.engine.MappingEngine`); the README's "Topics,
+services and the mapping node" is the user's reference (topics, services, parameters).
+What this module does:
 
-- **inputs**: colour image, camera_info and instance labels (+ depth, semantic ids and
-  confidence when their ``ros.*_topic`` is not empty, as optional inputs) are
-  synchronised by :class:`~clusteringsdf_ros.sync.RosApproximateSync`; the camera pose
-  comes from TF (``ros.pose_source: tf``, where ``tf2_ros`` is importable; otherwise ONE
-  error is logged and the node falls back to the PoseStamped topic), a
-  ``geometry_msgs/PoseStamped`` topic or a ``nav_msgs/Odometry`` topic. Topic poses are
-  kept in a short history and matched to the image stamp (interpolated between the
-  poses around it, else the nearest one within ``ros.sync_slop_s``; a set waits
-  briefly for a pose that has not arrived yet, then is dropped and counted).
-- **callbacks** only convert (:func:`~clusteringsdf_ros.inputs.frame_from_messages`),
-  validate and enqueue into the engine's bounded queue (``ros.frame_queue_size``; when full the oldest frame is dropped and
-  counted). Every kind of bad input gets a named counter in the status and one
-  throttled log line; none of them stops the node or touches the model. Their wall
-  time is in the status (``callback_synced_*``: a synchronised set including its
-  conversion; ``callback_pose_*``; count, mean/p50/p99/max ms over the last
-  ``CALLBACK_TIME_WINDOW`` calls; ``python -m clusteringsdf_ros.bench_callbacks``
-  measures them at 30 Hz 640x480). Input stamps more than :data:`TIME_JUMP_BACK_S`
-  behind the last set (a looping bag) clear the synchroniser, the old poses and the
-  sets waiting for one, are logged and counted (``time_jump_back``), and the new set
-  is accepted; smaller steps back are ``out_of_order`` drops.
-- **the engine** (:class:`~clusteringsdf_core.online.engine.MappingEngine`, ROS-free)
-  does the rest: its trainer thread drains the queue (``add_frame``), runs ``step()``
-  while there are views, and every ``ros.extract_period_s`` hands an immutable snapshot
-  to its extractor thread, which extracts the objects and gives them stable ids (one
-  :class:`~clusteringsdf_core.extract.ObjectTracker` for the node's life, kept across
-  resets so ids are never reused). Periodic extractions publish a new object once it
-  has been seen in ``extract.confirm_after`` consecutive extractions and drop one after
-  ``extract.drop_after`` misses, so fragments that flicker while the model trains never
-  reach planners; ``~/extract_now`` and saves publish new objects at once. The result
-  is an immutable :class:`~clusteringsdf_core.online.extraction.ObjectsResult` that the
-  timers read.
-- **scene bounds**: the model needs them when it is created. With ``ros.bounds_m``
-  empty (default) the engine creates it from the first frames' depth
-  (:mod:`clusteringsdf_core.online.extent`). ``ros.bounds_m`` =
-  ``[xmin, ymin, zmin, xmax, ymax, zmax]`` (metres, map frame) fixes them instead.
-  Estimated bounds grow while the robot explores (``ros.map_growth``, up to
-  ``ros.map_max_side_m`` per axis): a key frame whose surfaces reach past the map
-  enlarges it, keeping what was learned (``map_grown`` in ``~/status``).
-- **outputs**: ``ros.objects_topic`` (``clusteringsdf_ros/ObjectArray``, reliable +
-  transient local, depth 1) and ``~/markers`` (MarkerArray: DELETEALL, then per object a
-  TRIANGLE_LIST mesh coloured by id, a LINE_LIST box and a TEXT_VIEW_FACING label) every
-  ``ros.publish_period_s``; ``~/status`` (``diagnostic_msgs/DiagnosticArray``: iteration,
-  losses, it/s, frames received/buffered, every drop and bad-input counter) every
+- **inputs**: colour, camera_info and instance labels (+ depth, semantic ids and
+  confidence when their ``ros.*_topic`` is set, as optional inputs) synchronised by
+  :class:`~clusteringsdf_ros.sync.RosApproximateSync`; the camera pose from TF
+  (``ros.pose_source: tf``; without ``tf2_ros`` ONE error, then the PoseStamped topic),
+  a PoseStamped or an Odometry topic, matched to the image stamp through a short pose
+  history (:class:`~clusteringsdf_core.online.poses.PendingSets`). Callbacks only
+  convert (:func:`~clusteringsdf_ros.inputs.frame_from_messages`), validate and
+  enqueue into the engine's bounded queue. Every kind of bad input gets a named
+  counter in the status and one throttled log line; none of them touches the model.
+  Input stamps more than :data:`TIME_JUMP_BACK_S` behind the last set (a looping bag)
+  clear the synchroniser and the old poses (``time_jump_back``); smaller steps back are
+  ``out_of_order`` drops. Callback wall times are in the status (``callback_*``).
+- **the engine** trains on its own thread, extracts and tracks ids on another every
+  ``ros.extract_period_s``, grows estimated bounds (``ros.map_growth``) and autosaves
+  every ``ros.autosave_period_s`` into ``<ros.output_dir>/autosave/run_<time>/``.
+  ``ros.initial_map`` (or ``~/load_map``) starts from a saved map: the model goes on
+  training with the new frames and its object ids continue.
+- **outputs**: ``ros.objects_topic`` (``ObjectArray``, reliable + transient local) and
+  ``~/markers`` every ``ros.publish_period_s``; ``~/status`` (DiagnosticArray:
+  iteration, losses, it/s, frames, every counter, the autosave) every
   ``ros.status_period_s``.
-- **services** (``std_srvs/Trigger``): ``~/save_map`` (meshes + ``objects.json`` +
-  ``checkpoint.pt`` + ``config.yaml`` + ``map.json`` into a timestamped folder under
-  ``ros.output_dir``; the reply's message is the folder), ``~/reset`` (a new model with
-  the current parameters; ids keep counting), ``~/extract_now``. The map is saved on
-  shutdown when ``ros.save_on_shutdown``.
-- **parameters**: every field of the core tree (``loss.lambda_diff``) with its help text
-  as description, defaults from the ``cpu`` preset, plus ``ros.*``
-  (:class:`~clusteringsdf_ros.params.RosConfig`) and ``ros.bounds_m``. Changes are
-  validated as a whole tree (rejected with the :class:`ConfigError` message); ``loss.*``
-  and ``trainer.lr`` apply to the running model, ``ros.extract_period_s`` applies at
-  once, other core fields at the next ``~/reset``, other ``ros.*`` fields at the next
-  start (the set-parameters reply says which).
+- **services**: ``~/save_map``, ``~/reset``, ``~/extract_now`` (``std_srvs/Trigger``)
+  and ``~/load_map`` (``clusteringsdf_ros/LoadMap``). The map is saved on shutdown when
+  ``ros.save_on_shutdown``.
+- **parameters**: every field of the core tree with its help text, defaults from the
+  ``cpu`` preset, plus ``ros.*`` (:class:`~clusteringsdf_ros.params.RosConfig`) and
+  ``ros.bounds_m``. Changes are validated as a whole tree; ``loss.*`` and
+  ``trainer.lr`` apply to the running model, ``ros.extract_period_s`` at once, other
+  core fields at the next ``~/reset``, other ``ros.*`` fields at the next start.
 
     python -m clusteringsdf_ros.mapping_node --ros-args --params-file config/mapping.yaml
 """
@@ -65,11 +41,9 @@ Thin glue over :mod:`clusteringsdf_core`:
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -82,7 +56,6 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
-from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
 from clusteringsdf_core.config import ConfigError, flatten
@@ -94,6 +67,7 @@ from clusteringsdf_core.online.extent import BOUNDS_MARGIN_XY_M, BOUNDS_MARGIN_Z
 from clusteringsdf_core.presets import preset
 from clusteringsdf_ros import transforms as tfm
 from clusteringsdf_ros.inputs import INPUT_COUNTERS, CallbackTimes, InputError, frame_from_messages
+from clusteringsdf_ros.map_services import MapServices, output_root
 from clusteringsdf_ros.msg import ObjectArray
 from clusteringsdf_ros.node_main import spin_node
 from clusteringsdf_ros.object_msgs import objects_to_markers, objects_to_msg, status_to_diagnostics
@@ -135,7 +109,9 @@ class MappingNode(Node):
                                     counters=self.counters,
                                     now_ns=lambda: self.get_clock().now().nanoseconds,
                                     log=self._engine_log, grow_map=self.ros.map_growth,
-                                    max_side_m=self.ros.map_max_side_m)
+                                    max_side_m=self.ros.map_max_side_m,
+                                    autosave_dir=output_root(self.ros) / "autosave",
+                                    autosave_period_s=self.ros.autosave_period_s)
         self.pending_reset: set[str] = set()     # changed parameters waiting for ~/reset
         self.pending_restart: set[str] = set()   # changed ros.* parameters waiting for a restart
         self.add_on_set_parameters_callback(self._validate_parameters)
@@ -159,16 +135,14 @@ class MappingNode(Node):
         self.markers_pub = self.create_publisher(MarkerArray, "~/markers", latched)
         self.status_pub = self.create_publisher(DiagnosticArray, "~/status", 10)
         self._published: tuple[int, ObjectArray, MarkerArray] | None = None
-        self._publish_timer = self.create_timer(self.ros.publish_period_s, self._publish_objects,
+        self._publish_timer = self.create_timer(self.ros.publish_period_s, self.publish_objects,
                                                 callback_group=self._timers_group)
         self._status_timer = self.create_timer(self.ros.status_period_s, self._publish_status,
                                                callback_group=self._timers_group)
         self._status_last: tuple[float, int] | None = None
-        self.create_service(Trigger, "~/save_map", self._on_save_map,
-                            callback_group=self._services_group)
-        self.create_service(Trigger, "~/reset", self._on_reset, callback_group=self._services_group)
-        self.create_service(Trigger, "~/extract_now", self._on_extract_now,
-                            callback_group=self._services_group)
+        self.map_services = MapServices(self, self._services_group)
+        if self.ros.initial_map:
+            self.map_services.load(self.ros.initial_map)
         self._shut = False
         self.engine.start()
         self.get_logger().info(
@@ -442,7 +416,7 @@ class MappingNode(Node):
         self.engine.put(frame)
 
     # ------------------------------------------------------------------ outputs
-    def _publish_objects(self) -> None:
+    def publish_objects(self) -> None:
         result = self.engine.latest_result
         if result is None:
             return
@@ -458,6 +432,11 @@ class MappingNode(Node):
         _, msg, markers = self._published
         self.objects_pub.publish(msg)
         self.markers_pub.publish(markers)
+
+    def restart_timeline(self) -> None:
+        """Take the next input set whatever its stamp (after ``~/reset``)."""
+        with self._lock:
+            self._last_set_ns = None
 
     def status_values(self) -> dict[str, Any]:
         """Everything ``~/status`` reports, as a flat dictionary."""
@@ -481,6 +460,10 @@ class MappingNode(Node):
         values.update(self.counters.snapshot())
         for path, times in self.callback_times.items():  # callback_synced_p99_ms, ...
             values.update({f"callback_{path}_{k}": v for k, v in times.summary().items()})
+        autosave = stats.get("autosave") or {}
+        values.update({f"autosave_{k}": v for k, v in autosave.items()})
+        if self.map_services.initial_map_error:
+            values["initial_map_error"] = self.map_services.initial_map_error
         latest = self.engine.latest_result
         values["objects"] = 0 if latest is None else len(latest.objects)
         values["objects_iteration"] = -1 if latest is None else latest.iteration
@@ -506,51 +489,6 @@ class MappingNode(Node):
         msg.header.stamp = self.get_clock().now().to_msg()
         self.status_pub.publish(msg)
 
-    # ------------------------------------------------------------------ services
-    def _output_folder(self) -> Path:
-        root = Path(os.path.expanduser(os.path.expandvars(self.ros.output_dir)))
-        base = root / time.strftime("map_%Y%m%d_%H%M%S")
-        path, n = base, 1
-        while path.exists():
-            path, n = Path(f"{base}_{n}"), n + 1
-        return path
-
-    def save_map(self) -> Path:
-        return self.engine.save(self._output_folder())
-
-    def _on_save_map(self, request, response):
-        try:
-            path = self.save_map()
-            response.success, response.message = True, str(path)
-            self.get_logger().info(f"map saved to {path}")
-        except Exception as exc:
-            response.success, response.message = False, f"map not saved: {exc}"
-        return response
-
-    def _on_reset(self, request, response):
-        try:
-            self.engine.reset().result(timeout=30.0)
-            self.pending_reset.clear()
-            with self._lock:
-                self._last_set_ns = None
-            response.success = True
-            response.message = ("model reset: a new one is trained from the next frames with the "
-                                "current parameters; object ids keep counting")
-        except Exception as exc:
-            response.success, response.message = False, f"reset failed: {exc}"
-        return response
-
-    def _on_extract_now(self, request, response):
-        try:
-            result = self.engine.extract_now(timeout=120.0)
-            response.success = True
-            response.message = (f"{len(result.objects)} objects at iteration {result.iteration} "
-                                f"(ids {[t.id for t in result.objects]})")
-            self._publish_objects()
-        except Exception as exc:
-            response.success, response.message = False, str(exc)
-        return response
-
     # ------------------------------------------------------------------ shutdown
     def shutdown(self) -> None:
         """Stop the threads; save the map when ros.save_on_shutdown and there is a model."""
@@ -561,7 +499,7 @@ class MappingNode(Node):
         if self.ros.save_on_shutdown and self.engine.has_model:
             # After SIGTERM the context is shut down and rosout is gone: say it on stderr too.
             try:
-                path = self.engine.save(self._output_folder())
+                path = self.map_services.save_map()
                 print(f"mapping_node: map saved to {path}", file=sys.stderr, flush=True)
             except Exception as exc:
                 print(f"mapping_node: could not save the map on shutdown: {exc!r}", file=sys.stderr,

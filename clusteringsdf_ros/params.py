@@ -71,6 +71,13 @@ class RosConfig(Section):
     output_dir: str = param("~/.ros/clusteringsdf", "where saved maps go (meshes, objects JSON, "
                             "checkpoint)")
     save_on_shutdown: bool = param(True, "save the map when the node shuts down")
+    autosave_period_s: float = param(60.0, "seconds between autosaves of the map being trained (the "
+                                     "checkpoint with its key frames and object ids, into run_<time>/ under "
+                                     "<output_dir>/autosave; the newest two of a run are kept); 0 = off",
+                                     min=0.0)
+    initial_map: str = param("", "map to start from and go on training: a checkpoint, a ~/save_map folder "
+                             "or an autosave folder (its newest autosave); '' = a new map from the first "
+                             "frames")
     map_growth: bool = param(True, "with estimated bounds (ros.bounds_m empty): enlarge the map when "
                              "key frames see past it (nothing learned is lost)")
     map_max_side_m: float = param(20.0, "longest side, per axis, the map may grow to (metres); the "

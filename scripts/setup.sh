@@ -76,7 +76,7 @@ else
 fi
 
 # -- 2. colcon build (messages + Python install)
-src_hash=$( (find msg clusteringsdf_core clusteringsdf_ros launch config scripts -type f \
+src_hash=$( (find msg srv clusteringsdf_core clusteringsdf_ros launch config scripts -type f \
               -not -path '*/__pycache__/*' -not -name '*.pyc' | LC_ALL=C sort | xargs sha256sum;
              sha256sum CMakeLists.txt package.xml) | sha256sum | cut -d' ' -f1)
 mkdir -p log

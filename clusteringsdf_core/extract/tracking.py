@@ -4,21 +4,35 @@
 change their contents): new objects are matched to the previous ones by 3D box
 overlap (Hungarian assignment), unmatched ones get fresh ids that are never reused;
 an object gets its id after ``extract.confirm_after`` consecutive extractions and
-loses it after ``extract.drop_after`` misses.
+loses it after ``extract.drop_after`` misses. :meth:`ObjectTracker.state_dict` stores
+the tracks (with their meshes) so that a map loaded later goes on with the same ids.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
+import trimesh
 from scipy.optimize import linear_sum_assignment
 
 from clusteringsdf_core.config import ExtractConfig
 from clusteringsdf_core.extract.objects import ExtractedObject, box_iou_3d
 
 __all__ = ["ObjectTracker", "TrackedObject"]
+
+
+def _object_state(obj: ExtractedObject) -> dict:
+    state = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.name != "mesh"}
+    state.update(vertices=np.asarray(obj.mesh.vertices, np.float64), faces=np.asarray(obj.mesh.faces, np.int64))
+    return state
+
+
+def _object_from_state(state: dict) -> ExtractedObject:
+    fields = {k: v for k, v in state.items() if k not in ("vertices", "faces")}
+    return ExtractedObject(mesh=trimesh.Trimesh(state["vertices"], state["faces"], process=False), **fields)
 
 
 @dataclass
@@ -62,6 +76,8 @@ class ObjectTracker:
     next_id: int = 1
     objects: dict[int, TrackedObject] = field(default_factory=dict)
     candidates: list[_Candidate] = field(default_factory=list)
+    # update() and the state methods may run on different threads (extraction, autosave)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.confirm_after < 1 or self.drop_after < 1:
@@ -74,12 +90,46 @@ class ObjectTracker:
                   "drop_after": config.drop_after}
         return cls(**{**fields, **overrides})
 
+    def state_dict(self) -> dict:
+        """Ids, tracks (geometry included) and candidates: plain Python and numpy."""
+        def track(t: TrackedObject) -> dict:
+            return {**{f.name: getattr(t, f.name) for f in dataclasses.fields(t) if f.name != "object"},
+                    "object": _object_state(t.object)}
+
+        with self._lock:
+            objects, candidates, next_id = list(self.objects.values()), list(self.candidates), self.next_id
+        return {"next_id": next_id, "objects": [track(t) for t in objects],
+                "candidates": [{"object": _object_state(c.object), "first_seen": c.first_seen, "hits": c.hits}
+                               for c in candidates]}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Take the tracks of :meth:`state_dict`. Ids stay unique: the next new id is
+        past both this tracker's and the state's."""
+        objects = {}
+        for t in state["objects"]:
+            fields = {k: v for k, v in t.items() if k != "object"}
+            objects[int(t["id"])] = TrackedObject(object=_object_from_state(t["object"]), **fields)
+        candidates = [_Candidate(_object_from_state(c["object"]), float(c["first_seen"]), int(c["hits"]))
+                      for c in state["candidates"]]
+        with self._lock:
+            self.next_id = max(self.next_id, int(state["next_id"]), max(objects, default=0) + 1)
+            self.objects, self.candidates = objects, candidates
+
+    def published(self) -> list[TrackedObject]:
+        """The objects with ids, by id (as the last :meth:`update` returned them)."""
+        with self._lock:
+            return [self.objects[i] for i in sorted(self.objects)]
+
     def update(self, extracted: list[ExtractedObject], stamp: float, *,
                confirm_new: bool = False) -> list[TrackedObject]:
         """Match ``extracted`` to the known objects; the published objects, by id.
 
         ``confirm_new`` gives every unmatched object an id at once (a saved map or an
         offline extraction, where no later extraction will confirm it)."""
+        with self._lock:
+            return self._update(extracted, stamp, confirm_new)
+
+    def _update(self, extracted: list[ExtractedObject], stamp: float, confirm_new: bool) -> list[TrackedObject]:
         tracks: list[TrackedObject | _Candidate] = [*self.objects.values(), *self.candidates]
         matched: dict[int, TrackedObject | _Candidate] = {}
         if tracks and extracted:

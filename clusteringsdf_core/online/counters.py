@@ -19,6 +19,8 @@ ENGINE_COUNTERS: dict[str, str] = {
     "map_growth_capped": "key frames that reached past the largest map side allowed (not covered)",
     "trainer_errors": "exceptions in the trainer or extractor threads",
     "extractions": "object extractions done",
+    "autosaves": "periodic autosaves of the map written",
+    "autosave_failures": "autosaves that could not be written (the stats say why)",
 }
 
 

@@ -22,7 +22,10 @@ method, the demo and the tests drive:
   object once it was seen ``extract.confirm_after`` times in a row, requested ones
   (``extract_now``, saves) at once. :attr:`latest_result` is the newest
   :class:`ObjectsResult`;
-- ``save(dir)``: checkpoint, meshes, ``objects.json``, ``config.yaml``, ``map.json``.
+- ``save(dir)``: checkpoint (with key frames and object tracks), meshes, ``objects.json``,
+  ``config.yaml``, ``map.json``; every ``autosave_period_s`` the checkpoint alone goes to
+  ``autosave_dir`` (:mod:`.persistence`, written off the trainer thread);
+  ``load_map(path)`` goes on from a saved or autosaved map, ids included.
 
 Errors in either thread are counted (``trainer_errors``) and logged; nothing learned
 is lost and the threads go on.
@@ -46,6 +49,7 @@ from clusteringsdf_core.online.counters import Counters
 from clusteringsdf_core.online.extent import estimate_bounds, growth_bounds
 from clusteringsdf_core.online.extraction import ExtractJob, ObjectsResult, extract_tracked, write_map
 from clusteringsdf_core.online.observations import view_summaries
+from clusteringsdf_core.online.persistence import Autosaver, find_checkpoint
 
 __all__ = ["MappingEngine", "BOOTSTRAP_FRAMES", "MAX_MAP_SIDE_M", "MIN_FRAME_SIDE_M"]
 
@@ -73,7 +77,8 @@ class MappingEngine:
                  now_ns: Callable[[], int] = time.time_ns,
                  log: Callable[[str, str], None] = lambda level, msg: None,
                  bootstrap_frames: int = BOOTSTRAP_FRAMES, grow_map: bool = True,
-                 max_side_m: float = MAX_MAP_SIDE_M):
+                 max_side_m: float = MAX_MAP_SIDE_M, autosave_dir: str | Path | None = None,
+                 autosave_period_s: float = 0.0, autosave_keep: int = 2):
         from clusteringsdf_core.extract import ObjectTracker
 
         self.config = config                   # the config a new model gets
@@ -110,6 +115,8 @@ class MappingEngine:
         self._requests_queued = 0    # ... covered by a queued or running extraction
         self._seq = 0
         self._latest: ObjectsResult | None = None
+        self._autosaver = (Autosaver(autosave_dir, period_s=autosave_period_s, keep=autosave_keep)
+                           if autosave_dir is not None and autosave_period_s > 0 else None)
         self._threads = [threading.Thread(target=self._train_loop, name="mapping_trainer", daemon=True),
                          threading.Thread(target=self._extract_loop, name="mapping_extractor",
                                           daemon=True)]
@@ -128,6 +135,8 @@ class MappingEngine:
         for t in self._threads:
             if t.is_alive():
                 t.join(timeout=timeout)
+        if self._autosaver is not None:
+            self._autosaver.join(timeout)
 
     @property
     def running(self) -> bool:
@@ -177,6 +186,7 @@ class MappingEngine:
             return losses
         for _ in range(int(steps)):
             self._record_step(trainer, trainer.step())
+            self._maybe_autosave(trainer)
         return trainer.last_losses if steps else losses
 
     def extract(self, *, live: bool = True, confirm_new: bool = False) -> ObjectsResult:
@@ -279,25 +289,90 @@ class MappingEngine:
 
     def save(self, out_dir: Path, *, timeout: float = 120.0) -> Path:
         """Checkpoint + extraction + meshes/objects.json/config.yaml/map.json into ``out_dir``.
+        The checkpoint's object tracks are those after this extraction, so a map loaded
+        from it publishes the ids saved here. From any thread while the engine runs;
+        without threads (or after :meth:`stop`) it works inline."""
+        from clusteringsdf_core.training.checkpoint import copy_state, write_checkpoint
 
-        From any thread while the engine runs; without threads (or after :meth:`stop`)
-        it works inline."""
         out_dir = Path(out_dir)
 
         def grab(trainer):
             if trainer is None:
                 raise RuntimeError(self._no_model_reason())
-            out_dir.mkdir(parents=True, exist_ok=True)
-            trainer.save_checkpoint(out_dir / "checkpoint.pt")
-            return trainer.snapshot(), view_summaries(trainer.views), str(trainer.device)
+            return (copy_state(trainer.state_dict()), list(trainer.views) if trainer.online else [],
+                    trainer.snapshot(), view_summaries(trainer.views), str(trainer.device))
 
         if self.running:
-            snapshot, views, device = self.submit(grab).result(timeout=timeout)
+            state, keyframes, snapshot, views, device = self.submit(grab).result(timeout=timeout)
             result = self._extract_via_thread(snapshot, views, device, timeout)
         else:
-            snapshot, views, device = grab(self._trainer)
+            state, keyframes, snapshot, views, device = grab(self._trainer)
             result = self._extract(snapshot, views, device, self.now_ns())
+        write_checkpoint(out_dir / "checkpoint.pt", {**state, **self._engine_state()}, keyframes)
         return self._write_map(out_dir, result, snapshot)
+
+    def _engine_state(self) -> dict:
+        """What a checkpoint holds beside the trainer: the object tracks (ids go on)."""
+        return {"engine": {"tracker": self.tracker.state_dict()}}
+
+    def load_map(self, path: str | Path, *, timeout: float = 120.0) -> dict[str, Any]:
+        """Replace the model with the map at ``path`` (:func:`find_checkpoint`: a
+        checkpoint, a saved map, an autosave folder) and go on training it with the
+        frames that come next. The map keeps the configuration it was trained with; the
+        device is this engine's ``trainer.device``. Its object tracks come along, so ids
+        continue and its objects are published at once. Raises (FileNotFoundError,
+        ValueError, RuntimeError) with nothing changed when the map cannot be read.
+        Returns what was loaded (path, iteration, key frames, objects)."""
+        from clusteringsdf_core.training import Trainer
+        from clusteringsdf_core.training.checkpoint import read_checkpoint
+
+        checkpoint = find_checkpoint(path)
+        state = read_checkpoint(checkpoint)
+        trainer = Trainer.load_checkpoint(checkpoint, state=state, device=self.config.trainer.device)
+        tracks = (state.get("engine") or {}).get("tracker")
+
+        def swap(_old):
+            self._trainer, self._bootstrap = trainer, []
+            self._last_extract_iteration = -1
+            if self._autosaver is not None:
+                self._autosaver.mark(trainer.iteration)
+            if tracks is not None:
+                self.tracker.load_state_dict(tracks)
+            with self._state_lock:
+                self._stats.update(iteration=trainer.iteration, losses={}, views=len(trainer.views),
+                                   it_per_s=0.0, state="training", bounds_m=trainer.box.bounds_m.tolist())
+            self._rate_window.clear()
+            objects = tuple(self.tracker.published())
+            if objects:
+                with self._extract_cv:
+                    self._seq += 1
+                    self._latest = ObjectsResult(seq=self._seq, iteration=trainer.iteration,
+                                                 stamp_ns=self.now_ns(), objects=objects, seconds=0.0)
+            return {"path": str(checkpoint), "iteration": trainer.iteration, "views": len(trainer.views),
+                    "objects": [t.id for t in objects]}
+
+        summary = self.submit(swap).result(timeout=timeout) if self.running else swap(self._trainer)
+        self.log("info", f"map loaded from {checkpoint}: iteration {summary['iteration']}, "
+                         f"{summary['views']} key frames, objects {summary['objects']}")
+        return summary
+
+    def _maybe_autosave(self, trainer) -> None:
+        """When an autosave is due (:meth:`Autosaver.due`): the state is copied here and
+        written on a thread of its own."""
+        if self._autosaver is not None and self._autosaver.due(trainer.iteration):
+            self._autosaver.start({**trainer.state_dict(), **self._engine_state()},
+                                  trainer.views if trainer.online else [], self._autosaved)
+
+    def _autosaved(self, iteration: int, path: Path | None, error: Exception | None) -> None:
+        """An autosave's outcome (on its thread): counted and kept in the stats; a
+        failure (e.g. a full disk) is retried next period."""
+        self.counters.inc("autosaves" if error is None else "autosave_failures")
+        with self._state_lock:
+            last = self._stats.get("autosave") or {}
+            self._stats["autosave"] = ({"path": str(path), "iteration": iteration, "error": ""} if error is None
+                                       else {**last, "error": f"{type(error).__name__}: {error}"})
+        if error is not None:
+            self.log("error", f"autosave failed: {type(error).__name__}: {error}")
 
     # ------------------------------------------------------------------ trainer thread
     def _train_loop(self) -> None:
@@ -310,6 +385,7 @@ class MappingEngine:
                     losses = trainer.step()
                     self._record_step(trainer, losses)
                     self._maybe_extract(trainer)
+                    self._maybe_autosave(trainer)
                 else:
                     self._wake.wait(0.05)
                     self._wake.clear()

@@ -130,6 +130,24 @@ class KeyframeBuffer(Generic[T]):
         self.entries.append(_Entry(item, np.asarray(pose, float), int(num_labels), self._counter))
         return True, evicted
 
+    def state(self, key=lambda item: item) -> dict:
+        """The buffer without its items, which ``key(item)`` names (checkpoints)."""
+        return {"entries": [{"item": key(e.item), "pose": e.pose.tolist(), "num_labels": e.num_labels,
+                             "added": e.added} for e in self.entries],
+                "counter": self._counter, "rejected_redundant": self.rejected_redundant,
+                "evicted": self.evicted}
+
+    def load(self, state: dict, items: Sequence[T]) -> None:
+        """Restore :meth:`state` with ``items`` in the order of its entries."""
+        entries = state["entries"]
+        if len(items) != len(entries):
+            raise ValueError(f"key-frame buffer state has {len(entries)} entries, got {len(items)} items")
+        self.entries = [_Entry(item, np.asarray(e["pose"], float), int(e["num_labels"]), int(e["added"]))
+                        for item, e in zip(items, entries)]
+        self._counter = int(state["counter"])
+        self.rejected_redundant = int(state["rejected_redundant"])
+        self.evicted = int(state["evicted"])
+
     def _victim(self, pose: np.ndarray, num_labels: int) -> int | None:
         policy = self.config.eviction
         if policy == "oldest":

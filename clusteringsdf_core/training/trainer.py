@@ -13,7 +13,9 @@ training resolution, as tensors on the device, :mod:`.views`). One ``step()``:
 
 Online use: ``add_frame(frame)`` (validated, resized, offered to a bounded key-frame
 buffer), ``step()``, ``snapshot()``. Checkpoints hold everything needed to resume
-with identical next steps (model, optimiser, iteration, random generators, views).
+with identical next steps (model, optimiser, iteration, random generators, and the
+views: an offline trainer's are re-read from its dataset, an online trainer's key
+frames are written beside the checkpoint, :mod:`.checkpoint`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from clusteringsdf_core.losses import clustering as lc
 from clusteringsdf_core.model.fields import SceneBox
 from clusteringsdf_core.model.scene_model import ClusteringSDFModel
 from clusteringsdf_core.training import objective, optim
+from clusteringsdf_core.training.checkpoint import (CHECKPOINT_FORMAT, KEYFRAME_DIR, keyframe_uids,
+                                                    read_checkpoint, read_keyframes, write_checkpoint)
 from clusteringsdf_core.training.channel_classes import ChannelClassCounts
 from clusteringsdf_core.training.class_votes import ClassVotes
 from clusteringsdf_core.training.keyframes import KeyframeBuffer, KeyframeSampler
@@ -45,8 +49,6 @@ from clusteringsdf_core.training.views import TrainingView, make_view, surface_h
 __all__ = ["Trainer", "resolve_device", "as_floats"]
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT_FORMAT = "clusteringsdf-checkpoint/1"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -366,17 +368,21 @@ class Trainer:
             "class_votes": None if self.class_votes is None else self.class_votes.state_dict(),
             "online": self.online,
             "seeds": self.seeds.state(),
+            # online: the key-frame buffer, its views named by uid (files beside the checkpoint)
+            "keyframes": self.buffer.state(key=lambda view: view.uid) if self.online else None,
         }
 
-    def save_checkpoint(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        torch.save(self.state_dict(), tmp)
-        tmp.replace(path)
-        return path
+    def save_checkpoint(self, path: str | Path, *, extra: dict | None = None) -> Path:
+        """Write the checkpoint atomically (:mod:`.checkpoint`); an online trainer's key
+        frames go into ``keyframes/`` beside it. ``extra`` entries are stored with it
+        (e.g. the online engine's object tracker)."""
+        state = self.state_dict()
+        if extra:
+            state.update(extra)
+        return write_checkpoint(path, state, self.views if self.online else ())
 
     def load_state(self, state: dict) -> None:
+        """Restore a state dict (the views are the caller's: :meth:`load_checkpoint`)."""
         if state.get("format") != CHECKPOINT_FORMAT:
             raise ValueError("not a clusteringsdf checkpoint")
         self.model.load_state_dict(state["model"])
@@ -400,15 +406,25 @@ class Trainer:
         self.seeds.load(state.get("seeds", [self.iteration > 0, 0]))
 
     @classmethod
-    def load_checkpoint(cls, path: str | Path, *, dataset=None, device=None) -> "Trainer":
-        """Rebuild a trainer from a checkpoint; offline checkpoints re-read their views
-        from ``dataset`` (the same frames they were trained on). A field the checkpoint
-        predates takes its ``Config()`` default (new fields default to the old behaviour)."""
-        state = torch.load(Path(path), map_location="cpu", weights_only=False)
+    def load_checkpoint(cls, path: str | Path, *, dataset=None, device=None,
+                        state: dict | None = None) -> "Trainer":
+        """Rebuild a trainer from a checkpoint (``state``: its already-read state dict).
+        Offline checkpoints re-read their views from ``dataset`` (the same frames they
+        were trained on); online ones read their key frames from beside the checkpoint.
+        A field the checkpoint predates takes its ``Config()`` default (new fields
+        default to the old behaviour)."""
+        path = Path(path)
+        state = read_checkpoint(path) if state is None else state
         config = Config.from_dict(state["config"], partial=True)
         classes = ClassTable.from_list(state["classes"])
         trainer = cls(config, SceneBox.from_state_dict(state["box"]), classes=classes, device=device)
-        if dataset is not None:
+        if state.get("keyframes"):
+            views = read_keyframes(path.parent / KEYFRAME_DIR, keyframe_uids(state), config.trainer.mode,
+                                   trainer.device)
+            trainer.buffer.load(state["keyframes"], views)
+            trainer.views = trainer.buffer.items()
+            trainer.sampler.update(trainer.buffer.label_counts())
+        elif dataset is not None:
             trainer._load_views(dataset)
         trainer.load_state(state)
         return trainer

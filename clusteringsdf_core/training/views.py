@@ -5,11 +5,14 @@ the configuration (labels of the training mode, class ids that have channels), r
 it to ``data.image_width x data.image_height``, masks depths outside
 ``data.depth_min_m..depth_max_m`` and indexes its labels once (:class:`LabelIndex`).
 :func:`view_rays` turns pixels of a view into rays; :func:`surface_heights` measures
-the floor and ceiling heights the views' depths saw.
+the floor and ceiling heights the views' depths saw. :func:`view_state` and
+:func:`view_from_state` store a view compactly (lossless) for checkpoints of online
+trainers, whose key frames exist nowhere else.
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,7 +24,7 @@ from clusteringsdf_core.model.fields import SceneBox
 from clusteringsdf_core.render.rays import pixel_rays
 from clusteringsdf_core.training.sampling import LabelIndex
 
-__all__ = ["TrainingView", "make_view", "view_rays", "surface_heights"]
+__all__ = ["TrainingView", "make_view", "view_rays", "surface_heights", "view_state", "view_from_state"]
 
 
 @dataclass
@@ -41,6 +44,8 @@ class TrainingView:
     depth_m: torch.Tensor | None      # (P,) float, 0 = invalid
     label_index: LabelIndex = field(repr=False, default=None)  # type: ignore[assignment]
     depth_complete: bool = False      # every pixel has a measured depth (no ray needs importance sampling)
+    #: names the view's file in a checkpoint's key-frame folder (unique per view)
+    uid: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     @property
     def num_labels(self) -> int:
@@ -87,9 +92,6 @@ def make_view(frame: Frame, config: Config, device: torch.device) -> TrainingVie
             raise ValueError(f"frame {frame.index} has no semantic labels (semantic mode)")
         if int(semantic.max()) >= config.model.num_channels:
             raise ValueError(f"frame {frame.index}: class id {int(semantic.max())} has no channel")
-        group = semantic
-    else:
-        group = torch.where(valid, instance, torch.full_like(instance, -1))
     view = TrainingView(
         index=frame.index, rgb=torch.as_tensor(frame.rgb.reshape(-1, 3), device=device).float() / 255.0,
         K=torch.as_tensor(frame.intrinsics.K, dtype=torch.float32, device=device),
@@ -97,7 +99,59 @@ def make_view(frame: Frame, config: Config, device: torch.device) -> TrainingVie
         width=frame.width, height=frame.height, instance=instance, valid=valid, semantic=semantic,
         confidence=flat(frame.confidence, torch.float32), depth_m=depth,
         depth_complete=depth is not None and bool((depth > 0).all()))
-    view.label_index = LabelIndex(group)
+    view.label_index = LabelIndex(_label_groups(view, mode))
+    return view
+
+
+def _label_groups(view: TrainingView, mode: str) -> torch.Tensor:
+    """The label each pixel's ray is grouped by in the clustering losses: the class in
+    semantic mode, else the instance id, -1 where the label is unknown."""
+    if mode == "semantic":
+        return view.semantic
+    return torch.where(view.valid, view.instance, torch.full_like(view.instance, -1))
+
+
+def _smallest_int(a: np.ndarray) -> np.ndarray:
+    """``a`` in the smallest integer type that holds its values (lossless)."""
+    lo, hi = (int(a.min()), int(a.max())) if a.size else (0, 0)
+    for dtype in (np.uint8, np.int16, np.int32):
+        info = np.iinfo(dtype)
+        if info.min <= lo and hi <= info.max:
+            return a.astype(dtype)
+    return a.astype(np.int64)
+
+
+def view_state(view: TrainingView) -> dict:
+    """``view`` as CPU numpy arrays, compactly and losslessly (colour as the 8-bit values
+    it was made from, ids in the smallest integer type that holds them)."""
+    def host(t):
+        return None if t is None else t.detach().cpu().numpy()
+
+    return {
+        "uid": view.uid, "index": view.index, "width": view.width, "height": view.height,
+        "rgb": np.round(host(view.rgb) * 255.0).astype(np.uint8),
+        "K": host(view.K), "T_world_cam": host(view.T_world_cam),
+        "instance": _smallest_int(host(view.instance)), "valid": host(view.valid),
+        "semantic": None if view.semantic is None else _smallest_int(host(view.semantic)),
+        "confidence": host(view.confidence), "depth_m": host(view.depth_m),
+        "depth_complete": bool(view.depth_complete),
+    }
+
+
+def view_from_state(state: dict, mode: str, device: torch.device) -> TrainingView:
+    """The view :func:`view_state` stored, on ``device``, with its label index rebuilt
+    for the training ``mode``; equal to the original tensor for tensor."""
+    def dev(a, dtype=None):
+        return None if a is None else torch.as_tensor(np.asarray(a), device=device).to(dtype or torch.float32)
+
+    view = TrainingView(
+        index=int(state["index"]), rgb=torch.as_tensor(state["rgb"], device=device).float() / 255.0,
+        K=dev(state["K"]), T_world_cam=dev(state["T_world_cam"]),
+        width=int(state["width"]), height=int(state["height"]),
+        instance=dev(state["instance"], torch.long), valid=dev(state["valid"], torch.bool),
+        semantic=dev(state["semantic"], torch.long), confidence=dev(state["confidence"]),
+        depth_m=dev(state["depth_m"]), depth_complete=bool(state["depth_complete"]), uid=str(state["uid"]))
+    view.label_index = LabelIndex(_label_groups(view, mode))
     return view
 
 

@@ -204,7 +204,9 @@ def test_snapshots_carry_the_heights_of_the_observed_surfaces(small_stream, tmp_
     assert heights[1] == pytest.approx(np.percentile(z, 99.5), abs=0.1)
     assert abs(heights[0]) < 0.1
     engine.trainer.save_checkpoint(tmp_path / "c.pt")
-    restored = Trainer.load_checkpoint(tmp_path / "c.pt")            # no views: the saved heights
+    restored = Trainer.load_checkpoint(tmp_path / "c.pt")            # its key frames come along
+    assert restored.snapshot().surface_heights == pytest.approx(heights)
+    restored.views = []                                              # without views: the saved ones
     assert restored.snapshot().surface_heights == pytest.approx(heights)
 
 
@@ -213,3 +215,67 @@ def _world_heights(frame):
     K, d = frame.intrinsics, frame.depth_m[v, u]
     cam = np.stack([(u + 0.5 - K.cx) / K.fx * d, (v + 0.5 - K.cy) / K.fy * d, d], 1)
     return (cam @ frame.T_world_cam[:3, :3].T + frame.T_world_cam[:3, 3])[:, 2]
+
+
+def _box_object(channel: int, centre):
+    import trimesh
+
+    from clusteringsdf_core.extract.objects import ExtractedObject
+
+    mesh = trimesh.creation.box(extents=(0.4, 0.4, 0.4))
+    mesh.apply_translation(centre)
+    pose = np.eye(4)
+    pose[:3, 3] = centre
+    return ExtractedObject(channel, mesh, 3, 0.8, np.asarray(centre, float), pose, np.full(3, 0.4), 0.064)
+
+
+def test_autosaves_keep_two_and_a_loaded_map_goes_on_where_it_was(small_stream, tmp_path):
+    import time
+
+    from clusteringsdf_core.online.persistence import AUTOSAVE_PREFIX
+
+    config = preset("cpu").merged(TINY)
+    engine = MappingEngine(config, bootstrap_frames=3, autosave_dir=tmp_path / "autosave",
+                           autosave_period_s=1e-3)
+    for frame in small_stream[:3]:
+        engine.put(frame)
+    engine.ingest()
+    engine.tracker.update([_box_object(1, (1.0, 1.0, 0.2)), _box_object(2, (2.0, 1.0, 0.2))], 0.0,
+                          confirm_new=True)                         # ids 1 and 2
+    for _ in range(3):                                              # three autosaves, one at a time
+        time.sleep(2e-3)
+        engine.train(1)
+        engine._autosaver.join()
+    assert engine.counters["autosaves"] == 3 and engine.stats()["autosave"]["iteration"] == 3
+    [run] = (tmp_path / "autosave").iterdir()
+    assert len(list(run.glob(f"{AUTOSAVE_PREFIX}*.pt"))) == 2      # the newest two
+    assert len(list((run / "keyframes").glob("*.pt"))) == 3
+
+    restarted = MappingEngine(config)
+    summary = restarted.load_map(tmp_path / "autosave")             # the newest autosave of any run
+    assert summary["iteration"] == 3 and summary["views"] == 3 and summary["objects"] == [1, 2]
+    assert [t.id for t in restarted.latest_result.objects] == [1, 2]  # published at once
+    assert restarted.stats()["state"] == "training"
+    # the same next step as the engine that saved it, and ids go on after the saved ones
+    assert restarted.train(1) == engine.train(1)
+    [new] = [t for t in restarted.tracker.update([_box_object(3, (3.0, 2.0, 0.2))], 1.0, confirm_new=True)
+             if t.id not in (1, 2)]
+    assert new.id == 3
+    # a map that cannot be read changes nothing
+    with pytest.raises(FileNotFoundError, match="no map"):
+        restarted.load_map(tmp_path / "nothing_here")
+    assert restarted.trainer.iteration == 4
+
+
+def test_a_saved_map_loads_with_its_key_frames(small_stream, tmp_path):
+    config = preset("cpu").merged({**TINY, "extract.resolution": 24, "extract.live_resolution": 24})
+    engine = MappingEngine(config, bootstrap_frames=3)
+    for frame in small_stream[:3]:
+        engine.put(frame)
+    engine.ingest()
+    engine.train(2)
+    engine.save(tmp_path / "map")
+    other = MappingEngine(config)
+    summary = other.load_map(tmp_path / "map")
+    assert summary["path"].endswith("checkpoint.pt") and summary["views"] == 3
+    assert other.train(1) == engine.train(1)

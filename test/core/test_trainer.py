@@ -86,6 +86,48 @@ def test_checkpoint_resume_gives_identical_next_steps(tiny_dataset, tmp_path, to
             assert torch.allclose(a, b, atol=1e-4)
 
 
+def test_online_checkpoint_resumes_with_its_key_frames(tiny_dataset, tmp_path):
+    # An online trainer's views exist only in memory: the checkpoint takes them along
+    # (keyframes/ beside it), and a trainer loaded without any dataset steps exactly as
+    # the saved one.
+    config = tiny_config(**{"trainer.iterations": 10, "keyframes.min_translation_m": 0.0,
+                            "keyframes.min_rotation_deg": 0.0})
+    trainer = Trainer(config, tiny_dataset.bounds, classes=tiny_dataset.classes)
+    frames = list(tiny_dataset.train)
+    for frame in frames[:3]:
+        assert trainer.add_frame(frame)
+    trainer.fit(iterations=2)
+    path = trainer.save_checkpoint(tmp_path / "map" / "ckpt.pt")
+    stored = sorted(f.stem for f in (tmp_path / "map" / "keyframes").glob("*.pt"))
+    assert stored == sorted(v.uid for v in trainer.views)
+    expected = [as_floats(trainer.step()) for _ in range(2)]
+    resumed = Trainer.load_checkpoint(path)
+    assert [v.uid for v in resumed.views] == [v.uid for v in trainer.views]
+    for a, b in zip(trainer.views, resumed.views):
+        for name in ("rgb", "K", "T_world_cam", "instance", "valid", "depth_m"):
+            assert torch.equal(getattr(a, name), getattr(b, name)), name
+        assert torch.equal(a.label_index.group, b.label_index.group)
+    got = [as_floats(resumed.step()) for _ in range(2)]
+    assert got == expected
+    # the resumed buffer goes on as the saved one would: the next frame is kept, and a
+    # second save writes only its view
+    assert resumed.add_frame(frames[3]) and len(resumed.views) == 4
+    before = {f.name: f.stat().st_mtime_ns for f in (tmp_path / "map" / "keyframes").glob("*.pt")}
+    resumed.save_checkpoint(tmp_path / "map" / "ckpt2.pt")
+    after = {f.name: f.stat().st_mtime_ns for f in (tmp_path / "map" / "keyframes").glob("*.pt")}
+    assert len(after) == 4 and all(after[n] == t for n, t in before.items())
+
+
+def test_online_checkpoint_without_its_key_frames_is_refused(tiny_dataset, tmp_path):
+    trainer = Trainer(tiny_config(), tiny_dataset.bounds, classes=tiny_dataset.classes)
+    trainer.add_frame(tiny_dataset.train[0])
+    path = trainer.save_checkpoint(tmp_path / "ckpt.pt")
+    for f in (tmp_path / "keyframes").glob("*.pt"):
+        f.unlink()
+    with pytest.raises(FileNotFoundError, match="key frame"):
+        Trainer.load_checkpoint(path)
+
+
 def test_sampler_covers_every_label():
     labels = torch.tensor([0] * 500 + [3] * 2 + [7] * 40 + [9] * 1 + [-1] * 10)
     index = LabelIndex(labels)
@@ -330,3 +372,41 @@ def test_per_channel_gradients_in_forward_mode_match_one_reverse_pass_per_channe
     ((got.norm(dim=-1) - 1) ** 2).mean().backward()
     reached = [p.grad is not None and float(p.grad.abs().sum()) > 0 for p in model.sdf_net.parameters()]
     assert sum(reached) == len(reached) - 1          # all but the output bias, which no gradient depends on
+
+
+def test_an_offline_run_resumes_from_its_last_checkpoint(tiny_dataset, tmp_path, monkeypatch):
+    # A run that dies after its periodic checkpoint at iteration 2 (before the one at
+    # the end), resumed, ends where an uninterrupted run ends.
+    import json
+
+    from clusteringsdf_core import pipeline
+    from clusteringsdf_core.cli import main
+
+    config = tiny_config(**{"trainer.iterations": 4, "trainer.checkpoint_every": 2, "trainer.log_every": 1})
+    whole, _ = pipeline.train(tiny_dataset, config, tmp_path / "whole", progress=False)
+    save = Trainer.save_checkpoint
+
+    def die_after_iteration_2(self, path, **kwargs):
+        if self.iteration > 2:
+            raise KeyboardInterrupt("killed")
+        save(self, path, **kwargs)
+
+    monkeypatch.setattr(Trainer, "save_checkpoint", die_after_iteration_2)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.train(tiny_dataset, config, tmp_path / "cut", progress=False)
+    monkeypatch.setattr(Trainer, "save_checkpoint", save)
+    resumed, summary = pipeline.train(tiny_dataset, None, tmp_path / "cut", progress=False, resume=True)
+    assert summary["resumed_from"] == 2 and resumed.iteration == 4
+    for a, b in zip(whole.model.parameters(), resumed.model.parameters()):
+        assert torch.equal(a, b)
+    assert [h["iteration"] for h in json.loads((tmp_path / "cut" / "train.json").read_text())["history"]] == \
+        [1, 2, 3, 4]
+    # a longer run from there: the new total
+    longer, _ = pipeline.train(tiny_dataset, None, tmp_path / "cut", progress=False, resume=True, iterations=6)
+    assert longer.iteration == 6 and longer.config.trainer.iterations == 6
+    history = json.loads((tmp_path / "cut" / "train.json").read_text())["history"]
+    assert [h["iteration"] for h in history] == [1, 2, 3, 4, 5, 6]
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        pipeline.train(tiny_dataset, None, tmp_path / "empty", resume=True)
+    with pytest.raises(SystemExit, match="--resume"):
+        main(["train", str(tmp_path), "--out", str(tmp_path / "cut"), "--resume", "--set", "loss.rgb=1.0"])

@@ -9,6 +9,7 @@ process, which trains ClusteringSDF online; this test process subscribes to
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 import pytest
@@ -114,3 +115,75 @@ def test_replayed_bag_gives_the_gt_objects_with_stable_ids(replay_inputs):
     # may be added under a new id (seen once in five runs: a split-off part of a GT
     # object); what a planner must not see is a known object renamed or dropped.
     assert set(first.ids) <= set(second.ids), (first.ids, second.ids)
+
+
+def _params_with(params, root, name: str, **ros_fields):
+    """A copy of the parameter file ``params`` with ``ros_fields`` changed."""
+    config, ros = load_params_file(params)
+    tree = dataclasses.asdict(config)
+    tree["ros"] = dataclasses.asdict(dataclasses.replace(ros, **ros_fields))
+    path = root / f"{name}.yaml"
+    path.write_text(dump_yaml({"/**": {"ros__parameters": tree}}))
+    return path
+
+
+def test_a_killed_node_restarts_from_its_autosave_with_its_ids(replay_inputs):
+    # kill -9 while training, then a new node with ros.initial_map: it goes on from the
+    # last autosave (at most one period old), not from zero, and publishes the objects
+    # under the ids the planner already knew.
+    import rclpy
+
+    from clusteringsdf_ros.demo import ReplaySession, local_dds_defaults
+    from clusteringsdf_ros.launch_spec import mapping_nodes, replay_nodes
+
+    bag, params, _, root = replay_inputs
+    out = root / "restart"
+    out.mkdir()
+    period = 2.0
+    first = _params_with(params, out, "first", autosave_period_s=period, extract_period_s=2.0,
+                         output_dir=str(out / "maps"))
+    local_dds_defaults()
+    context_owned = not rclpy.ok()
+    if context_owned:
+        rclpy.init()
+    try:
+        with ReplaySession(replay_nodes(str(bag), str(first)), log_dir=out / "logs_first") as session:
+            alive = ["mapping_node"]
+            assert session.wait_for(lambda: any(o.ids for o in session.objects), 600, fail_if_dead=alive), \
+                f"no objects published: {session.status}"
+            seen = session.status_value("autosaves", 0, int)
+            # two more autosaves: the second began after the objects had their ids
+            assert session.wait_for(lambda: session.status_value("autosaves", 0, int) >= seen + 2, 120,
+                                    fail_if_dead=alive), session.status
+            ids_before = set().union(*(o.ids for o in session.objects))
+            saved_iteration = session.status_value("autosave_iteration", -1, int)
+            killed_at = session.status_value("iteration", 0, int)
+            session.procs["mapping_node"].kill()                     # SIGKILL: no shutdown save
+            assert session.procs["mapping_node"].wait(timeout=30) == -9
+        runs = list((out / "maps" / "autosave").iterdir())
+        assert len(runs) == 1 and 1 <= len(list(runs[0].glob("autosave_*.pt"))) <= 2
+
+        second = _params_with(params, out, "second", autosave_period_s=period, output_dir=str(out / "maps"),
+                              initial_map=str(out / "maps" / "autosave"))
+        with ReplaySession(mapping_nodes(str(second), pose_source="pose_topic"),
+                           log_dir=out / "logs_second") as session:
+            alive = ["mapping_node"]
+            assert session.wait_for(lambda: session.objects and session.status, 120, fail_if_dead=alive), \
+                "the restarted node published no objects"
+            resumed_ids = session.objects[0].ids
+            status = dict(session.status)
+            log = (out / "logs_second" / "mapping_node.log").read_text()
+            loaded = re.search(r"map loaded from \S+: iteration (\d+)", log)
+            assert loaded, log[-2000:]
+            loaded_iteration = int(loaded.group(1))
+            assert session.wait_for(lambda: session.status_value("iteration", 0, int) > loaded_iteration + 5,
+                                    120, fail_if_dead=alive), "the restarted node does not train"
+    finally:
+        if context_owned:
+            rclpy.shutdown()
+    assert "initial_map_error" not in status, status
+    # resumed from the newest autosave: no older than the last one reported before the kill
+    assert saved_iteration <= loaded_iteration <= killed_at, (saved_iteration, loaded_iteration, killed_at)
+    assert resumed_ids and set(resumed_ids) <= ids_before, (resumed_ids, ids_before)
+    print(f"\nkilled at iteration {killed_at} (last autosave reported: {saved_iteration}); restarted at "
+          f"{loaded_iteration} with ids {resumed_ids} (known before: {sorted(ids_before)})")

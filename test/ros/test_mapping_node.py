@@ -288,6 +288,8 @@ class _Harness(SpunNodes):
         h.create_subscription(DiagnosticArray, "mapping_node/status", self._keep(self.status), 10)
         self.clients = {name: h.create_client(Trigger, f"mapping_node/{name}")
                         for name in ("save_map", "reset", "extract_now")}
+        from clusteringsdf_ros.srv import LoadMap
+        self.clients["load_map"] = h.create_client(LoadMap, "mapping_node/load_map")
         self.spin(context)
 
     def _keep(self, store):
@@ -311,12 +313,12 @@ class _Harness(SpunNodes):
         for key in ("rgb", "info", "instance", "depth"):
             self.pubs[key].publish(msgs[key])
 
-    def call(self, name, timeout=60.0):
+    def call(self, name, timeout=60.0, request=None):
         from std_srvs.srv import Trigger
 
         client = self.clients[name]
         assert client.wait_for_service(timeout_sec=10.0), f"service {name} not available"
-        future = client.call_async(Trigger.Request())
+        future = client.call_async(Trigger.Request() if request is None else request)
         deadline = time.monotonic() + timeout
         while not future.done() and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -381,6 +383,18 @@ def test_node_trains_publishes_saves_and_survives_bad_input(mn, frames, ros_cont
         assert (folder / "checkpoint.pt").stat().st_size > 0
         saved = json.loads((folder / "objects.json").read_text())
         assert saved["iteration"] > 0 and all(o["id"] > 0 for o in saved["objects"])
+
+        # load_map: a path without a map changes nothing; the saved map comes back with
+        # its iteration, key frames and ids
+        from clusteringsdf_ros.srv import LoadMap
+
+        reply = h.call("load_map", request=LoadMap.Request(path=str(tmp_path / "no_map_here")))
+        assert not reply.success and "no map" in reply.message, reply.message
+        assert node.engine.has_model
+        reply = h.call("load_map", request=LoadMap.Request(path=str(folder)))
+        assert reply.success, reply.message
+        assert f"iteration {saved['iteration']}," in reply.message
+        assert f"objects {[o['id'] for o in saved['objects']]}" in reply.message
 
         # bad input: counted, logged, training goes on without a reset
         before = int(h.last_status()["iteration"])
