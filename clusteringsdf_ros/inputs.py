@@ -39,7 +39,8 @@ INPUT_COUNTERS: dict[str, str] = {
     "out_of_order": "sets older than the last accepted set (by at most TIME_JUMP_BACK_S)",
     "time_jump_back": "input stamps that jumped back more than TIME_JUMP_BACK_S (bag loop): "
                       "synchroniser, poses and pending sets cleared, the new set accepted",
-    "labels_merged": "frames with more labels than channels (smallest labels merged into 0)",
+    "labels_over_budget": "frames with more labels than object channels (the smallest labels become "
+                          "unknown: ignored by the losses, not background)",
     "empty_labels": "frames without any instance label (kept: key-frame rules handle them)",
     "depth_missing": "sets that came without depth although a depth topic is set",
     "sync_waiting": "messages that waited in the synchroniser and never made a set",
@@ -64,7 +65,7 @@ class InputError(ValueError):
 class FrameNotes:
     """What :func:`frame_from_messages` changed or noticed in a usable frame."""
 
-    labels_merged: int = 0     # labels merged into 0 (more labels than channels)
+    labels_over_budget: int = 0   # labels beyond the object channels, made unknown (-1)
     empty_labels: bool = False
     depth_missing: bool = False
 
@@ -131,8 +132,9 @@ def frame_from_messages(rgb_msg, info_msg, instance_msg, T_world_cam: np.ndarray
 
     ``T_world_cam`` is the 4x4 pose of the camera optical frame in the map frame.
     Instance ids are renumbered 1..n per view (0 = no label); when a view has more
-    than ``max_labels`` labels (the foreground channels) the smallest ones are
-    merged into 0 and the frame is kept (:attr:`FrameNotes.labels_merged`). An empty
+    than ``max_labels`` labels (the foreground channels) the smallest ones become
+    unknown (-1, ignored by the losses) and the frame is kept
+    (:attr:`FrameNotes.labels_over_budget`). An empty
     label map is kept too. Raises :class:`InputError` (a ValueError naming the
     status counter) for a set that cannot be used.
     """
@@ -167,11 +169,11 @@ def frame_from_messages(rgb_msg, info_msg, instance_msg, T_world_cam: np.ndarray
         T = check_pose(T_world_cam)
     except ValueError as exc:
         raise InputError("bad_pose", f"camera pose: {exc}") from None
-    labels, merged = compact_labels(instance, max_labels)
+    labels, over = compact_labels(instance, max_labels)
     frame = Frame(index=int(index), rgb=rgb, T_world_cam=T, intrinsics=intrinsics,
                   stamp_s=tfm.stamp_to_s(rgb_msg.header.stamp), depth_m=depth, instance=labels,
                   semantic=semantic, confidence=confidence)
-    notes = FrameNotes(labels_merged=merged, empty_labels=not bool((labels > 0).any()),
+    notes = FrameNotes(labels_over_budget=over, empty_labels=not bool((labels > 0).any()),
                        depth_missing=expect_depth and depth is None)
     return frame, notes
 

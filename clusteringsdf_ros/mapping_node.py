@@ -405,10 +405,10 @@ class MappingNode(Node):
         except InputError as exc:
             self._bad_input(exc.counter, f"input set dropped: {exc}")
             return
-        if notes.labels_merged:
-            self._bad_input("labels_merged", f"{notes.labels_merged} labels more than the "
-                            f"{self.config.model.num_channels - 1} object channels: the smallest "
-                            "were merged into 0 (frame kept)")
+        if notes.labels_over_budget:
+            self._bad_input("labels_over_budget", f"{notes.labels_over_budget} labels more than the "
+                            f"{self.config.model.num_channels - 1} object channels: the smallest are "
+                            "unknown to the losses (frame kept)")
         if notes.empty_labels:
             self._bad_input("empty_labels", "frame without instance labels (kept as an empty frame)")
         if notes.depth_missing:

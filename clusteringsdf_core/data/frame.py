@@ -6,6 +6,9 @@ Conventions (used everywhere in the core):
 - The world frame is z-up (REP 103), metres.
 - ``depth_m``: float32 metres along the optical axis (z), 0 where invalid.
 - Label maps are int32; 0 means "no label" (instances) or void (semantics).
+  Instance id :data:`UNKNOWN_INSTANCE` (-1) marks pixels whose label is unknown (e.g.
+  a segment beyond the model's channel budget): the label losses ignore them, where 0
+  would teach the background channel.
 """
 
 from __future__ import annotations
@@ -15,7 +18,10 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-__all__ = ["Intrinsics", "Frame", "FrameSequence", "check_pose"]
+__all__ = ["Intrinsics", "Frame", "FrameSequence", "check_pose", "UNKNOWN_INSTANCE"]
+
+#: Instance id of a pixel with an unknown label (ignored by the losses; not background).
+UNKNOWN_INSTANCE = -1
 
 
 @dataclass(frozen=True)
@@ -108,7 +114,7 @@ class Frame:
     intrinsics: Intrinsics
     stamp_s: float = 0.0
     depth_m: np.ndarray | None = None    # (H, W) float32, 0 = invalid
-    instance: np.ndarray | None = None   # (H, W) int32, view-local ids, 0 = none
+    instance: np.ndarray | None = None   # (H, W) int32, view-local ids, 0 = none, -1 = unknown
     semantic: np.ndarray | None = None   # (H, W) int32 class ids (machine labels), 0 = void
     confidence: np.ndarray | None = None  # (H, W) float32 in [0, 1]
     gt_instance: np.ndarray | None = None  # (H, W) int32, scene-consistent ids, 0 = none/stuff

@@ -82,11 +82,11 @@ def make_view(frame: Frame, config: Config, device: torch.device) -> TrainingVie
         d = frame.depth_m.astype(np.float32).copy()
         d[(d < dc.depth_min_m) | (d > dc.depth_max_m) | ~np.isfinite(d)] = 0.0
         depth = flat(d, torch.float32)
+    # Negative ids (UNKNOWN_INSTANCE) are unknown; so is instance 0 with a void class
+    # (e.g. a masked object): neither is background.
+    valid = instance >= 0
     if semantic is not None:
-        # Instance 0 with a void class is "unknown" (e.g. a masked object), not background.
-        valid = (instance > 0) | (semantic > 0)
-    else:
-        valid = torch.ones_like(instance, dtype=torch.bool)
+        valid &= (instance > 0) | (semantic > 0)
     if mode == "semantic":
         if semantic is None:
             raise ValueError(f"frame {frame.index} has no semantic labels (semantic mode)")

@@ -410,3 +410,25 @@ def test_an_offline_run_resumes_from_its_last_checkpoint(tiny_dataset, tmp_path,
         pipeline.train(tiny_dataset, None, tmp_path / "empty", resume=True)
     with pytest.raises(SystemExit, match="--resume"):
         main(["train", str(tmp_path), "--out", str(tmp_path / "cut"), "--resume", "--set", "loss.rgb=1.0"])
+
+
+def test_labels_over_the_channel_budget_are_not_taught_to_the_background(tiny_dataset):
+    # Only the largest label of a view fits the budget (max_labels=1): the other objects'
+    # pixels become unknown (-1). The view then has them neither as background (L_bg,
+    # L_fg-bg's bg set = valid & instance 0) nor as a label group of L_diff / L_reg;
+    # merged into 0, as before, they were background.
+    from clusteringsdf_core.online.labels import compact_labels
+    from clusteringsdf_core.training.views import make_view
+
+    frame = tiny_dataset.train[0]
+    ids, over = compact_labels(frame.instance, 1)
+    assert over == len(np.unique(frame.instance[frame.instance > 0])) - 1 and (ids == -1).any()
+    unknown = torch.as_tensor(ids.reshape(-1) == -1)
+    config = tiny_config()
+    view = make_view(frame.with_labels(instance=ids), config, torch.device("cpu"))
+    assert not view.valid[unknown].any()                                  # no label loss sees them
+    assert (view.label_index.labels[view.label_index.group[unknown]] == -1).all()   # the ignored group
+    assert view.valid[~unknown & (view.instance == 1)].all()              # the kept label still counts
+    merged = make_view(frame.with_labels(instance=np.maximum(ids, 0)), config, torch.device("cpu"))
+    background = merged.valid & (merged.instance == 0)
+    assert background[unknown].float().mean() > 0.5                      # as 0 they were background

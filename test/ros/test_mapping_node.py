@@ -91,7 +91,7 @@ def test_frame_from_messages_good_input(inp, frames):
     ids = np.unique(frame.instance[frame.instance > 0])
     np.testing.assert_array_equal(ids, np.arange(1, len(ids) + 1))
     assert ((frame.instance > 0) == (src.instance > 0)).all()
-    assert not notes.empty_labels and notes.labels_merged == 0
+    assert not notes.empty_labels and notes.labels_over_budget == 0
     frame.validate()
 
 
@@ -145,7 +145,7 @@ def test_frame_from_messages_bad_input_names_its_counter(mn, inp, frames, case):
     assert isinstance(info.value, ValueError) and str(info.value)
 
 
-def test_too_many_labels_are_merged_and_empty_labels_kept(inp, frames):
+def test_labels_over_the_channel_budget_become_unknown_and_empty_labels_are_kept(inp, frames):
     from clusteringsdf_ros import conversions as conv
 
     src = frames[0]
@@ -154,10 +154,12 @@ def test_too_many_labels_are_merged_and_empty_labels_kept(inp, frames):
         labels[:, sum(range(k + 1)):sum(range(k + 2))] = 10 + k
     m = _with(_messages(src), instance=conv.labels_to_image(labels))
     frame, notes = _convert(inp, m, src.T_world_cam, max_labels=3)
-    assert notes.labels_merged == 6
+    assert notes.labels_over_budget == 6
     kept = np.unique(frame.instance[frame.instance > 0])
     np.testing.assert_array_equal(kept, [1, 2, 3])
     assert set(np.unique(labels[frame.instance > 0])) == {16, 17, 18}  # the three largest
+    assert set(np.unique(labels[frame.instance == -1])) == set(range(10, 16))  # the rest: unknown
+    assert not (frame.instance[labels > 0] == 0).any()                     # none became background
     empty = _with(m, instance=conv.labels_to_image(np.zeros((36, 48), np.int32)))
     frame, notes = _convert(inp, empty, src.T_world_cam, max_labels=3)
     assert notes.empty_labels and not frame.instance.any()
