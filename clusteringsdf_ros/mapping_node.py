@@ -23,7 +23,8 @@ What this module does:
   ``ros.initial_map`` (or ``~/load_map``) starts from a saved map: the model goes on
   training with the new frames and its object ids continue.
 - **outputs**: ``ros.objects_topic`` (``ObjectArray``, reliable + transient local) and
-  ``~/markers`` every ``ros.publish_period_s``; ``~/status`` (DiagnosticArray:
+  ``~/markers``, checked every ``ros.publish_period_s`` and published when the objects
+  changed (:func:`~clusteringsdf_ros.object_msgs.objects_signature`); ``~/status`` (DiagnosticArray:
   iteration, losses, it/s, frames, every counter, the autosave) every
   ``ros.status_period_s``.
 - **services**: ``~/save_map``, ``~/reset``, ``~/extract_now`` (``std_srvs/Trigger``)
@@ -70,7 +71,8 @@ from clusteringsdf_ros.inputs import INPUT_COUNTERS, CallbackTimes, InputError, 
 from clusteringsdf_ros.map_services import MapServices, output_root
 from clusteringsdf_ros.msg import ObjectArray
 from clusteringsdf_ros.node_main import spin_node
-from clusteringsdf_ros.object_msgs import objects_to_markers, objects_to_msg, status_to_diagnostics
+from clusteringsdf_ros.object_msgs import (objects_signature, objects_to_markers, objects_to_msg,
+                                           status_to_diagnostics)
 from clusteringsdf_ros.params import (BOUNDS_PARAMETER, RosConfig, build_configs, change_kind,
                                       parameter_help)
 from clusteringsdf_ros.sync import RosApproximateSync
@@ -88,7 +90,8 @@ LOG_THROTTLE_S = 5.0
 TIME_JUMP_BACK_S = 1.0
 
 #: Every counter of the status, with what it counts: the inputs', then the engine's.
-COUNTERS: dict[str, str] = {**INPUT_COUNTERS, **ENGINE_COUNTERS}
+COUNTERS: dict[str, str] = {**INPUT_COUNTERS, **ENGINE_COUNTERS,
+                             "objects_published": "/objects publications (one per changed extraction)"}
 
 class MappingNode(Node):
     """The mapping node (see the module docstring). ``**kwargs`` go to ``rclpy.node.Node``
@@ -134,7 +137,7 @@ class MappingNode(Node):
         self.objects_pub = self.create_publisher(ObjectArray, self.ros.objects_topic, latched)
         self.markers_pub = self.create_publisher(MarkerArray, "~/markers", latched)
         self.status_pub = self.create_publisher(DiagnosticArray, "~/status", 10)
-        self._published: tuple[int, ObjectArray, MarkerArray] | None = None
+        self._published: tuple[int, tuple] | None = None   # (result seq, objects signature)
         self._publish_timer = self.create_timer(self.ros.publish_period_s, self.publish_objects,
                                                 callback_group=self._timers_group)
         self._status_timer = self.create_timer(self.ros.status_period_s, self._publish_status,
@@ -417,21 +420,28 @@ class MappingNode(Node):
 
     # ------------------------------------------------------------------ outputs
     def publish_objects(self) -> None:
+        """Publish ``/objects`` and the markers when the newest extraction changed what a
+        planner sees (ids, geometry, class, confidence); both topics are latched, so a
+        subscriber that comes later gets the last ones."""
         result = self.engine.latest_result
-        if result is None:
+        if result is None or (self._published is not None and self._published[0] == result.seq):
             return
-        if self._published is None or self._published[0] != result.seq:
-            try:
-                msg = objects_to_msg(result, self.classes, self.ros.map_frame)
-                self._published = (result.seq, msg, objects_to_markers(msg))
-            except Exception as exc:
-                self.counters.inc("trainer_errors")
-                self.get_logger().error(f"could not build the object messages: {exc}",
-                                        throttle_duration_sec=LOG_THROTTLE_S)
-                return
-        _, msg, markers = self._published
+        signature = objects_signature(result)
+        if self._published is not None and self._published[1] == signature:
+            self._published = (result.seq, signature)
+            return
+        try:
+            msg = objects_to_msg(result, self.classes, self.ros.map_frame)
+            markers = objects_to_markers(msg)
+        except Exception as exc:
+            self.counters.inc("trainer_errors")
+            self.get_logger().error(f"could not build the object messages: {exc}",
+                                    throttle_duration_sec=LOG_THROTTLE_S)
+            return
         self.objects_pub.publish(msg)
         self.markers_pub.publish(markers)
+        self._published = (result.seq, signature)
+        self.counters.inc("objects_published")
 
     def restart_timeline(self) -> None:
         """Take the next input set whatever its stamp (after ``~/reset``)."""

@@ -71,6 +71,14 @@ _BOX_EDGES = np.array([[0, 1], [1, 3], [3, 2], [2, 0], [4, 5], [5, 7], [7, 6], [
                        [0, 4], [1, 5], [2, 6], [3, 7]])
 
 
+def objects_signature(result: ObjectsResult) -> tuple:
+    """What a planner sees of an extraction, to publish only what changed: per object
+    its id, the time its geometry last changed (the tracker's ``last_updated``: its box
+    moved by more than 1 mm), class, confidence (to 0.01) and observations."""
+    return tuple((t.id, t.last_updated, t.object.class_id, round(float(t.object.confidence), 2),
+                  t.num_observations) for t in result.objects)
+
+
 def objects_to_markers(msg: ObjectArray) -> MarkerArray:
     """RViz markers of an ``ObjectArray``: DELETEALL, then per object a TRIANGLE_LIST mesh
     coloured by id (namespace ``mesh``), a LINE_LIST box (``box``) and a

@@ -62,7 +62,8 @@ class RosConfig(Section):
                            "reliable = reliable (e.g. bag replays); both keep ros.sync_queue_size messages",
                            choices=("sensor_data", "reliable"))
     tf_timeout_s: float = param(0.05, "how long a pose lookup may wait for TF, seconds", min=0.0)
-    publish_period_s: float = param(5.0, "seconds between /objects publications", min=0.0,
+    publish_period_s: float = param(5.0, "seconds between checks for a changed extraction to publish on "
+                                    "/objects and the markers (latched: published only when changed)", min=0.0,
                                     min_exclusive=True)
     extract_period_s: float = param(10.0, "seconds between mesh extractions while training",
                                     min=0.0, min_exclusive=True)
