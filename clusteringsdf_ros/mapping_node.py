@@ -34,7 +34,8 @@ What this module does:
   ``cpu`` preset, plus ``ros.*`` (:class:`~clusteringsdf_ros.params.RosConfig`) and
   ``ros.bounds_m``. Changes are validated as a whole tree; ``loss.*`` and
   ``trainer.lr`` apply to the running model, ``ros.extract_period_s`` at once, other
-  core fields at the next ``~/reset``, other ``ros.*`` fields at the next start.
+  core fields at the next ``~/reset``; other ``ros.*`` fields are read-only. Descriptors
+  carry the schema's ranges and choices (:mod:`~clusteringsdf_ros.descriptors`).
 
     python -m clusteringsdf_ros.mapping_node --ros-args --params-file config/mapping.yaml
 """
@@ -73,8 +74,9 @@ from clusteringsdf_ros.msg import ObjectArray
 from clusteringsdf_ros.node_main import spin_node
 from clusteringsdf_ros.object_msgs import (objects_signature, objects_to_markers, objects_to_msg,
                                            status_to_diagnostics)
+from clusteringsdf_ros.descriptors import declare, parameter_descriptor
 from clusteringsdf_ros.params import (BOUNDS_PARAMETER, RosConfig, build_configs, change_kind,
-                                      parameter_help)
+                                      parameter_metadata)
 from clusteringsdf_ros.sync import RosApproximateSync
 
 __all__ = ["MappingNode", "COUNTERS", "TIME_JUMP_BACK_S", "main"]
@@ -116,7 +118,6 @@ class MappingNode(Node):
                                     autosave_dir=output_root(self.ros) / "autosave",
                                     autosave_period_s=self.ros.autosave_period_s)
         self.pending_reset: set[str] = set()     # changed parameters waiting for ~/reset
-        self.pending_restart: set[str] = set()   # changed ros.* parameters waiting for a restart
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
 
@@ -138,6 +139,7 @@ class MappingNode(Node):
         self.markers_pub = self.create_publisher(MarkerArray, "~/markers", latched)
         self.status_pub = self.create_publisher(DiagnosticArray, "~/status", 10)
         self._published: tuple[int, tuple] | None = None   # (result seq, objects signature)
+        self._publish_lock = threading.Lock()
         self._publish_timer = self.create_timer(self.ros.publish_period_s, self.publish_objects,
                                                 callback_group=self._timers_group)
         self._status_timer = self.create_timer(self.ros.status_period_s, self._publish_status,
@@ -157,7 +159,9 @@ class MappingNode(Node):
         defaults = {**flatten(preset("cpu")),
                     **{f"ros.{k}": v for k, v in dataclasses.asdict(RosConfig()).items()}}
         for name, value in defaults.items():
-            self.declare_parameter(name, value, ParameterDescriptor(description=parameter_help(name)))
+            # ros.* fields a running node cannot take are read-only: set them at launch
+            declare(self, name, value, parameter_descriptor(
+                parameter_metadata(name), value, read_only=change_kind(name) == "restart"))
         # An empty list would be typed BYTE_ARRAY: declare the double array by type.
         self.declare_parameter(BOUNDS_PARAMETER, Parameter.Type.DOUBLE_ARRAY, ParameterDescriptor(
             description="scene bounds [xmin, ymin, zmin, xmax, ymax, zmax] in metres, map frame; "
@@ -183,11 +187,10 @@ class MappingNode(Node):
             build_configs(flat)
         except ConfigError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
-        when = {"live": "applied now", "restart": "takes effect when the node restarts",
-                "reset": "takes effect at the next ~/reset"}
+        when = {"live": "applied now", "reset": "takes effect at the next ~/reset"}
         notes = [f"{p.name}: {when[change_kind(p.name)]}" for p in params if p.name in self._flat]
         # rclcpp returns this reason on success; rclpy drops it (the post-set callback logs
-        # it, and ~/status lists pending_reset / pending_restart).
+        # it, and ~/status lists pending_reset). Restart-only parameters are read-only.
         return SetParametersResult(successful=True, reason="; ".join(notes))
 
     def _apply_parameters(self, params: list[Parameter]) -> None:
@@ -200,8 +203,6 @@ class MappingNode(Node):
         self.engine.config = self.config
         self.engine.bounds_m = bounds
         names = {p.name for p in changed}
-        restart = {n for n in names if change_kind(n) == "restart"}
-        self.pending_restart |= restart
         self.pending_reset |= {n for n in names if change_kind(n) == "reset"}
         if "ros.extract_period_s" in names:
             self.engine.extract_period_s = float(self._flat["ros.extract_period_s"])
@@ -210,9 +211,6 @@ class MappingNode(Node):
         if names & self.pending_reset:
             self.get_logger().warning(f"{', '.join(sorted(names & self.pending_reset))} changed: "
                                       "takes effect at the next ~/reset")
-        if restart:
-            self.get_logger().warning(f"{', '.join(sorted(restart))} changed: takes effect when "
-                                      "the node restarts")
 
     # ------------------------------------------------------------------ inputs
     def _setup_inputs(self) -> None:
@@ -423,6 +421,10 @@ class MappingNode(Node):
         """Publish ``/objects`` and the markers when the newest extraction changed what a
         planner sees (ids, geometry, class, confidence); both topics are latched, so a
         subscriber that comes later gets the last ones."""
+        with self._publish_lock:       # the publish timer and the services both call this
+            self._publish_latest()
+
+    def _publish_latest(self) -> None:
         result = self.engine.latest_result
         if result is None or (self._published is not None and self._published[0] == result.seq):
             return
@@ -461,7 +463,6 @@ class MappingNode(Node):
             "it_per_s": round(stats["it_per_s"], 3), "frames_buffered": stats["views"],
             "frames_queued": self.engine.queue_length(), "pose_source": self.pose_source,
             "pending_reset": ",".join(sorted(self.pending_reset)),
-            "pending_restart": ",".join(sorted(self.pending_restart)),
         }
         if sync is not None:   # per input: what arrived, what made it into a set
             for topic, t in sync.per_topic.items():

@@ -18,11 +18,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from clusteringsdf_core.config import (Config, ConfigError, Section, build_section, field_help, flatten,
+from clusteringsdf_core.config import (Config, ConfigError, Section, build_section, field_metadata, flatten,
                                        load_yaml, param, read_yaml_tree, unflatten)
 
 __all__ = ["RosConfig", "load_params_file", "flatten_all", "build_configs", "parse_bounds",
-           "parameter_help", "change_kind", "BOUNDS_PARAMETER"]
+           "parameter_help", "parameter_metadata", "change_kind", "BOUNDS_PARAMETER"]
 
 #: The parameter that fixes the scene bounds (a double array; empty = estimated).
 BOUNDS_PARAMETER = "ros.bounds_m"
@@ -102,20 +102,27 @@ def load_params_file(path: str | Path, *, partial: bool = False) -> tuple[Config
     return config, ros
 
 
-def parameter_help(name: str) -> str:
-    """The description of a node parameter (``loss.lambda_diff``, ``ros.map_frame``)."""
+def parameter_metadata(name: str) -> dict:
+    """Help text and constraints of a node parameter (``loss.lambda_diff``,
+    ``ros.map_frame``): ``help``, ``min``, ``max``, ``min_exclusive``, ``choices``."""
     section, _, field_name = name.partition(".")
     if section != "ros":
-        return field_help(name)
+        return field_metadata(name)
     for f in dataclasses.fields(RosConfig):
         if f.name == field_name:
-            return f.metadata["help"]
+            return dict(f.metadata)
     raise ConfigError(name, "unknown field")
+
+
+def parameter_help(name: str) -> str:
+    """The description of a node parameter."""
+    return parameter_metadata(name)["help"]
 
 
 def change_kind(name: str) -> str:
     """When a changed parameter takes effect: ``live`` (now, in the running model),
-    ``reset`` (the next ``~/reset``: a new model) or ``restart`` (the node's next start)."""
+    ``reset`` (the next ``~/reset``: a new model) or ``restart`` (the node's next start:
+    the node declares these read-only)."""
     if name.startswith(_LIVE_PREFIXES) or name in _LIVE_NAMES:
         return "live"
     if name.startswith("ros.") and name != BOUNDS_PARAMETER:

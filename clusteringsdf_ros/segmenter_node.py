@@ -50,7 +50,6 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -61,6 +60,7 @@ from clusteringsdf_core.config import Section, build_section, param
 from clusteringsdf_core.segment.backends import (BACKENDS, LearnedSegmenterConfig, SegmenterBackend,
                                                  Segmentation, make_segmenter)
 from clusteringsdf_core.segment.classical import ClassicalSegmenterConfig
+from clusteringsdf_ros.descriptors import declare, parameter_descriptor
 from clusteringsdf_ros import conversions as conv
 from clusteringsdf_ros import transforms as tfm
 from clusteringsdf_ros.node_main import spin_node
@@ -289,14 +289,13 @@ class SegmenterNode(Node):
         for prefix, section in self._sections():
             defaults = dataclasses.asdict(section())
             for f in dataclasses.fields(section):
-                descriptor = ParameterDescriptor(description=f.metadata["help"], read_only=True)
                 value = defaults[f.name]
+                descriptor = parameter_descriptor(f.metadata, value, read_only=True)
                 if isinstance(value, list) and not value:
                     # An empty list would be typed BYTE_ARRAY: declare the array by type.
                     value = Parameter.Type.INTEGER_ARRAY
                 # (an array declared by type and never set has the value None)
-                self._values[prefix + f.name] = self.declare_parameter(
-                    prefix + f.name, value, descriptor).value
+                self._values[prefix + f.name] = declare(self, prefix + f.name, value, descriptor).value
 
     def _read_configs(self) -> tuple[SegmenterRosConfig, LearnedSegmenterConfig,
                                      ClassicalSegmenterConfig]:

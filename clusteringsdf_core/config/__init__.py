@@ -18,7 +18,7 @@ a saved file.
 from clusteringsdf_core.config.schema import ConfigError, Section, build_section, param
 from clusteringsdf_core.config.sections import (SECTIONS, DataConfig, ExtractConfig, KeyframeConfig, LossConfig,
                                                ModelConfig, RenderConfig, SamplingConfig, TrainerConfig)
-from clusteringsdf_core.config.tree import Config, field_help, field_specs, flatten, unflatten
+from clusteringsdf_core.config.tree import Config, field_help, field_metadata, field_specs, flatten, unflatten
 from clusteringsdf_core.config.yaml_io import dump_yaml, load_yaml, read_yaml_tree, save_yaml
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "load_yaml",
     "save_yaml",
     "field_help",
+    "field_metadata",
     "field_specs",
     "build_section",
     "read_yaml_tree",

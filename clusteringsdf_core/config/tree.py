@@ -89,15 +89,21 @@ def unflatten(flat: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return tree
 
 
-def field_help(path: str) -> str:
-    """Help text of a dotted field name (used for ROS parameter descriptors and docs)."""
+def field_metadata(path: str) -> dict:
+    """Help text and constraints (``help``, ``min``, ``max``, ``min_exclusive``,
+    ``choices``) of a dotted field name (ROS parameter descriptors, docs)."""
     section, _, name = path.partition(".")
     if section not in SECTIONS:
         raise ConfigError(path, "unknown section")
     for f in dataclasses.fields(SECTIONS[section]):
         if f.name == name:
-            return f.metadata["help"]
+            return dict(f.metadata)
     raise ConfigError(path, "unknown field")
+
+
+def field_help(path: str) -> str:
+    """Help text of a dotted field name."""
+    return field_metadata(path)["help"]
 
 
 def field_specs() -> list[tuple[str, Any, str]]:

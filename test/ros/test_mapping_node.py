@@ -449,10 +449,20 @@ def test_node_trains_publishes_saves_and_survives_bad_input(mn, frames, ros_cont
         # The new base rate, times the schedule's current factor (online too).
         lrs = node.engine.submit(lambda t: [(g["lr"], t.lr_factor) for g in t.optimizer.param_groups]).result(10)
         assert lrs[0][0] == pytest.approx(1.0e-3 * lrs[0][1]) and 0.0 < lrs[0][1] <= 1.0
+        # the descriptors carry the schema's ranges: rclpy refuses what is outside
+        [described] = node.describe_parameters(["loss.lambda_diff"])
+        assert described.floating_point_range[0].from_value == 0.0 and not described.read_only
         result = node.set_parameters([Parameter("loss.lambda_diff", value=-1.0)])[0]
-        assert not result.successful
-        assert "loss.lambda_diff" in result.reason and ">= 0.0" in result.reason
+        assert not result.successful and "loss.lambda_diff" in result.reason
         assert node.get_parameter("loss.lambda_diff").value == 5.0
+        # an exclusive minimum (the range is inclusive) is refused by the node's validation
+        result = node.set_parameters([Parameter("ros.extract_period_s", value=0.0)])[0]
+        assert not result.successful and "ros.extract_period_s" in result.reason
+        # parameters a running node cannot take are read-only
+        [described] = node.describe_parameters(["ros.objects_topic"])
+        assert described.read_only
+        result = node.set_parameters([Parameter("ros.objects_topic", value="/elsewhere")])[0]
+        assert not result.successful and node.get_parameter("ros.objects_topic").value == "objects"
         result = node.set_parameters([Parameter("model.num_channels", value=8)])[0]
         assert result.successful and node.pending_reset == {"model.num_channels"}
         h.wait_for(lambda: h.last_status().get("pending_reset") == "model.num_channels", 5.0,
