@@ -201,9 +201,9 @@ def extract_objects(model: ClusteringSDFModel, config: ExtractConfig, channel_cl
             pose, size = oriented_box_upright(np.asarray(part.vertices))
             class_id, confidence = int(channel_classes[k]), float(channel_confidence[k])
             if len(parts) > 1 and class_votes is not None:
-                voted, share = class_votes.class_of(np.asarray(part.vertices))
+                voted, _ = class_votes.class_of(np.asarray(part.vertices))
                 if voted > 0:
-                    class_id, confidence = voted, share
+                    class_id = voted          # confidence stays the channel's label agreement
             objects.append(ExtractedObject(
                 channel=k, mesh=part, class_id=class_id,
                 confidence=confidence, centroid=np.asarray(part.centroid),

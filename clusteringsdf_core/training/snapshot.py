@@ -24,7 +24,7 @@ class Snapshot:
     config: Config
     box_state: dict
     channel_classes: np.ndarray        # (c,) semantic class id per channel (0 = unknown)
-    channel_confidence: np.ndarray     # (c,) share of the channel's rays agreeing with its class
+    channel_confidence: np.ndarray     # (c,) label agreement of the channel (.channel_classes)
     stamp: float
     #: (floor z, ceiling z) in metres: low / high percentile of the heights of the training
     #: views' depth points (None: no depth). Stuff classes of rendered labels use them.

@@ -266,6 +266,12 @@ class Trainer:
                                                   past=self.past, violation_sdf=violation_sdf)
             if semantic is not None and cfg.trainer.mode == "instance":
                 self.class_counts.update(opacity_s.detach(), semantic, labelled)
+            if cfg.trainer.mode == "instance":
+                self.class_counts.update_agreement(opacity_s.detach(), view.label_index.group[pixels],
+                                                   view.label_index.num_labels,
+                                                   view.valid[pixels] & (view.instance[pixels] > 0))
+            else:
+                self.class_counts.update_agreement(opacity_s.detach(), semantic, 0, semantic > 0)
             if lcfg.lambda_cross_view > 0 and semantic is not None:
                 sem_opacities.append(opacity_s)      # the softmax the view's losses took
                 sem_labels.append(semantic)
