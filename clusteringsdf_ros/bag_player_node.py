@@ -3,7 +3,8 @@
 Parameters: ``bag_path`` (string, required), ``rate`` (double, 1.0), ``loop``
 (bool, false), ``start_offset_s`` (double, 0.0), ``remap`` (string array of
 'from:=to'), ``topics`` (string array; empty = all), ``wait_for_subscribers_s``
-(double, 0.0: how long to wait for subscribers before playing).
+(double, 0.0: how long to wait for subscribers before playing), ``publish_clock``
+(bool, false: ``/clock`` at the recorded times, for nodes with ``use_sim_time``).
 
     python -m clusteringsdf_ros.bag_player_node --ros-args -p bag_path:=/tmp/scene_bag -p rate:=2.0
 
@@ -44,11 +45,14 @@ class BagPlayerNode(Node):
         topics = declare("topics", Parameter.Type.STRING_ARRAY, "bag topics to play (unset = all)")
         wait_s = declare("wait_for_subscribers_s", 0.0,
                          "wait up to this long for subscribers before playing")
+        publish_clock = declare("publish_clock", False, "publish /clock (rosgraph_msgs/Clock) at the bag's "
+                                "recorded times, for nodes with use_sim_time")
         if not bag_path:
             raise ValueError("parameter bag_path is required")
         self.player = BagPlayer(bag_path, self, rate=rate, loop=loop,
                                 start_offset_s=start_offset_s, remap=list(remap or []),
                                 topics=list(topics or []) or None, wait_for_subscribers_s=wait_s,
+                                publish_clock=publish_clock,
                                 logger=self.get_logger().warning)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._play, name="bag_player", daemon=True)

@@ -335,6 +335,9 @@ class BagPlayer:
       Topics whose message type rclpy cannot import are skipped, one warning each.
     - ``qos``: the publishers' QoS (default: reliable, keep last 100; topics
       recorded as transient-local, like ``/tf_static``, keep that durability).
+    - ``publish_clock``: publish ``/clock`` (rosgraph_msgs/Clock) with each message's
+      recorded time before the message, so nodes with ``use_sim_time`` stamp their
+      outputs in the bag's time base (as ``ros2 bag play --clock``).
     - ``wait_for_subscribers_s``: before playing, wait up to that long for a subscriber
       on any of the topics, then at most one more second for every topic to have one
       (DDS discovery takes a moment; a consumer may not want every topic).
@@ -345,7 +348,7 @@ class BagPlayer:
                  start_offset_s: float = 0.0,
                  remap: Mapping[str, str] | Iterable[str] | None = None,
                  topics: Sequence[str] | None = None, qos=None,
-                 wait_for_subscribers_s: float = 0.0,
+                 wait_for_subscribers_s: float = 0.0, publish_clock: bool = False,
                  clock: Callable[[], float] = time.monotonic,
                  logger: Callable[[str], None] | None = None):
         if not rate > 0:
@@ -362,8 +365,16 @@ class BagPlayer:
         self.stats = PlaybackStats()
         remap = parse_remap(remap)
         self._reader = self._open()
+        self._clock_pub = None
+        self._clock_ns = None          # the last /clock published
         try:
             self._setup(node, remap, topics, qos)
+            if publish_clock:
+                from rclpy.qos import QoSProfile, ReliabilityPolicy
+                from rosgraph_msgs.msg import Clock
+
+                self._clock_pub = node.create_publisher(
+                    Clock, "/clock", QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
         except BaseException:
             self._reader.close()
             raise
@@ -465,6 +476,16 @@ class BagPlayer:
         self.stats.stopped = self._stop.is_set()
         return self.stats
 
+    def _publish_clock(self, t_ns: int) -> None:
+        from rclpy.serialization import serialize_message
+        from rosgraph_msgs.msg import Clock
+
+        msg = Clock()
+        msg.clock.sec, msg.clock.nanosec = divmod(int(t_ns), _NS)
+        self._clock_pub.publish(serialize_message(msg))
+        self._clock_ns = t_ns
+        self.stats.published["/clock"] = self.stats.published.get("/clock", 0) + 1
+
     def _play_once(self, start_ns: int) -> None:
         wall_start = self._clock()
         published = self.stats.published
@@ -483,6 +504,8 @@ class BagPlayer:
                 messages.close()
                 return
             topic, publisher = self._publishers[conn.id]
+            if self._clock_pub is not None and t_ns != self._clock_ns:
+                self._publish_clock(t_ns)
             publisher.publish(bytes(raw))
             published[topic] = published.get(topic, 0) + 1
             self.stats.max_lateness_s = max(self.stats.max_lateness_s, self._clock() - scheduled)

@@ -104,7 +104,7 @@ class ReplaySession:
     def _on_objects(self, msg) -> None:
         objs = list(msg.objects)
         seen = ObjectsSeen(
-            received_s=time.monotonic(), iteration=self.status_value("objects_iteration", -1, int),
+            received_s=time.monotonic(), iteration=int(msg.iteration),
             ids=tuple(int(o.id) for o in objs), classes=tuple(o.class_name for o in objs),
             centers=np.array([[o.bbox_pose.position.x, o.bbox_pose.position.y, o.bbox_pose.position.z]
                               for o in objs]).reshape(-1, 3),

@@ -80,8 +80,11 @@ def replay_nodes(bag_path: str, config_file: str, *, namespace: str = "", rate: 
         "bag_path": str(Path(bag_path).expanduser()), "rate": float(rate), "loop": bool(loop),
         "start_offset_s": float(start_offset_s),
         # the mapping node takes seconds to start (torch): do not play into the void
-        "wait_for_subscribers_s": float(wait_for_subscribers_s)})
+        "wait_for_subscribers_s": float(wait_for_subscribers_s),
+        # the bag's time is the mapping node's: its outputs carry stamps of the inputs' time base
+        "publish_clock": True})
     nodes = mapping_nodes(config_file, namespace=namespace, pose_source="pose_topic", output_dir=output_dir)
+    nodes[0] = replace(nodes[0], parameters={**nodes[0].parameters, "use_sim_time": True})
     if semantic_topic:
         nodes[0] = replace(nodes[0], parameters={**nodes[0].parameters, "ros.semantic_topic": semantic_topic})
     return [player] + nodes

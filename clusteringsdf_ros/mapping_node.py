@@ -54,6 +54,7 @@ from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -140,9 +141,12 @@ class MappingNode(Node):
         self.status_pub = self.create_publisher(DiagnosticArray, "~/status", 10)
         self._published: tuple[int, tuple] | None = None   # (result seq, objects signature)
         self._publish_lock = threading.Lock()
-        self._publish_timer = self.create_timer(self.ros.publish_period_s, self.publish_objects,
+        # Timers on the steady clock: with use_sim_time (a bag's /clock) a ROS-time timer
+        # would stop with the bag, while training, publishing and status go on.
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self._publish_timer = self.create_timer(self.ros.publish_period_s, self.publish_objects, clock=steady,
                                                 callback_group=self._timers_group)
-        self._status_timer = self.create_timer(self.ros.status_period_s, self._publish_status,
+        self._status_timer = self.create_timer(self.ros.status_period_s, self._publish_status, clock=steady,
                                                callback_group=self._timers_group)
         self._status_last: tuple[float, int] | None = None
         self.map_services = MapServices(self, self._services_group)

@@ -323,3 +323,20 @@ def test_bag_player_node_exits_non_zero_on_a_missing_bag(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert "does not exist" in proc.stderr
+
+
+def test_player_publishes_the_recorded_time_on_clock(bags):
+    from rclpy.serialization import deserialize_message
+    from rosgraph_msgs.msg import Clock
+
+    node = _FakeNode()
+    player = BagPlayer(bags["mcap"].path, node, rate=20.0, topics=["/color/image_raw"], publish_clock=True)
+    stats = player.play()
+    player.close()
+    log = [(topic, raw) for _, topic, raw in node.log]
+    assert stats.published["/clock"] == stats.published["/color/image_raw"]
+    # each image comes right after the /clock of its recorded time
+    for (topic, raw), (next_topic, _) in zip(log[::2], log[1::2]):
+        assert topic == "/clock" and next_topic == "/color/image_raw"
+    first = deserialize_message(log[0][1], Clock).clock
+    assert first.sec * NS + first.nanosec == bags["mcap"].start_ns
