@@ -58,24 +58,14 @@ def train(dataset, config: Config | None, out_dir: str | Path, *, time_budget_s:
     ``iterations`` sets a new total (the learning-rate schedule follows it), and
     ``train.json`` keeps the earlier history and seconds."""
     out = Path(out_dir)
-    history, seconds_before = [], 0.0
+    history, seconds_before, trainer = [], 0.0, None
     if resume:
         if config is not None:
             raise ValueError("resume: the run goes on with its own configuration; pass no config")
-        checkpoint = out / "checkpoint.pt"
-        if not checkpoint.is_file():
-            raise FileNotFoundError(f"nothing to resume: {checkpoint} does not exist")
-        trainer = Trainer.load_checkpoint(checkpoint, dataset=dataset)
-        if iterations is not None:
-            trainer.config = trainer.config.merged({"trainer.iterations": iterations})
+        trainer, history, seconds_before = _resumed_run(dataset, out, iterations)
         config = trainer.config
-        if (out / "train.json").is_file():
-            earlier = json.loads((out / "train.json").read_text())
-            history, seconds_before = earlier.get("history", []), float(earlier.get("seconds", 0.0))
-    else:
-        if iterations is not None:
-            config = config.merged({"trainer.iterations": iterations})
-        trainer = None
+    elif iterations is not None:
+        config = config.merged({"trainer.iterations": iterations})
     out.mkdir(parents=True, exist_ok=True)
     save_yaml(config, out / "config.yaml")
     started = time.perf_counter()
@@ -104,6 +94,21 @@ def train(dataset, config: Config | None, out_dir: str | Path, *, time_budget_s:
     trainer.fit(progress=progress, callback=record, time_budget_s=time_budget_s)
     trainer.save_checkpoint(out / "checkpoint.pt")
     return trainer, write_summary(trainer)
+
+
+def _resumed_run(dataset, out: Path, iterations: int | None) -> tuple[Trainer, list, float]:
+    """The trainer of ``out/checkpoint.pt`` (``iterations``: its new total), with the
+    history and seconds of the run's ``train.json``."""
+    checkpoint = out / "checkpoint.pt"
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"nothing to resume: {checkpoint} does not exist")
+    trainer = Trainer.load_checkpoint(checkpoint, dataset=dataset)
+    if iterations is not None:
+        trainer.config = trainer.config.merged({"trainer.iterations": iterations})
+    if not (out / "train.json").is_file():
+        return trainer, [], 0.0
+    earlier = json.loads((out / "train.json").read_text())
+    return trainer, earlier.get("history", []), float(earlier.get("seconds", 0.0))
 
 
 def render_views(snapshot: Snapshot, frames: Sequence[Frame], classes, out_dir: str | Path,

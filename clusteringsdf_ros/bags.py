@@ -375,6 +375,7 @@ class BagPlayer:
 
                 self._clock_pub = node.create_publisher(
                     Clock, "/clock", QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+                self._clock_msg = Clock()
         except BaseException:
             self._reader.close()
             raise
@@ -478,9 +479,8 @@ class BagPlayer:
 
     def _publish_clock(self, t_ns: int) -> None:
         from rclpy.serialization import serialize_message
-        from rosgraph_msgs.msg import Clock
 
-        msg = Clock()
+        msg = self._clock_msg      # serialised like the bag's messages: the publishers take bytes
         msg.clock.sec, msg.clock.nanosec = divmod(int(t_ns), _NS)
         self._clock_pub.publish(serialize_message(msg))
         self._clock_ns = t_ns

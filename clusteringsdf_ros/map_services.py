@@ -14,9 +14,14 @@ from clusteringsdf_ros.srv import LoadMap
 __all__ = ["MapServices", "output_root"]
 
 
+def _expanded(path: str) -> Path:
+    """``path`` with ``~`` and environment variables expanded."""
+    return Path(os.path.expanduser(os.path.expandvars(path)))
+
+
 def output_root(ros) -> Path:
-    """``ros.output_dir`` with ``~`` and environment variables expanded."""
-    return Path(os.path.expanduser(os.path.expandvars(ros.output_dir)))
+    """``ros.output_dir``, expanded."""
+    return _expanded(ros.output_dir)
 
 
 class MapServices:
@@ -49,7 +54,7 @@ class MapServices:
         node = self.node
         initial = path == node.ros.initial_map
         try:
-            loaded = node.engine.load_map(os.path.expanduser(os.path.expandvars(path)))
+            loaded = node.engine.load_map(_expanded(path))
         except Exception as exc:
             message = f"map not loaded from {path}: {type(exc).__name__}: {exc}"
             node.get_logger().error(message)

@@ -44,11 +44,10 @@ class Autosaver:
             raise ValueError(f"Autosaver: keep must be at least 1 and period_s positive, got {keep}, {period_s}")
         self.period_s = float(period_s)
         self._last = (time.monotonic(), 0)       # when the last autosave began, at which iteration
-        self.folder = Path(root).expanduser() / time.strftime("run_%Y%m%d_%H%M%S")
-        n = 1
-        while self.folder.exists():
-            self.folder = self.folder.with_name(f"{self.folder.name.split('.')[0]}.{n}")
-            n += 1
+        base = Path(root).expanduser() / time.strftime("run_%Y%m%d_%H%M%S")
+        self.folder, n = base, 1
+        while self.folder.exists():          # two runs started within one second
+            self.folder, n = base.with_name(f"{base.name}.{n}"), n + 1
         self.keep = int(keep)
         self._uids: dict[str, list[str]] = {}     # key frames of the checkpoints written
         self._thread: threading.Thread | None = None

@@ -62,9 +62,7 @@ class ChannelClassCounts:
             owner_of_ray = votes.argmax(1)[group]           # the channel that wins most of the segment
         agree = (owner_of_ray == channel).to(w.dtype) * w
         decay = torch.where(keep.any(), DECAY, 1.0).to(w.dtype)
-        self.agreement.mul_(decay)
-        self.agreement.index_put_((channel, torch.zeros_like(channel)), agree, accumulate=True)
-        self.agreement.index_put_((channel, torch.ones_like(channel)), w, accumulate=True)
+        self.agreement.mul_(decay).index_put_((channel,), torch.stack([agree, w], 1), accumulate=True)
 
     def agreement_shares(self) -> np.ndarray:
         """(c,) label agreement per channel in [0, 1]; 0 for a channel that never won a

@@ -256,20 +256,19 @@ class Trainer:
                                     eikonal_points=self.random_points(lcfg.eikonal_points if v_i == 0 else 0),
                                     want_normals=False, generator=self.generator)
             # the rays' machine classes and labelled object rays, gathered once for the
-            # class votes, the channel-class counts and L_cross_view
+            # class votes, the channel-class counts, the label agreement and L_cross_view
             semantic = None if view.semantic is None else view.semantic[pixels]
-            labelled = None if semantic is None else view.valid[pixels] & (view.instance[pixels] > 0)
+            labelled = view.valid[pixels] & (view.instance[pixels] > 0)
             if self.class_votes is not None and depth_t is not None and semantic is not None:
                 self.class_votes.add(origins + dirs * (depth_t[:, None] * self.box.scale),
                                      torch.where(labelled & (depth_t > 0), semantic, 0))
             opacity_s = objective.add_view_losses(add, cfg, view, pixels, depth_t, out, scale_m=self.box.scale,
                                                   past=self.past, violation_sdf=violation_sdf)
-            if semantic is not None and cfg.trainer.mode == "instance":
-                self.class_counts.update(opacity_s.detach(), semantic, labelled)
             if cfg.trainer.mode == "instance":
+                if semantic is not None:
+                    self.class_counts.update(opacity_s.detach(), semantic, labelled)
                 self.class_counts.update_agreement(opacity_s.detach(), view.label_index.group[pixels],
-                                                   view.label_index.num_labels,
-                                                   view.valid[pixels] & (view.instance[pixels] > 0))
+                                                   view.label_index.num_labels, labelled)
             else:
                 self.class_counts.update_agreement(opacity_s.detach(), semantic, 0, semantic > 0)
             if lcfg.lambda_cross_view > 0 and semantic is not None:
@@ -378,14 +377,10 @@ class Trainer:
             "keyframes": self.buffer.state(key=lambda view: view.uid) if self.online else None,
         }
 
-    def save_checkpoint(self, path: str | Path, *, extra: dict | None = None) -> Path:
+    def save_checkpoint(self, path: str | Path) -> Path:
         """Write the checkpoint atomically (:mod:`.checkpoint`); an online trainer's key
-        frames go into ``keyframes/`` beside it. ``extra`` entries are stored with it
-        (e.g. the online engine's object tracker)."""
-        state = self.state_dict()
-        if extra:
-            state.update(extra)
-        return write_checkpoint(path, state, self.views if self.online else ())
+        frames go into ``keyframes/`` beside it."""
+        return write_checkpoint(path, self.state_dict(), self.views if self.online else ())
 
     def load_state(self, state: dict) -> None:
         """Restore a state dict (the views are the caller's: :meth:`load_checkpoint`)."""
