@@ -11,8 +11,10 @@ works when the bounds are tight to floor and ceiling: an online map's estimated
 bounds carry margins, and with them every floor and ceiling pixel of the bench scene
 was called wall (docs/ONLINE.md).
 
-3D: the meshes of :func:`~clusteringsdf_core.extract.extract_objects`, each vertex
-labelled with its object's instance id, for 3D instance AP and geometry metrics.
+3D: the shells of :func:`~clusteringsdf_core.extract.extract_objects` (the scene
+surface split by object; closed meshes would add contact faces that lie inside the
+GT solids), each vertex labelled with its object's instance id, for 3D instance AP
+and geometry metrics.
 
 A channel that the extraction split into separate parts (``extract.split_channels``)
 is one instance per part in 2D as well: a pixel of that channel takes the part
@@ -52,10 +54,10 @@ class PartLookup:
         for k, parts in by_channel.items():
             if len(parts) < 2:
                 continue
-            sizes = [len(o.mesh.vertices) for o in parts]
+            sizes = [len(o.surface.vertices) for o in parts]
             ids = np.repeat([o.instance_id for o in parts], sizes).astype(np.int32)
             classes = np.repeat([o.class_id for o in parts], sizes).astype(np.int32)
-            tree = cKDTree(np.concatenate([np.asarray(o.mesh.vertices) for o in parts]))
+            tree = cKDTree(np.concatenate([np.asarray(o.surface.vertices) for o in parts]))
             self.channels[k] = (tree, ids, classes)
 
     def apply(self, channel: np.ndarray, points: np.ndarray, instance: np.ndarray,
@@ -157,8 +159,8 @@ def model_prediction(snapshot: Snapshot, classes: ClassTable, *, method: str = "
         objects = [o for o in parts if o.channel != 0]
         renderer.set_parts(objects)
         if parts:
-            mesh = trimesh.util.concatenate([o.mesh for o in parts])
-            vertex_instance = np.concatenate([np.full(len(o.mesh.vertices), o.instance_id, np.int32)
+            mesh = trimesh.util.concatenate([o.surface for o in parts])
+            vertex_instance = np.concatenate([np.full(len(o.surface.vertices), o.instance_id, np.int32)
                                               for o in parts])
     for k in range(1, snapshot.config.model.num_channels):
         instance_class[k] = int(snapshot.channel_classes[k])
@@ -168,5 +170,6 @@ def model_prediction(snapshot: Snapshot, classes: ClassTable, *, method: str = "
         instance_score[o.instance_id] = o.confidence
     return ScenePrediction(method=method, mesh=mesh, vertex_instance=vertex_instance,
                            instance_class=instance_class, instance_score=instance_score,
+                           instance_solid={o.instance_id: (o.volume, o.watertight) for o in objects},
                            renderer=renderer, meta={"iteration": snapshot.iteration,
                                                     "objects": len(objects)})

@@ -60,6 +60,7 @@ def objects_to_msg(result: ObjectsResult, classes: ClassTable, map_frame: str, *
         item.mesh = Mesh(vertices=_points(vertices),
                          triangles=[MeshTriangle(vertex_indices=[int(a), int(b), int(c_)])
                                     for a, b, c_ in faces])
+        item.watertight = bool(o.watertight)
         item.num_observations = int(tracked.num_observations)
         item.first_seen = _ros_time(tracked.first_seen)
         item.last_updated = _ros_time(tracked.last_updated)

@@ -16,10 +16,20 @@ from clusteringsdf_core.bench.scenes import GTScene, load_gt_scene
 from clusteringsdf_core.data.dataset import SceneDataset
 from clusteringsdf_core.data.frame import Frame
 
-__all__ = ["evaluate_prediction", "CURVE_METRICS"]
+__all__ = ["evaluate_prediction", "solid_metrics", "CURVE_METRICS", "SOLID_METRICS"]
 
 #: Metrics kept per point of a time-to-quality curve (``--eval-at``; 2D only).
 CURVE_METRICS = ("pq_scene", "pq_scene_things", "rq_scene", "miou")
+
+#: Metrics of predictions with per-object solids (:func:`solid_metrics`).
+SOLID_METRICS = ("object_watertight", "objects_matched", "volume_within_20",
+                 "volume_ratio_median", "volume_ratios")
+
+#: A predicted object matches a GT object when their vertex sets on the GT mesh have
+#: an IoU above this (at most one match per GT object).
+SOLID_MATCH_IOU = 0.5
+#: Voxel size of the GT volume estimate (bench.scenes.enclosed_volume).
+GT_VOLUME_PITCH_M = 0.02
 
 
 def _nan_to_none(value: float | None) -> float | None:
@@ -104,7 +114,7 @@ def evaluate_prediction(dataset: SceneDataset, prediction: ScenePrediction, *,
     }
     for key in ("ap25_agnostic", "ap50_agnostic", "ap_agnostic", "ap25", "ap50", "ap",
                 "accuracy_m", "completeness_m", "chamfer_m", "precision", "recall", "fscore",
-                "num_gt_instances"):
+                "num_gt_instances", *SOLID_METRICS):
         result[key] = None
     if not compute_3d or prediction.mesh is None or len(prediction.mesh.vertices) == 0:
         return result
@@ -139,4 +149,52 @@ def evaluate_prediction(dataset: SceneDataset, prediction: ScenePrediction, *,
         "recall": geometry.recall, "fscore": geometry.fscore,
         "num_gt_instances": int(len([i for i in np.unique(gt_scene.vertex_instance) if i != 0])),
     })
+    if prediction.instance_solid:
+        key = ("gt_volumes", id(gt_scene))
+        if geometry_cache is not None and key in geometry_cache:
+            volumes = geometry_cache[key][1]
+        else:
+            from clusteringsdf_core.bench.scenes import gt_object_volumes
+
+            volumes = gt_object_volumes(dataset, GT_VOLUME_PITCH_M)
+            if geometry_cache is not None:
+                geometry_cache[key] = (gt_scene, volumes)
+        things = {i for i, c in gt_scene.instance_class.items() if classes[c].is_thing}
+        result.update(solid_metrics(prediction, vertex_instance, gt_scene.vertex_instance,
+                                    {i: v for i, v in volumes.items() if i in things}))
     return result
+
+
+def solid_metrics(prediction: ScenePrediction, vertex_instance: np.ndarray,
+                  gt_vertex_instance: np.ndarray, gt_volumes: dict[int, float]) -> dict[str, Any]:
+    """How good the predicted object solids are (``prediction.instance_solid``).
+
+    ``object_watertight``: percent of predicted objects whose mesh is watertight.
+    Each GT object of ``gt_volumes`` (id -> m^3) is matched to the predicted object whose
+    vertices on the GT mesh (``vertex_instance``, transferred labels) overlap its own
+    (``gt_vertex_instance``) with IoU > SOLID_MATCH_IOU; for the matched ones,
+    ``volume_ratios`` (predicted / GT volume, sorted), their median and
+    ``volume_within_20`` (percent within 20% of the GT volume)."""
+    solids = prediction.instance_solid
+    out: dict[str, Any] = {
+        "object_watertight": 100.0 * float(np.mean([w for _, w in solids.values()])) if solids else None,
+        "objects_matched": 0, "volume_within_20": None, "volume_ratio_median": None,
+        "volume_ratios": []}
+    pred = np.where(np.isin(vertex_instance, list(solids)), vertex_instance, 0).astype(np.int64)
+    gt = np.asarray(gt_vertex_instance, np.int64)
+    pred_size = {int(i): int(n) for i, n in zip(*np.unique(pred, return_counts=True))}
+    ratios = []
+    for g, volume in gt_volumes.items():
+        mine = gt == g
+        if volume <= 0 or not mine.any():
+            continue
+        ids, inter = np.unique(pred[mine], return_counts=True)
+        iou = [(n / (mine.sum() + pred_size[int(j)] - n), int(j)) for j, n in zip(ids, inter) if j != 0]
+        if iou and max(iou)[0] > SOLID_MATCH_IOU:
+            ratios.append(solids[max(iou)[1]][0] / volume)
+    if ratios:
+        ratios = sorted(float(r) for r in ratios)
+        out.update(objects_matched=len(ratios), volume_ratios=[round(r, 4) for r in ratios],
+                   volume_ratio_median=float(np.median(ratios)),
+                   volume_within_20=100.0 * float(np.mean([abs(r - 1.0) <= 0.2 for r in ratios])))
+    return out

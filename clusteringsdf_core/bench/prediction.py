@@ -8,7 +8,10 @@ A :class:`ScenePrediction` is one method's answer for one scene:
 - ``instance_class`` / ``instance_score``: class id and confidence per instance id
   (3D AP ranks predictions by score; class-agnostic AP ignores the class);
 - ``vertex_semantic``: optional class id per vertex (stuff and unlabelled vertices
-  included); when absent it is derived from ``instance_class``.
+  included); when absent it is derived from ``instance_class``;
+- ``instance_solid``: for methods that give each object a solid (ClusteringSDF's
+  closed object meshes), its volume in m^3 and whether its mesh is watertight, per
+  instance id; scored against the GT objects' volumes.
 
 2D metrics (PQ^scene, mIoU, EA) use :meth:`ScenePrediction.render_labels`, which
 ray-casts the labelled mesh into a frame; 3D instance AP uses
@@ -62,6 +65,7 @@ class ScenePrediction:
     instance_score: dict[int, float] = field(default_factory=dict)
     vertex_semantic: np.ndarray | None = None              # (V,) int32, 0 = void
     renderer: LabelRenderer | None = None                  # overrides mesh ray casting
+    instance_solid: dict[int, tuple[float, bool]] = field(default_factory=dict)  # (m^3, watertight)
     meta: dict = field(default_factory=dict)               # timings, parameters, notes
     _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -83,6 +87,7 @@ class ScenePrediction:
                                      f"{self.vertex_semantic.shape}, mesh has {n} vertices")
         self.instance_class = {int(k): int(v) for k, v in self.instance_class.items()}
         self.instance_score = {int(k): float(v) for k, v in self.instance_score.items()}
+        self.instance_solid = {int(k): (float(v), bool(w)) for k, (v, w) in self.instance_solid.items()}
 
     # ------------------------------------------------------------------ labels
     @property

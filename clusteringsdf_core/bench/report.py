@@ -22,6 +22,7 @@ TABLE_COLUMNS = (
     ("pq_scene", "PQ^scene", 1), ("sq_scene", "SQ", 1), ("rq_scene", "RQ", 1),
     ("miou", "mIoU", 1), ("ea", "EA", 1), ("ap25_agnostic", "AP25", 1),
     ("ap50_agnostic", "AP50", 1), ("ap_agnostic", "AP (agn.)", 1), ("fscore", "F-score", 1),
+    ("object_watertight", "closed %", 1), ("volume_within_20", "vol ±20%", 1),
     ("seconds", "seconds", 1),
 )
 

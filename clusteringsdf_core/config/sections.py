@@ -283,6 +283,14 @@ class ExtractConfig(Section):
                                      min=0)
     min_object_faces: int = param(500, "channels whose mesh has fewer faces are dropped (at "
                                   "`resolution`, scaled like min_component_faces)", min=0)
+    object_mesh: str = param("closed", "what each object's mesh is: closed = the boundary of the "
+                             "object's solid (grid cells inside the scene surface where its channel's "
+                             "SDF is the smallest), i.e. the surface it owns plus contact faces where "
+                             "it meets another object, floor or wall; watertight where the solid "
+                             "stays inside the grid, volume from the mesh; shell = only the visible "
+                             "scene surface it owns (open where it touches others). The scene "
+                             "mesh coloured by object and the 3D metrics always use the shells",
+                             choices=("closed", "shell"))
     split_channels: bool = param(False, "one object per spatially separate part of a channel's "
                                  "surface instead of one per channel: the clustering only keeps "
                                  "objects seen together in a view in distinct channels, so objects "

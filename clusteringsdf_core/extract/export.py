@@ -16,7 +16,9 @@ __all__ = ["export_objects"]
 
 def export_objects(tracked: list[TrackedObject], out_dir: str | Path, classes: ClassTable,
                    *, mesh_format: str = "ply", iteration: int = 0) -> Path:
-    """Write one mesh per object, a scene mesh coloured by object and ``objects.json``."""
+    """Write one mesh per object (``meshes/object_<id>``: closed or shell, as extracted),
+    the scene mesh coloured by object (``scene_objects``: the objects' shells, i.e. the
+    reconstructed surface, one colour per id) and ``objects.json``."""
     from clusteringsdf_core.viz import label_colours
 
     out = Path(out_dir)
@@ -26,7 +28,7 @@ def export_objects(tracked: list[TrackedObject], out_dir: str | Path, classes: C
         o = t.object
         name = f"meshes/object_{t.id:04d}.{mesh_format}"
         o.mesh.export(out / name)
-        m = o.mesh.copy()
+        m = o.surface.copy()
         m.visual.vertex_colors = np.concatenate([np.tile(label_colours(np.array([t.id]))[0], (len(m.vertices), 1)),
                                                  np.full((len(m.vertices), 1), 255)], axis=1).astype(np.uint8)
         coloured.append(m)
@@ -35,7 +37,8 @@ def export_objects(tracked: list[TrackedObject], out_dir: str | Path, classes: C
             "confidence": round(o.confidence, 4), "channel": o.channel, "part": o.part,
             "centroid": np.round(o.centroid, 4).tolist(),
             "bbox_pose": np.round(o.box_pose, 5).tolist(), "bbox_size": np.round(o.box_size, 4).tolist(),
-            "volume_m3": round(o.volume, 5), "num_faces": int(len(o.mesh.faces)), "mesh": name,
+            "volume_m3": round(o.volume, 5), "watertight": bool(o.watertight),
+            "num_faces": int(len(o.mesh.faces)), "mesh": name,
             "first_seen": t.first_seen, "last_updated": t.last_updated,
         })
     if coloured:

@@ -3,11 +3,25 @@
 :func:`extract_objects` evaluates the SDF channels on a grid over the scene
 bounds, runs marching cubes once on the scene SDF (the minimum over channels) and
 splits its faces by the channel that is smallest at each face (channel 0, the
-background, gives the room); it removes small disconnected fragments and drops
-channels with too little surface; optionally each channel's spatially separate
-parts become objects of their own. Each object gets its centroid, a gravity-aligned
-oriented bounding box (yaw only: what a planner expects of furniture standing on a
-floor), its volume and a semantic class.
+background, gives the room): each object's *shell*, the visible surface it owns. It
+removes small disconnected fragments and drops channels with too little surface;
+optionally each channel's spatially separate parts become objects of their own.
+
+Each object's mesh (``extract.object_mesh = "closed"``) is the boundary of its
+solid: the grid cells inside the scene surface (negative scene SDF) where its
+channel's SDF is the smallest, meshed by marching cubes of
+``f_k = max(d_k, d_k - min_{j != k} d_j)`` on a sub-grid around those cells. That
+is the shell plus the contact faces where the object meets another channel's solid
+(the floor under a chair's legs, the wall behind a bookcase, the table under a
+lamp), so it is watertight wherever the solid stays inside the grid, and its
+volume is the mesh's. ``d_k < 0`` alone would not do for the shared-geometry
+parametrisation (``d_k = s + offset_k``): where another channel owns the solid
+nothing trains channel k's offset, so its zero level can wander into the floor or
+a neighbour; intersecting with ownership keeps objects from interpenetrating.
+
+Each object gets its centroid, a gravity-aligned oriented bounding box (yaw only:
+what a planner expects of furniture standing on a floor), its volume and a
+semantic class.
 """
 
 from __future__ import annotations
@@ -26,7 +40,8 @@ from clusteringsdf_core.config import ExtractConfig
 from clusteringsdf_core.model.scene_model import ClusteringSDFModel
 from clusteringsdf_core.training.class_votes import ClassVotes
 
-__all__ = ["ExtractedObject", "extract_objects", "channel_parts", "sdf_grid", "oriented_box_upright", "box_iou_3d"]
+__all__ = ["ExtractedObject", "extract_objects", "channel_parts", "channel_solid", "sdf_grid",
+           "oriented_box_upright", "box_iou_3d"]
 
 
 @dataclass
@@ -38,16 +53,27 @@ class ExtractedObject:
     centroid: np.ndarray                   # (3,)
     box_pose: np.ndarray                   # (4, 4) box centre and orientation (yaw only)
     box_size: np.ndarray                   # (3,) full edge lengths along the box axes
-    volume: float                          # m^3 of the scene interior owned by the object
+    volume: float                          # m^3: of the closed mesh when watertight, else of the
+                                           # grid cells of the object's solid
     #: which of its channel's spatially separate parts this object is (0 when the
     #: channel is one object: ``extract.split_channels`` off, or one part only)
     part: int = 0
     #: the channel's number of channels (instance ids of parts are channel + part * it)
     num_channels: int = 0
+    #: the visible scene surface the object owns (None: ``mesh`` is that surface)
+    shell: trimesh.Trimesh | None = None
+    #: every connected piece of ``mesh`` is closed (each edge shared by two faces)
+    watertight: bool = False
 
     @property
     def aabb(self) -> np.ndarray:
         return self.mesh.bounds
+
+    @property
+    def surface(self) -> trimesh.Trimesh:
+        """The visible surface the object owns: what rendering, the scene mesh and the
+        3D metrics see (``mesh`` itself in shell mode)."""
+        return self.shell if self.shell is not None else self.mesh
 
     @property
     def instance_id(self) -> int:
@@ -113,6 +139,61 @@ def _owner_at(model: ClusteringSDFModel, points_world: np.ndarray, chunk: int = 
     return out
 
 
+@torch.no_grad()
+def channel_solid(model: ClusteringSDFModel, k: int, inside: np.ndarray, axes: list, *,
+                  chunk: int = 65536) -> trimesh.Trimesh | None:
+    """The closed surface of channel ``k``'s solid, world frame (None when it has no cells).
+
+    ``inside`` (grid shape of :func:`sdf_grid`) marks the cells of the solid (scene SDF
+    < 0, channel ``k`` the smallest). ``f_k = max(d_k, d_k - min_{j != k} d_j)`` is
+    evaluated on the sub-grid around them, padded with one cell outside the solid on
+    every side, and meshed at its zero level: the result is closed except where
+    marching cubes itself leaves a defect."""
+    cells = np.argwhere(inside)
+    if len(cells) == 0:
+        return None
+    lo = np.maximum(cells.min(axis=0) - 1, 0)
+    hi = np.minimum(cells.max(axis=0) + 2, [len(a) for a in axes])
+    sub = [a[l:h] for a, l, h in zip(axes, lo, hi)]
+    grid = np.stack(np.meshgrid(*sub, indexing="ij"), axis=-1).reshape(-1, 3)
+    device = next(model.parameters()).device
+    values = np.empty(len(grid), np.float32)
+    for start in range(0, len(grid), chunk):
+        sdf = model.sdf_net.sdf(torch.as_tensor(grid[start:start + chunk], device=device))
+        own = sdf[:, k]
+        others = torch.cat([sdf[:, :k], sdf[:, k + 1:]], dim=1).min(dim=1).values
+        values[start:start + chunk] = torch.maximum(own, own - others).float().cpu().numpy()
+    spacing = tuple(float(a[1] - a[0]) * model.box.scale if len(a) > 1 else 1.0 for a in axes)
+    field_m = values.reshape(tuple(len(a) for a in sub)) * model.box.scale
+    # one cell of "outside" around the sub-grid closes a solid cut by the grid's edge
+    field_m = np.pad(field_m, 1, constant_values=max(spacing))
+    if field_m.min() >= 0:
+        return None
+    verts, faces, _, _ = marching_cubes(field_m, level=0.0, spacing=spacing)
+    origin = model.box.to_world(np.array([a[0] for a in sub])) - np.asarray(spacing)
+    return trimesh.Trimesh(verts + origin, faces, process=True)
+
+
+def _closed_parts(solid: trimesh.Trimesh | None, shells: list[trimesh.Trimesh],
+                  min_component_faces: int) -> list[list[trimesh.Trimesh]]:
+    """The pieces of a channel's closed ``solid`` that belong to each of its shell parts:
+    a piece goes to the part holding most of its vertices' nearest shell vertices;
+    pieces below ``min_component_faces`` faces are dropped like shell fragments."""
+    out: list[list[trimesh.Trimesh]] = [[] for _ in shells]
+    if solid is None or len(solid.faces) == 0:
+        return out
+    pieces = [c for c in solid.split(only_watertight=False) if len(c.faces) >= min_component_faces]
+    if len(shells) == 1:
+        out[0] = pieces
+        return out
+    vertex_part = np.concatenate([np.full(len(m.vertices), i) for i, m in enumerate(shells)])
+    tree = cKDTree(np.concatenate([np.asarray(m.vertices) for m in shells]))
+    for piece in pieces:
+        nearest = vertex_part[tree.query(np.asarray(piece.vertices))[1]]
+        out[int(np.bincount(nearest, minlength=len(shells)).argmax())].append(piece)
+    return out
+
+
 def channel_parts(mesh: trimesh.Trimesh, min_component_faces: int, min_object_faces: int,
                   gap_m: float | None) -> list[trimesh.Trimesh]:
     """The object meshes of one channel's faces, largest first ([] when too small).
@@ -155,8 +236,11 @@ def extract_objects(model: ClusteringSDFModel, config: ExtractConfig, channel_cl
 
     The scene surface (zero level of min_k d_k, marching cubes) is split by the
     channel that is smallest at each face: what is rendered as channel k is what
-    becomes object k, for either SDF parametrisation. The volume is that of the
-    grid cells inside the scene (negative SDF) owned by the channel.
+    becomes object k's shell, for either SDF parametrisation. With
+    ``config.object_mesh == "closed"`` each object's mesh is its solid's closed surface
+    (:func:`channel_solid`; the background channel keeps its shell: the room is not an
+    object) and its volume the mesh's where every piece is watertight; otherwise, and
+    in shell mode, the volume is that of the grid cells of the solid.
     """
     resolution = resolution or config.resolution
     # Face counts grow with the square of the resolution: keep the thresholds' meaning.
@@ -194,19 +278,31 @@ def extract_objects(model: ClusteringSDFModel, config: ExtractConfig, channel_cl
             vertex_part = np.concatenate([np.full(len(m.vertices), i) for i, m in enumerate(parts)])
             tree = cKDTree(np.concatenate([np.asarray(m.vertices) for m in parts]))
             cell_part = vertex_part[tree.query(cells)[1]] if len(cells) else np.zeros(0, int)
-            volumes = np.bincount(cell_part, minlength=len(parts)) * cell_volume
+            volumes = list(np.bincount(cell_part, minlength=len(parts)) * cell_volume)
         else:
             volumes = [float(np.count_nonzero(inside)) * cell_volume]
+        closed = None
+        if config.object_mesh == "closed" and k != 0:
+            closed = _closed_parts(channel_solid(model, k, inside, axes), parts,
+                                   int(round(config.min_component_faces * face_scale)))
         for i, (part, volume) in enumerate(zip(parts, volumes)):
-            pose, size = oriented_box_upright(np.asarray(part.vertices))
+            mesh_i, shell, pieces = part, None, [part]
+            if closed is not None and closed[i]:
+                pieces = closed[i]
+                mesh_i = trimesh.util.concatenate(pieces) if len(pieces) > 1 else pieces[0]
+                shell = part
+            watertight = all(p.is_watertight for p in pieces)
+            if watertight:
+                volume = float(sum(abs(p.volume) for p in pieces))
+            pose, size = oriented_box_upright(np.asarray(mesh_i.vertices))
             class_id, confidence = int(channel_classes[k]), float(channel_confidence[k])
             if len(parts) > 1 and class_votes is not None:
                 voted, _ = class_votes.class_of(np.asarray(part.vertices))
                 if voted > 0:
                     class_id = voted          # confidence stays the channel's label agreement
             objects.append(ExtractedObject(
-                channel=k, mesh=part, class_id=class_id,
-                confidence=confidence, centroid=np.asarray(part.centroid),
+                channel=k, mesh=mesh_i, class_id=class_id,
+                confidence=confidence, centroid=np.asarray(mesh_i.centroid),
                 box_pose=pose, box_size=size, volume=float(volume), part=i,
-                num_channels=model.num_channels))
+                num_channels=model.num_channels, shell=shell, watertight=watertight))
     return objects

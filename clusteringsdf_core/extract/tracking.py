@@ -24,15 +24,26 @@ from clusteringsdf_core.extract.objects import ExtractedObject, box_iou_3d
 __all__ = ["ObjectTracker", "TrackedObject"]
 
 
+_MESHES = ("mesh", "shell")
+
+
 def _object_state(obj: ExtractedObject) -> dict:
-    state = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.name != "mesh"}
+    state = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.name not in _MESHES}
     state.update(vertices=np.asarray(obj.mesh.vertices, np.float64), faces=np.asarray(obj.mesh.faces, np.int64))
+    if obj.shell is not None:
+        state.update(shell_vertices=np.asarray(obj.shell.vertices, np.float64),
+                     shell_faces=np.asarray(obj.shell.faces, np.int64))
     return state
 
 
 def _object_from_state(state: dict) -> ExtractedObject:
-    fields = {k: v for k, v in state.items() if k not in ("vertices", "faces")}
-    return ExtractedObject(mesh=trimesh.Trimesh(state["vertices"], state["faces"], process=False), **fields)
+    """(States written before objects had shells load with ``shell`` None.)"""
+    arrays = ("vertices", "faces", "shell_vertices", "shell_faces")
+    fields = {k: v for k, v in state.items() if k not in arrays}
+    shell = (trimesh.Trimesh(state["shell_vertices"], state["shell_faces"], process=False)
+             if "shell_vertices" in state else None)
+    return ExtractedObject(mesh=trimesh.Trimesh(state["vertices"], state["faces"], process=False),
+                           shell=shell, **fields)
 
 
 @dataclass

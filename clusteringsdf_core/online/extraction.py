@@ -59,7 +59,7 @@ def extract_tracked(snapshot, views, device: str, tracker: ObjectTracker, stamp_
                                 resolution=ecfg.live_resolution if live else ecfg.resolution,
                                 class_votes=snapshot.class_votes)
     tracked = tracker.update(extracted, stamp=stamp_s, confirm_new=confirm_new)
-    return [dataclasses.replace(t, num_observations=count_observations(t.object.mesh.vertices, views))
+    return [dataclasses.replace(t, num_observations=count_observations(t.object.surface.vertices, views))
             for t in tracked]
 
 

@@ -34,6 +34,41 @@ def test_untrained_model_extracts_its_initial_spheres():
         assert (np.einsum("ij,ij->i", o.mesh.vertex_normals, o.mesh.vertices - centre) > 0).mean() > 0.95
 
 
+def test_touching_objects_get_closed_meshes_split_at_their_contact():
+    """Two equal spheres (direct SDFs) that overlap: each object's solid is its sphere
+    on its side of the bisector plane. Its shell is open where the other sphere
+    covers it; the closed mesh adds the contact disc, is watertight, and its volume is
+    the sphere's minus half the lens of the overlap."""
+    config = preset("cpu").merged({"model.sdf_parametrization": "direct", "model.num_channels": 3,
+                                   "model.init_object_radius": 0.2, "extract.min_object_faces": 10})
+    box = SceneBox(np.array([[0.0, 0.0, 0.0], [4.0, 3.0, 2.5]]), padding_m=0.0)
+    model = ClusteringSDFModel(config, box)
+    r, d = 0.2, 0.2                                # normalised: centres one radius apart
+    centre = torch.as_tensor(box.to_normalised(np.array([2.0, 1.5, 1.25])), dtype=torch.float32)
+    model.sdf_net.sphere_centres[1] = centre - torch.tensor([d / 2, 0, 0])
+    model.sdf_net.sphere_centres[2] = centre + torch.tensor([d / 2, 0, 0])
+    r_m, d_m = r * box.scale, d * box.scale
+    lens = np.pi * (4 * r_m + d_m) * (2 * r_m - d_m) ** 2 / 12
+    expected = 4 / 3 * np.pi * r_m ** 3 - lens / 2
+    classes = np.array([0, 6, 8])
+    closed = extract_objects(model, config.extract, classes, np.ones(3), resolution=128)
+    shell = extract_objects(model, config.merged({"extract.object_mesh": "shell"}).extract, classes,
+                            np.ones(3), resolution=128)
+    assert [o.channel for o in closed] == [1, 2] == [o.channel for o in shell]
+    for c, s in zip(closed, shell):
+        assert c.watertight and not s.watertight and s.shell is None
+        assert c.volume == pytest.approx(expected, rel=0.05)
+        assert s.volume == pytest.approx(expected, rel=0.08)          # grid cells
+        assert len(c.shell.faces) == len(s.mesh.faces)                # the same visible surface
+        # the contact faces lie on the bisector plane, inside the other sphere's reach
+        x_plane = box.to_world(centre.numpy())[0]
+        contact = np.abs(c.mesh.vertices[:, 0] - x_plane) < 0.5 * box.scale * 2 / 128
+        assert contact.sum() > 20
+        assert c.mesh.is_volume and c.mesh.volume > 0          # outward faces
+    # the two solids meet but do not overlap
+    assert closed[0].mesh.bounds[1][0] <= closed[1].mesh.bounds[0][0] + 0.02
+
+
 def test_oriented_box_of_a_rotated_box():
     mesh = trimesh.creation.box(extents=[2.0, 1.0, 0.5])
     yaw = np.radians(30)
