@@ -43,6 +43,17 @@ def _mean_or_none(values: list[float]) -> float | None:
     return float(np.mean(values)) if values else None
 
 
+def _cached(cache: dict | None, key: tuple, keep: object, compute):
+    """``compute()``, reused from ``cache`` under ``key``; ``keep`` (the object whose id is
+    in the key) is stored beside the value so that the id stays unique."""
+    if cache is not None and key in cache:
+        return cache[key][1]
+    value = compute()
+    if cache is not None:
+        cache[key] = (keep, value)
+    return value
+
+
 def _fit(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     from clusteringsdf_core.metrics import resize_labels_nearest
 
@@ -133,13 +144,9 @@ def evaluate_prediction(dataset: SceneDataset, prediction: ScenePrediction, *,
                                           gt_instance_classes=gt_scene.instance_class,
                                           class_ids=classes.thing_ids)
     aware = instance_ap(gt_scene.vertex_instance, gt_scene.instance_class, detections)
-    key = (id(prediction.mesh), id(gt_scene), int(geometry_points))
-    if geometry_cache is not None and key in geometry_cache:
-        geometry = geometry_cache[key][1]
-    else:
-        geometry = mesh_metrics(prediction.mesh, gt_scene.mesh, num_points=geometry_points)
-        if geometry_cache is not None:   # the mesh is kept so that its id stays unique
-            geometry_cache[key] = (prediction.mesh, geometry)
+    geometry = _cached(geometry_cache, (id(prediction.mesh), id(gt_scene), int(geometry_points)),
+                       prediction.mesh,
+                       lambda: mesh_metrics(prediction.mesh, gt_scene.mesh, num_points=geometry_points))
     result.update({
         "ap25_agnostic": _nan_to_none(agnostic.ap25), "ap50_agnostic": _nan_to_none(agnostic.ap50),
         "ap_agnostic": _nan_to_none(agnostic.ap), "ap25": _nan_to_none(aware.ap25),
@@ -150,15 +157,10 @@ def evaluate_prediction(dataset: SceneDataset, prediction: ScenePrediction, *,
         "num_gt_instances": int(len([i for i in np.unique(gt_scene.vertex_instance) if i != 0])),
     })
     if prediction.instance_solid:
-        key = ("gt_volumes", id(gt_scene))
-        if geometry_cache is not None and key in geometry_cache:
-            volumes = geometry_cache[key][1]
-        else:
-            from clusteringsdf_core.bench.scenes import gt_object_volumes
+        from clusteringsdf_core.bench.scenes import gt_object_volumes
 
-            volumes = gt_object_volumes(dataset, GT_VOLUME_PITCH_M)
-            if geometry_cache is not None:
-                geometry_cache[key] = (gt_scene, volumes)
+        volumes = _cached(geometry_cache, ("gt_volumes", id(gt_scene)), gt_scene,
+                          lambda: gt_object_volumes(dataset, GT_VOLUME_PITCH_M))
         things = {i for i, c in gt_scene.instance_class.items() if classes[c].is_thing}
         result.update(solid_metrics(prediction, vertex_instance, gt_scene.vertex_instance,
                                     {i: v for i, v in volumes.items() if i in things}))
@@ -189,9 +191,10 @@ def solid_metrics(prediction: ScenePrediction, vertex_instance: np.ndarray,
         if volume <= 0 or not mine.any():
             continue
         ids, inter = np.unique(pred[mine], return_counts=True)
-        iou = [(n / (mine.sum() + pred_size[int(j)] - n), int(j)) for j, n in zip(ids, inter) if j != 0]
-        if iou and max(iou)[0] > SOLID_MATCH_IOU:
-            ratios.append(solids[max(iou)[1]][0] / volume)
+        best = max(((n / (mine.sum() + pred_size[int(j)] - n), int(j)) for j, n in zip(ids, inter)
+                    if j != 0), default=(0.0, 0))
+        if best[0] > SOLID_MATCH_IOU:
+            ratios.append(solids[best[1]][0] / volume)
     if ratios:
         ratios = sorted(float(r) for r in ratios)
         out.update(objects_matched=len(ratios), volume_ratios=[round(r, 4) for r in ratios],
