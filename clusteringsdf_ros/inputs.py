@@ -125,7 +125,7 @@ def _same_size(kind: str, image: np.ndarray, width: int, height: int) -> None:
 
 def frame_from_messages(rgb_msg, info_msg, instance_msg, T_world_cam: np.ndarray, *,
                         depth_msg=None, semantic_msg=None, confidence_msg=None,
-                        max_labels: int | None = None, index: int = 0,
+                        max_labels: int | None = None, num_classes: int | None = None, index: int = 0,
                         depth_unit_m: float = 0.001, expect_depth: bool = False,
                         ) -> tuple[Frame, FrameNotes]:
     """A core :class:`Frame` from one synchronised set of messages and the camera pose.
@@ -135,7 +135,8 @@ def frame_from_messages(rgb_msg, info_msg, instance_msg, T_world_cam: np.ndarray
     than ``max_labels`` labels (the foreground channels) the smallest ones become
     unknown (-1, ignored by the losses) and the frame is kept
     (:attr:`FrameNotes.labels_over_budget`). An empty
-    label map is kept too. Raises :class:`InputError` (a ValueError naming the
+    label map is kept too. Semantic ids must be below ``num_classes`` (the class
+    table's length) when given. Raises :class:`InputError` (a ValueError naming the
     status counter) for a set that cannot be used.
     """
     rgb = _decode("colour", rgb_msg, _RGB_ENCODINGS, conv.image_to_rgb)
@@ -161,6 +162,9 @@ def frame_from_messages(rgb_msg, info_msg, instance_msg, T_world_cam: np.ndarray
         _same_size("semantic", semantic, width, height)
         if semantic.size and int(semantic.min()) < 0:
             raise InputError("bad_labels", "semantic image has negative class ids")
+        if num_classes is not None and semantic.size and int(semantic.max()) >= num_classes:
+            raise InputError("bad_labels", f"semantic image has class id {int(semantic.max())}; the "
+                             f"class table (ros.class_table) has ids 0..{num_classes - 1}")
     if confidence_msg is not None:
         confidence = _decode("confidence", confidence_msg, _CONFIDENCE_ENCODINGS,
                              conv.image_to_confidence)

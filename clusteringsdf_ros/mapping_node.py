@@ -62,7 +62,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from visualization_msgs.msg import MarkerArray
 
 from clusteringsdf_core.config import ConfigError, flatten
-from clusteringsdf_core.data.classes import SCANNET_REDUCED
+from clusteringsdf_core.data.classes import SCANNET_REDUCED, ClassTable, load_class_table
 from clusteringsdf_core.data.frame import check_pose
 from clusteringsdf_core.online import ENGINE_COUNTERS, BOOTSTRAP_FRAMES, Counters, MappingEngine, PoseHistory
 from clusteringsdf_core.online.poses import PendingSets
@@ -104,7 +104,7 @@ class MappingNode(Node):
         super().__init__("mapping_node", **kwargs)
         self._declare_parameters()
         self.config, self.ros, bounds = build_configs(self._flat)  # ConfigError: refuse to start
-        self.classes = SCANNET_REDUCED
+        self.classes = _class_table(self.ros.class_table)
         self.counters = Counters(tuple(COUNTERS))
         # Wall time of the input callbacks (synchronised sets incl. conversion; poses).
         self.callback_times = {"synced": CallbackTimes(), "pose": CallbackTimes()}
@@ -405,7 +405,7 @@ class MappingNode(Node):
                 parts["rgb"], parts["info"], parts["instance"], T_world_cam,
                 depth_msg=parts.get("depth"), semantic_msg=parts.get("semantic"),
                 confidence_msg=parts.get("confidence"),
-                max_labels=self.config.model.num_channels - 1, index=index,
+                max_labels=self.config.model.num_channels - 1, num_classes=len(self.classes), index=index,
                 expect_depth="depth" in parts)
         except InputError as exc:
             self._bad_input(exc.counter, f"input set dropped: {exc}")
@@ -526,6 +526,16 @@ class MappingNode(Node):
     def destroy_node(self):
         self.shutdown()
         return super().destroy_node()
+
+
+def _class_table(path: str) -> ClassTable:
+    """``ros.class_table``: the table in that file, or the built-in one for ''."""
+    if not path:
+        return SCANNET_REDUCED
+    try:
+        return load_class_table(path)
+    except ValueError as exc:
+        raise ConfigError("ros.class_table", str(exc)) from None
 
 
 def main(args=None) -> int:

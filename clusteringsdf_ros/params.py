@@ -54,6 +54,10 @@ class RosConfig(Section):
     map_frame: str = param("map", "fixed frame of poses and published objects (REP 105)")
     camera_frame: str = param("", "camera optical frame; '' = the image header's frame_id")
     objects_topic: str = param("/objects", "published clusteringsdf_ros/ObjectArray")
+    class_table: str = param("", "semantic class table (YAML or JSON: void first, then one "
+                             "{name, is_thing} per class id; README, canonical dataset layout) of the semantic "
+                             "ids and of the published class names; '' = the built-in ScanNet-style "
+                             "table of 21 classes and void")
     sync_slop_s: float = param(0.02, "largest stamp difference of synchronised inputs, seconds",
                                min=0.0)
     sync_queue_size: int = param(30, "messages per input kept by the synchroniser", min=1)

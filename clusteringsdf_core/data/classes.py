@@ -8,11 +8,13 @@ spaces (NYU40, ScanNet raw categories, Replica classes) into this table.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-__all__ = ["SemanticClass", "ClassTable", "SCANNET_REDUCED", "VOID"]
+__all__ = ["SemanticClass", "ClassTable", "SCANNET_REDUCED", "VOID", "load_class_table"]
 
 VOID = 0
 
@@ -67,6 +69,57 @@ class ClassTable:
     @classmethod
     def from_list(cls, items: list[dict]) -> "ClassTable":
         return cls([SemanticClass(int(d["id"]), str(d["name"]), bool(d["is_thing"])) for d in items])
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ClassTable) and self.classes == other.classes
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.classes))
+
+
+def load_class_table(path: str | Path) -> ClassTable:
+    """A class table from a YAML or JSON file: a list of classes in id order (or a
+    mapping with that list under ``classes``), each ``{name, is_thing}`` (``thing`` is
+    accepted for ``is_thing``; ``id``, when given, must equal the position). Entry 0
+    must be ``void``. A plain name stands for a thing class. Raises ValueError naming
+    the file and the entry that is wrong."""
+    import yaml
+
+    path = Path(path).expanduser()
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ValueError(f"class table {path}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        tree = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise ValueError(f"class table {path}: not valid {path.suffix.lstrip('.') or 'YAML'}: {exc}") from None
+    items = tree.get("classes") if isinstance(tree, dict) else tree
+    if not isinstance(items, list) or not items:
+        raise ValueError(f"class table {path}: expected a list of classes (or 'classes: [...]')")
+    classes = []
+    for position, item in enumerate(items):
+        where = f"class table {path}, entry {position}"
+        if isinstance(item, str):
+            item = {"name": item, "is_thing": position != VOID}
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
+            raise ValueError(f"{where}: expected a name or {{name, is_thing}}, got {item!r}")
+        unknown = set(item) - {"id", "name", "is_thing", "thing"}
+        if unknown:
+            raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}")
+        if "id" in item and item["id"] != position:
+            raise ValueError(f"{where}: id {item['id']!r} is not its position (ids are 0..N-1 in order)")
+        thing = item.get("is_thing", item.get("thing", position != VOID))
+        if not isinstance(thing, bool):
+            raise ValueError(f"{where}: is_thing must be true or false, got {thing!r}")
+        classes.append(SemanticClass(position, item["name"], thing))
+    if classes[0].name != "void" or classes[0].is_thing:
+        raise ValueError(f"class table {path}: entry 0 must be void (not a thing), got {items[0]!r}")
+    names = [c.name for c in classes]
+    duplicate = next((n for n in names if names.count(n) > 1), None)
+    if duplicate is not None:
+        raise ValueError(f"class table {path}: class {duplicate!r} appears twice")
+    return ClassTable(classes)
 
 
 _STUFF = ("wall", "floor", "ceiling")

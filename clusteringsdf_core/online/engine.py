@@ -329,6 +329,9 @@ class MappingEngine:
         checkpoint = find_checkpoint(path)
         state = read_checkpoint(checkpoint)
         trainer = Trainer.load_checkpoint(checkpoint, state=state, device=self.config.trainer.device)
+        if trainer.classes != self.classes:
+            raise ValueError(f"{checkpoint}: the map was trained with another class table "
+                             f"({len(trainer.classes)} classes) than this engine's ({len(self.classes)})")
         tracks = (state.get("engine") or {}).get("tracker")
 
         def swap(_old):

@@ -1,5 +1,7 @@
 """Machine-class votes on a sparse voxel grid (names the parts of split channels)."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -20,3 +22,30 @@ def test_votes_name_a_region_by_its_majority_class_and_survive_a_round_trip():
     assert copy.class_of(np.array([[1.05, -2.01, 0.55]])) == votes.class_of(np.array([[1.05, -2.01, 0.55]]))
     with pytest.raises(ValueError, match="voxel_m"):
         ClassVotes(5, voxel_m=0.0)
+
+
+def test_a_class_table_loads_from_yaml_or_json_and_bad_files_name_the_entry(tmp_path):
+    from clusteringsdf_core.data.classes import SCANNET_REDUCED, ClassTable, load_class_table
+
+    path = tmp_path / "classes.yaml"
+    path.write_text("classes:\n  - void\n  - {name: floor, is_thing: false}\n  - mug\n"
+                    "  - {id: 3, name: box, thing: true}\n")
+    table = load_class_table(path)
+    assert [(c.id, c.name, c.is_thing) for c in table.classes] == [
+        (0, "void", False), (1, "floor", False), (2, "mug", True), (3, "box", True)]
+    assert table.thing_ids == [2, 3] and table.stuff_ids == [1]
+    saved = tmp_path / "saved.json"                           # the list a saved map holds
+    saved.write_text(json.dumps(SCANNET_REDUCED.to_list()))
+    assert load_class_table(saved) == SCANNET_REDUCED != table
+    assert ClassTable.from_list(table.to_list()) == table
+    for text, match in [("- mug\n- void\n", "entry 0 must be void"),
+                        ("- void\n- {name: mug, id: 5}\n", "entry 1: id 5 is not its position"),
+                        ("- void\n- mug\n- mug\n", "'mug' appears twice"),
+                        ("- void\n- {name: mug, colour: red}\n", "entry 1: unknown key"),
+                        ("- void\n- {name: mug, is_thing: maybe}\n", "is_thing must be true or false"),
+                        ("classes: 3\n", "expected a list"), ("- [unclosed\n", "not valid")]:
+        path.write_text(text)
+        with pytest.raises(ValueError, match=match):
+            load_class_table(path)
+    with pytest.raises(ValueError, match="cannot be read"):
+        load_class_table(tmp_path / "missing.yaml")

@@ -279,3 +279,11 @@ def test_a_saved_map_loads_with_its_key_frames(small_stream, tmp_path):
     summary = other.load_map(tmp_path / "map")
     assert summary["path"].endswith("checkpoint.pt") and summary["views"] == 3
     assert other.train(1) == engine.train(1)
+    # a map of another class table is refused, and the engine keeps its own model
+    from clusteringsdf_core.data.classes import ClassTable, SemanticClass
+
+    table = ClassTable([SemanticClass(0, "void", False), SemanticClass(1, "mug", True)])
+    elsewhere = MappingEngine(config, classes=table)
+    with pytest.raises(ValueError, match="another class table"):
+        elsewhere.load_map(tmp_path / "map")
+    assert not elsewhere.has_model

@@ -165,6 +165,20 @@ def test_labels_over_the_channel_budget_become_unknown_and_empty_labels_are_kept
     assert notes.empty_labels and not frame.instance.any()
 
 
+def test_semantic_ids_outside_the_class_table_drop_the_set(inp, frames):
+    from clusteringsdf_ros import conversions as conv
+
+    src = frames[0]
+    semantic = np.zeros((36, 48), np.int32)
+    semantic[:, :10] = 4
+    m = _messages(src)
+    frame, _ = _convert(inp, m, src.T_world_cam, semantic_msg=conv.labels_to_image(semantic), num_classes=5)
+    assert frame.semantic.max() == 4
+    with pytest.raises(inp.InputError, match="class id 4; the class table") as info:
+        _convert(inp, m, src.T_world_cam, semantic_msg=conv.labels_to_image(semantic), num_classes=4)
+    assert info.value.counter == "bad_labels"
+
+
 # --------------------------------------------------------------------------- pose matching, bounds, meshes
 
 
@@ -242,6 +256,25 @@ def test_parameters_are_described_and_tf_falls_back_to_the_pose_topic(mn, ros_co
         assert node.describe_parameter("ros.sync_slop_s").description
     finally:
         node.destroy_node()
+
+
+def test_the_class_table_comes_from_ros_class_table(mn, ros_context, tmp_path):
+    from clusteringsdf_core.config import ConfigError
+
+    table = tmp_path / "classes.yaml"
+    table.write_text("[void, mug, {name: shelf, is_thing: false}]\n")
+    node = mn.MappingNode(context=ros_context, namespace="/t_classes", parameter_overrides=_overrides(
+        **{"ros.class_table": str(table), "ros.save_on_shutdown": False}))
+    try:
+        assert [c.name for c in node.classes.classes] == ["void", "mug", "shelf"]
+        assert node.engine.classes is node.classes
+        assert node.describe_parameter("ros.class_table").read_only
+    finally:
+        node.destroy_node()
+    table.write_text("[mug]\n")
+    with pytest.raises(ConfigError, match="ros.class_table: .*entry 0 must be void"):
+        mn.MappingNode(context=ros_context, namespace="/t_classes_bad", parameter_overrides=_overrides(
+            **{"ros.class_table": str(table), "ros.save_on_shutdown": False}))
 
 
 def test_tf_pose_source_uses_tf2_where_importable(mn, ros_context):
