@@ -32,9 +32,11 @@ INPUT_COUNTERS: dict[str, str] = {
     "bad_image": "images whose layout (step, size) is broken",
     "bad_camera_info": "camera_info messages that give no usable pinhole intrinsics",
     "size_mismatch": "sets whose images / camera_info disagree in size",
-    "bad_labels": "label images with negative ids",
+    "bad_labels": "label images with negative ids, or semantic ids outside the class table",
     "bad_pose": "poses with NaN/inf values or a non-rigid rotation",
-    "pose_wrong_frame": "poses not expressed in ros.map_frame",
+    "pose_wrong_frame": "poses in a frame other than ros.map_frame that TF could not relate to it",
+    "pose_no_extrinsic": "poses of a body frame (Odometry child_frame_id) other than the camera's, "
+                         "with no ros.camera_extrinsic and no TF body <- camera",
     "pose_unmatched": "sets dropped: no pose within the slop of the image stamp",
     "out_of_order": "sets older than the last accepted set (by at most TIME_JUMP_BACK_S)",
     "time_jump_back": "input stamps that jumped back more than TIME_JUMP_BACK_S (bag loop): "

@@ -10,7 +10,10 @@ What this module does:
   :class:`~clusteringsdf_ros.sync.RosApproximateSync`; the camera pose from TF
   (``ros.pose_source: tf``; without ``tf2_ros`` ONE error, then the PoseStamped topic),
   a PoseStamped or an Odometry topic, matched to the image stamp through a short pose
-  history (:class:`~clusteringsdf_core.online.poses.PendingSets`). Callbacks only
+  history (:class:`~clusteringsdf_core.online.poses.PendingSets`). Pose messages may be
+  of a body (``base_link``) in another frame (``odom``): ``ros.camera_extrinsic`` or TF
+  puts them in the map (:mod:`~clusteringsdf_ros.pose_frames`); TF is asked with a zero
+  timeout, and sets whose TF pose has not come wait on a timer. Callbacks only
   convert (:func:`~clusteringsdf_ros.inputs.frame_from_messages`), validate and
   enqueue into the engine's bounded queue. Every kind of bad input gets a named
   counter in the status and one throttled log line; none of them touches the model.
@@ -76,8 +79,9 @@ from clusteringsdf_ros.node_main import spin_node
 from clusteringsdf_ros.object_msgs import (objects_signature, objects_to_markers, objects_to_msg,
                                            status_to_diagnostics)
 from clusteringsdf_ros.descriptors import declare, parameter_descriptor
-from clusteringsdf_ros.params import (BOUNDS_PARAMETER, RosConfig, build_configs, change_kind,
-                                      parameter_metadata)
+from clusteringsdf_ros.params import (BOUNDS_PARAMETER, EXTRINSIC_PARAMETER, RosConfig, build_configs,
+                                      change_kind, parameter_metadata, parse_extrinsic)
+from clusteringsdf_ros.pose_frames import FrameChain, PoseFrameError, TfLookup, TfWaiting
 from clusteringsdf_ros.sync import RosApproximateSync
 
 __all__ = ["MappingNode", "COUNTERS", "TIME_JUMP_BACK_S", "main"]
@@ -105,6 +109,8 @@ class MappingNode(Node):
         self._declare_parameters()
         self.config, self.ros, bounds = build_configs(self._flat)  # ConfigError: refuse to start
         self.classes = _class_table(self.ros.class_table)
+        self.frames = FrameChain(self.ros.map_frame, camera_frame=self.ros.camera_frame,
+                                 extrinsic=parse_extrinsic(self._flat[EXTRINSIC_PARAMETER]))
         self.counters = Counters(tuple(COUNTERS))
         # Wall time of the input callbacks (synchronised sets incl. conversion; poses).
         self.callback_times = {"synced": CallbackTimes(), "pose": CallbackTimes()}
@@ -172,12 +178,18 @@ class MappingNode(Node):
                         f"unset/empty = from the depth of the first {BOOTSTRAP_FRAMES} frames "
                         f"plus {BOUNDS_MARGIN_XY_M} m horizontally and {BOUNDS_MARGIN_Z_M} m "
                         "vertically, grown as later frames see past them (ros.map_growth)"))
+        self.declare_parameter(EXTRINSIC_PARAMETER, Parameter.Type.DOUBLE_ARRAY, ParameterDescriptor(
+            description="pose of the camera optical frame in the body frame of the pose messages (the "
+                        "Odometry child_frame_id, e.g. base_link), [x, y, z, qx, qy, qz, qw]; unset/empty "
+                        "= the identity when that frame is the camera's, else TF body <- camera",
+            read_only=True))
         self._flat = {name: self.get_parameter(name).value for name in defaults}
-        self._flat[BOUNDS_PARAMETER] = self._bounds_value()
+        for name in (BOUNDS_PARAMETER, EXTRINSIC_PARAMETER):
+            self._flat[name] = self._array_value(name)
 
-    def _bounds_value(self):
+    def _array_value(self, name: str):
         try:
-            return self.get_parameter(BOUNDS_PARAMETER).value
+            return self.get_parameter(name).value
         except Exception:  # declared by type and never set
             return None
 
@@ -243,13 +255,19 @@ class MappingNode(Node):
         self.pose_source = ros.pose_source
         self.tf_buffer = None
         self.tf_unavailable_reason: str | None = None
-        if ros.pose_source == "tf":
-            try:
-                import tf2_ros
-                self.tf_buffer = tf2_ros.Buffer()
-                self._tf_listener = tf2_ros.TransformListener(self.tf_buffer, self)
-            except ImportError as exc:
-                self.tf_unavailable_reason = str(exc)
+        self.tf_waiting = TfWaiting(max_waiting=ros.sync_queue_size, wait_s=ros.tf_timeout_s)
+        try:   # TF relates pose frames to the map and bodies to the camera (pose_frames)
+            import tf2_ros
+            self.tf_buffer = tf2_ros.Buffer()
+            self._tf_listener = tf2_ros.TransformListener(self.tf_buffer, self)
+            self.frames.lookup = TfLookup(self.tf_buffer)
+            # Sets waiting for their TF pose are retried here, never in the input callback.
+            self._tf_timer = self.create_timer(max(0.01, min(0.05, ros.tf_timeout_s / 2)), self._retry_tf,
+                                               callback_group=MutuallyExclusiveCallbackGroup(),
+                                               clock=Clock(clock_type=ClockType.STEADY_TIME))
+        except ImportError as exc:
+            self.tf_unavailable_reason = str(exc)
+            if ros.pose_source == "tf":
                 self.pose_source = "pose_topic"
                 self.get_logger().error(
                     f"ros.pose_source is 'tf' but tf2_ros is not importable ({exc}; the PyPI ROS "
@@ -285,29 +303,28 @@ class MappingNode(Node):
             logger.warning(message, throttle_duration_sec=LOG_THROTTLE_S)
 
     def _on_pose_stamped(self, msg) -> None:
-        self._on_pose(msg.header, lambda: tfm.pose_stamped_to_matrix(msg))
+        self._on_pose(msg.header, "", lambda: tfm.pose_stamped_to_matrix(msg))
 
     def _on_odometry(self, msg) -> None:
-        self._on_pose(msg.header, lambda: tfm.odometry_to_matrix(msg))
+        self._on_pose(msg.header, msg.child_frame_id, lambda: tfm.odometry_to_matrix(msg))
 
-    def _on_pose(self, header, to_matrix: Callable[[], np.ndarray]) -> None:
+    def _on_pose(self, header, child_frame_id: str, to_matrix: Callable[[], np.ndarray]) -> None:
         started = time.perf_counter()
         try:
-            self._handle_pose(header, to_matrix)
+            self._handle_pose(header, child_frame_id, to_matrix)
         finally:
             self.callback_times["pose"].add(time.perf_counter() - started)
 
-    def _handle_pose(self, header, to_matrix: Callable[[], np.ndarray]) -> None:
-        if header.frame_id and header.frame_id.lstrip("/") != self.ros.map_frame.lstrip("/"):
-            self._bad_input("pose_wrong_frame", f"pose is in frame '{header.frame_id}', expected "
-                            f"'{self.ros.map_frame}' (ros.map_frame)")
-            return
+    def _handle_pose(self, header, child_frame_id: str, to_matrix: Callable[[], np.ndarray]) -> None:
+        stamp_ns = tfm.stamp_to_ns(header.stamp)
         try:
-            T = check_pose(to_matrix())
+            T = self.frames.camera_in_map(check_pose(to_matrix()), header.frame_id, child_frame_id, stamp_ns)
+        except PoseFrameError as exc:
+            self._bad_input(exc.counter, f"camera pose dropped: {exc}")
+            return
         except ValueError as exc:
             self._bad_input("bad_pose", f"camera pose dropped: {exc}")
             return
-        stamp_ns = tfm.stamp_to_ns(header.stamp)
         with self._lock:
             newest = self.poses.newest_ns
             if newest is not None and newest - stamp_ns > TIME_JUMP_BACK_S * _NS:
@@ -336,12 +353,22 @@ class MappingNode(Node):
                     return
                 # A new timeline (a looping bag): what was kept of the old one is stale.
                 # Poses up to TIME_JUMP_BACK_S ahead of this set may be the new timeline's.
-                jumped = (last, self.pending.clear(), self.poses.drop_newer_than(stamp_ns + jump_ns))
+                jumped = (last, self.pending.clear() + self.tf_waiting.clear(),
+                          self.poses.drop_newer_than(stamp_ns + jump_ns))
             self._last_set_ns = stamp_ns
         if jumped is not None:
             self._time_jumped_back(stamp_ns, *jumped)
+        self.frames.see_image_frame(msgs[0].header.frame_id)
         if self.pose_source == "tf":
-            self._convert_and_enqueue(msgs, self._tf_pose(msgs[0], stamp_ns))
+            try:
+                T = self._tf_pose(stamp_ns, msgs)
+            except PoseFrameError:      # not there yet: the TF timer retries until ros.tf_timeout_s
+                with self._lock:
+                    dropped = self.tf_waiting.add(stamp_ns, msgs, time.monotonic())
+                for stamp, _, why in dropped:
+                    self._bad_input("pose_unmatched", f"set at {stamp / _NS:.3f} s dropped: {why}")
+                return
+            self._convert_and_enqueue(msgs, T)
             return
         self.pending.add(stamp_ns, msgs)
         self._resolve_pending()
@@ -365,22 +392,18 @@ class MappingNode(Node):
             f"waiting for a pose, and go on from the new stamps "
             f"(time_jump_back: {self.counters['time_jump_back']} so far)")
 
-    def _tf_pose(self, rgb_msg, stamp_ns: int) -> np.ndarray | None:
-        from rclpy.duration import Duration as RclDuration
-        from rclpy.time import Time
+    def _tf_pose(self, stamp_ns: int, msgs: Sequence) -> np.ndarray:
+        return self.frames.camera_from_tf(self.ros.camera_frame or msgs[0].header.frame_id, stamp_ns)
 
-        frame = self.ros.camera_frame or rgb_msg.header.frame_id
-        try:
-            transform = self.tf_buffer.lookup_transform(
-                self.ros.map_frame, frame, Time(nanoseconds=stamp_ns),
-                timeout=RclDuration(nanoseconds=int(self.ros.tf_timeout_s * _NS)))
-            return tfm.transform_to_matrix(transform)
-        except ValueError as exc:
-            self._bad_input("bad_pose", f"TF pose of '{frame}': {exc}")
-        except Exception as exc:  # tf2 lookup, connectivity, extrapolation errors
-            self._bad_input("pose_unmatched", f"no TF {self.ros.map_frame} -> '{frame}' at "
-                            f"{stamp_ns / _NS:.3f} s: {exc}")
-        return None
+    def _retry_tf(self) -> None:
+        """Sets waiting for their TF pose: enqueued once TF has it, dropped after ros.tf_timeout_s."""
+        with self._lock:
+            ready, expired = self.tf_waiting.resolve(self._tf_pose, time.monotonic())
+        for _, msgs, T in ready:
+            self._convert_and_enqueue(msgs, T)
+        for stamp_ns, _, why in expired:
+            self._bad_input("pose_unmatched", f"no TF pose within ros.tf_timeout_s = {self.ros.tf_timeout_s} s "
+                            f"for the set at {stamp_ns / _NS:.3f} s: {why}")
 
     def _resolve_pending(self, *, expire: bool = False) -> None:
         """Sets waiting for a pose: matched once a pose at/after their stamp exists, dropped
@@ -466,6 +489,7 @@ class MappingNode(Node):
             "state": stats["state"], "iteration": stats["iteration"],
             "it_per_s": round(stats["it_per_s"], 3), "frames_buffered": stats["views"],
             "frames_queued": self.engine.queue_length(), "pose_source": self.pose_source,
+            "sets_waiting_for_tf": len(self.tf_waiting),
             "pending_reset": ",".join(sorted(self.pending_reset)),
         }
         if sync is not None:   # per input: what arrived, what made it into a set

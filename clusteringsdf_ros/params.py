@@ -22,10 +22,17 @@ from clusteringsdf_core.config import (Config, ConfigError, Section, build_secti
                                        load_yaml, param, read_yaml_tree, unflatten)
 
 __all__ = ["RosConfig", "load_params_file", "flatten_all", "build_configs", "parse_bounds",
-           "parameter_help", "parameter_metadata", "change_kind", "BOUNDS_PARAMETER"]
+           "parse_extrinsic", "parameter_help", "parameter_metadata", "change_kind", "BOUNDS_PARAMETER",
+           "EXTRINSIC_PARAMETER", "ARRAY_PARAMETERS"]
 
 #: The parameter that fixes the scene bounds (a double array; empty = estimated).
 BOUNDS_PARAMETER = "ros.bounds_m"
+#: The camera optical frame's pose in the body frame of the pose messages (a double
+#: array [x, y, z, qx, qy, qz, qw]; empty = identity or TF, see pose_frames).
+EXTRINSIC_PARAMETER = "ros.camera_extrinsic"
+#: Double-array parameters outside :class:`RosConfig` (unset = empty: a parameter file
+#: cannot hold an empty list, and rclpy would type one as a byte array).
+ARRAY_PARAMETERS = (BOUNDS_PARAMETER, EXTRINSIC_PARAMETER)
 #: Parameters that apply to the running model (prefixes and names); ``ros.extract_period_s``
 #: applies at once too.
 _LIVE_PREFIXES = ("loss.",)
@@ -47,11 +54,15 @@ class RosConfig(Section):
     pose_source: str = param("tf", "where camera poses come from: TF (map -> camera optical "
                              "frame at the image stamp), a PoseStamped topic or an Odometry topic",
                              choices=("tf", "pose_topic", "odometry"))
-    pose_topic: str = param("camera/pose", "geometry_msgs/PoseStamped of the camera optical frame "
-                            "in the map frame (pose_source: pose_topic)")
-    odometry_topic: str = param("odom", "nav_msgs/Odometry of the camera optical frame "
-                                "(pose_source: odometry)")
-    map_frame: str = param("map", "fixed frame of poses and published objects (REP 105)")
+    pose_topic: str = param("camera/pose", "geometry_msgs/PoseStamped (pose_source: pose_topic) of the "
+                            "camera optical frame (or of the body ros.camera_extrinsic is given in) in "
+                            "its header frame (ros.map_frame, or a frame TF relates to it)")
+    odometry_topic: str = param("odom", "nav_msgs/Odometry (pose_source: odometry) of its child_frame_id "
+                                "(the camera, or a body such as base_link with ros.camera_extrinsic or "
+                                "TF body <- camera) in its header frame (ros.map_frame, or a frame TF "
+                                "relates to it)")
+    map_frame: str = param("map", "fixed frame of the map and the published objects (REP 105); 'odom' "
+                           "maps in the odometry frame where nothing publishes map -> odom")
     camera_frame: str = param("", "camera optical frame; '' = the image header's frame_id")
     objects_topic: str = param("/objects", "published clusteringsdf_ros/ObjectArray")
     class_table: str = param("", "semantic class table (YAML or JSON: void first, then one "
@@ -65,7 +76,8 @@ class RosConfig(Section):
     image_qos: str = param("sensor_data", "QoS of image subscriptions: sensor_data = best effort, "
                            "reliable = reliable (e.g. bag replays); both keep ros.sync_queue_size messages",
                            choices=("sensor_data", "reliable"))
-    tf_timeout_s: float = param(0.05, "how long a pose lookup may wait for TF, seconds", min=0.0)
+    tf_timeout_s: float = param(0.05, "how long an input set may wait for its TF pose, seconds (retried "
+                                "from a timer: input callbacks never wait for TF)", min=0.0)
     publish_period_s: float = param(5.0, "seconds between checks for a changed extraction to publish on "
                                     "/objects and the markers (latched: published only when changed)", min=0.0,
                                     min_exclusive=True)
@@ -129,7 +141,7 @@ def change_kind(name: str) -> str:
     the node declares these read-only)."""
     if name.startswith(_LIVE_PREFIXES) or name in _LIVE_NAMES:
         return "live"
-    if name.startswith("ros.") and name != BOUNDS_PARAMETER:
+    if name.startswith("ros.") and name != BOUNDS_PARAMETER:   # the extrinsic too
         return "restart"
     return "reset"
 
@@ -153,10 +165,31 @@ def parse_bounds(value: Any) -> np.ndarray | None:
     return b.reshape(2, 3)
 
 
+def parse_extrinsic(value: Any) -> np.ndarray | None:
+    """``ros.camera_extrinsic`` ([x, y, z, qx, qy, qz, qw]: the camera optical frame in
+    the pose messages' body frame, metres and a unit quaternion) as a 4x4, or None when
+    empty or unset."""
+    from clusteringsdf_core.data.frame import check_pose
+    from clusteringsdf_ros.transforms import quaternion_to_rotation
+
+    values = [] if value is None else [float(v) for v in _plain(value)]
+    if not values:
+        return None
+    if len(values) != 7 or not np.all(np.isfinite(values)):
+        raise ConfigError(EXTRINSIC_PARAMETER, f"expected [] or seven finite numbers [x, y, z, qx, qy, "
+                          f"qz, qw], got {values}")
+    T = np.eye(4)
+    try:
+        T[:3, :3], T[:3, 3] = quaternion_to_rotation(*values[3:]), values[:3]
+        return check_pose(T)
+    except ValueError as exc:
+        raise ConfigError(EXTRINSIC_PARAMETER, str(exc)) from None
+
+
 def build_configs(flat: dict[str, Any]) -> tuple[Config, RosConfig, np.ndarray | None]:
     """The core tree, the ROS section and the fixed bounds of flat parameter values;
     ConfigError names the first invalid one."""
     core = {k: _plain(v) for k, v in flat.items() if not k.startswith("ros.")}
-    ros = {k[4:]: _plain(v) for k, v in flat.items() if k.startswith("ros.") and k != BOUNDS_PARAMETER}
+    ros = {k[4:]: _plain(v) for k, v in flat.items() if k.startswith("ros.") and k not in ARRAY_PARAMETERS}
     config = Config.from_dict(unflatten(core))
     return config, build_section(RosConfig, ros), parse_bounds(flat.get(BOUNDS_PARAMETER))
