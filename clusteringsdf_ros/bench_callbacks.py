@@ -1,8 +1,11 @@
-"""Callback-time benchmark of the mapping node: RGB-D + instance labels at 30 Hz, 640x480,
-while the trainer trains.
+"""Callback-time benchmark and soak of the mapping node: RGB-D + instance labels at
+30 Hz, 640x480, while the trainer trains.
 
     scripts/env.sh python -m clusteringsdf_ros.bench_callbacks [--seconds 20 --rate 30 \\
         --width 640 --height 480 --out results.json]
+    # the 30-minute soak: resident memory sampled every 10 s, its curve as a picture
+    scripts/env.sh python -m clusteringsdf_ros.bench_callbacks --seconds 1800 \\
+        --extract-period 60 --sample-period 10 --out outputs/soak/soak.json --plot outputs/soak/memory.png
 
 One process runs a :class:`~clusteringsdf_ros.mapping_node.MappingNode` (a small CPU
 model; poses from the PoseStamped topic) on a ``MultiThreadedExecutor`` as its
@@ -29,7 +32,11 @@ What it reports (and writes to ``--out`` as JSON):
   the newest views); it says nothing about the callbacks;
 - wall time of the callbacks (a synchronised set including its conversion; a pose),
   count / mean / p50 / p99 / max ms, their share of the frame period, and the latency
-  from the publisher's stamp to the frame being queued.
+  from the publisher's stamp to the frame being queued;
+- memory: the node process's resident set size (``VmRSS``), key frames held and the
+  iteration every ``--sample-period`` seconds of the window; start, peak and end, and
+  the growth of the peak from the window's first half to its second (a bounded node
+  levels off: its key-frame buffer is full and evicts). ``--plot`` draws the curve.
 """
 
 from __future__ import annotations
@@ -318,14 +325,14 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                        parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
     latencies_ms: list[float] = []
     measuring = threading.Event()
-    put = node.worker.put
+    put = node.engine.put
 
     def timed_put(frame):  # publisher stamp (wall clock) -> frame queued for the trainer
         if measuring.is_set():
             latencies_ms.append((time.time_ns() - frame.stamp_s * _NS) / 1e6)
         put(frame)
 
-    node.worker.put = timed_put
+    node.engine.put = timed_put
     executor = MultiThreadedExecutor(num_threads=4, context=context)   # as mapping_node.main()
     executor.add_node(node)
     spinner = threading.Thread(target=executor.spin, daemon=True)
@@ -336,7 +343,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         child.expect("ready", timeout=180.0)
         log("publisher ready; warming up until the trainer runs")
         deadline = time.monotonic() + args.warmup_timeout
-        while node.worker.stats()["iteration"] < args.warmup_iterations:
+        while node.engine.stats()["iteration"] < args.warmup_iterations:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the trainer did not start within {args.warmup_timeout} s: "
                                    f"{node.status_values()}")
@@ -352,10 +359,15 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         log(f"trainer at iteration {base['iteration']}; measuring {n} frames at {args.rate} Hz")
         t0 = time.monotonic()
         child.send(f"measure {n}")
+        memory: list[dict[str, float]] = []
+        sampler = threading.Thread(target=_sample_memory, daemon=True,
+                                   args=(node, t0, args.sample_period, measuring, memory))
+        sampler.start()
         window = json.loads(child.expect("done ", timeout=args.seconds * 3 + 60))
         wall_s = time.monotonic() - t0
         time.sleep(args.settle)
         measuring.clear()
+        sampler.join(timeout=args.sample_period + 5.0)
         end = _snapshot(node)
         callbacks = {path: times.summary() for path, times in node.callback_times.items()}
     finally:
@@ -363,12 +375,89 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         executor.shutdown(timeout_sec=5.0)
         node.destroy_node()
         rclpy.try_shutdown(context=context)
-    return _report(args, n, window, wall_s, base, end, callbacks, latencies_ms)
+    result = _report(args, n, window, wall_s, base, end, callbacks, latencies_ms)
+    result["memory"] = memory_summary(memory)
+    return result
+
+
+def rss_mb() -> float:
+    """Resident set size of this process, MiB (Linux ``/proc``)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def _sample_memory(node, t0: float, period_s: float, measuring: threading.Event,
+                   out: list[dict[str, float]]) -> None:
+    while True:
+        stats = node.engine.stats()
+        out.append({"t_s": round(time.monotonic() - t0, 2), "rss_mb": round(rss_mb(), 1),
+                    "key_frames": stats["views"], "iteration": stats["iteration"]})
+        if _sleep_while(measuring, period_s):      # the window ended
+            return
+
+
+def _sleep_while(flag: threading.Event, seconds: float) -> bool:
+    """Sleep up to ``seconds``; True when ``flag`` was cleared meanwhile."""
+    deadline = time.monotonic() + seconds
+    while flag.is_set():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(min(0.2, deadline - time.monotonic()))
+    return True
+
+
+def memory_summary(samples: list[dict[str, float]]) -> dict[str, Any]:
+    """Start, peak and end resident memory of the samples, and how much the peak of the
+    second half exceeds the first half's (MiB; ``None`` with fewer than 4 samples)."""
+    if not samples:
+        return {"samples": []}
+    rss = [s["rss_mb"] for s in samples]
+    half = len(rss) // 2
+    growth = round(max(rss[half:]) - max(rss[:half]), 1) if len(rss) >= 4 else None
+    return {"rss_mb_start": rss[0], "rss_mb_peak": max(rss), "rss_mb_end": rss[-1],
+            "second_half_peak_growth_mb": growth,
+            "key_frames_end": samples[-1]["key_frames"], "samples": samples}
+
+
+def plot_memory(summary: dict[str, Any], path: Path, *, width: int = 720, height: int = 360) -> Path:
+    """The resident memory (and key frames held) over the window as a PNG."""
+    import cv2
+
+    from clusteringsdf_core.viz import save_png
+
+    samples = summary["samples"]
+    img = np.full((height, width, 3), 255, np.uint8)
+    left, right, top, bottom = 70, 20, 30, 40
+    t = np.array([s["t_s"] for s in samples], float)
+    rss = np.array([s["rss_mb"] for s in samples], float)
+    views = np.array([s["key_frames"] for s in samples], float)
+    t_max = max(float(t.max()), 1.0)
+    lo, hi = 0.0, max(float(rss.max()) * 1.1, 1.0)
+
+    def xy(tv, v, vmax):
+        return np.stack([left + tv / t_max * (width - left - right),
+                         height - bottom - v / vmax * (height - top - bottom)], 1).astype(np.int32)
+
+    cv2.rectangle(img, (left, top), (width - right, height - bottom), (200, 200, 200), 1)
+    for frac in (0.0, 0.5, 1.0):
+        y = int(height - bottom - frac * (height - top - bottom))
+        cv2.putText(img, f"{lo + frac * (hi - lo):.0f}", (8, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
+        x = int(left + frac * (width - left - right))
+        cv2.putText(img, f"{frac * t_max:.0f} s", (x - 15, height - bottom + 16), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.4, (0, 0, 0), 1)
+    if len(samples) > 1:
+        cv2.polylines(img, [xy(t, views, max(float(views.max()), 1.0))], False, (120, 170, 230), 1, cv2.LINE_AA)
+        cv2.polylines(img, [xy(t, rss, hi)], False, (200, 40, 40), 2, cv2.LINE_AA)
+    cv2.putText(img, f"resident memory, MiB (red; peak {rss.max():.0f})   key frames (blue; "
+                f"{views.max():.0f} max, right scale)", (left, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1)
+    return save_png(path, img)
 
 
 def _snapshot(node) -> dict[str, Any]:
     stats = node.sync.sync.stats
-    return {"counters": node.counters.snapshot(), "iteration": node.worker.stats()["iteration"],
+    return {"counters": node.counters.snapshot(), "iteration": node.engine.stats()["iteration"],
             "received": {t: s.received for t, s in stats.per_topic.items()},
             "sync_dropped": {"late": stats.total("dropped_late"),
                              "overflow": stats.total("dropped_overflow"),
@@ -471,6 +560,13 @@ def markdown(result: dict[str, Any]) -> str:
         ("trainer during the window", f"{tr['iterations']} iterations ({tr['it_per_s']} it/s), "
                                       f"{result['frames_kept_as_keyframes']} frames kept as key frames"),
     ]
+    mem = result.get("memory") or {}
+    if mem.get("samples"):
+        rows.append(("resident memory of the node process (MiB)",
+                     f"start {mem['rss_mb_start']:.0f}, peak {mem['rss_mb_peak']:.0f}, end "
+                     f"{mem['rss_mb_end']:.0f}; peak growth first -> second half "
+                     f"{mem['second_half_peak_growth_mb']} ({len(mem['samples'])} samples, "
+                     f"{mem['key_frames_end']} key frames at the end)"))
     lines = ["| measure | value |", "|---|---|"] + [f"| {a} | {b} |" for a, b in rows]
     return "\n".join(lines)
 
@@ -494,6 +590,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup-timeout", type=float, default=300.0)
     p.add_argument("--settle", type=float, default=1.5,
                    help="seconds of pause before and after the window (in-flight messages)")
+    p.add_argument("--sample-period", type=float, default=5.0,
+                   help="seconds between resident-memory samples in the window (default 5)")
+    p.add_argument("--plot", type=Path, default=None, help="draw the memory curve into this PNG")
     p.add_argument("--namespace", default=NAMESPACE)
     p.add_argument("--publisher", action="store_true", help=argparse.SUPPRESS)
     return p
@@ -509,6 +608,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n")
+    if args.plot is not None and result["memory"].get("samples"):
+        plot_memory(result["memory"], args.plot)
     print(markdown(result))
     return 0 if result["callbacks_kept_up"] else 2
 
