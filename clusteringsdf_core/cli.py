@@ -289,7 +289,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     tracked, path = pipeline.extract(snapshot, classes, args.out, resolution=args.resolution)
     for t in tracked:
         o = t.object
-        print(f"  object {t.id:3d}: {classes.name_of(o.class_id):14s} box {np.round(o.box_size, 2)} m "
+        print(f"  object {t.id:3d}: {classes.object_class_name(o.class_id):14s} box {np.round(o.box_size, 2)} m "
               f"at {np.round(o.centroid, 2)}")
     if tracked:
         pipeline.mesh_picture([(t.object.mesh, t.id) for t in tracked], Path(args.out) / "objects.png",

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from std_srvs.srv import Trigger
 
+from clusteringsdf_ros import transforms as tfm
 from clusteringsdf_ros.srv import LoadMap
 
 __all__ = ["MapServices", "output_root"]
@@ -91,6 +92,9 @@ class MapServices:
             node.engine.reset().result(timeout=30.0)
             node.pending_reset.clear()
             node.restart_timeline()
+            # The old objects leave the planning scene now, not at the next extraction.
+            node.counters.inc("collision_operations", node.planner.remove_all(
+                tfm.header(node.get_clock().now().nanoseconds, node.ros.map_frame)))
             response.success = True
             response.message = ("model reset: a new one is trained from the next frames with the "
                                 "current parameters; object ids keep counting")

@@ -81,6 +81,7 @@ from clusteringsdf_ros.object_msgs import (objects_signature, objects_to_markers
 from clusteringsdf_ros.descriptors import declare, parameter_descriptor
 from clusteringsdf_ros.params import (BOUNDS_PARAMETER, EXTRINSIC_PARAMETER, RosConfig, build_configs,
                                       change_kind, parameter_metadata, parse_extrinsic)
+from clusteringsdf_ros.planner_outputs import PlannerPublishers
 from clusteringsdf_ros.pose_frames import FrameChain, PoseFrameError, TfLookup, TfWaiting
 from clusteringsdf_ros.sync import RosApproximateSync
 
@@ -98,7 +99,9 @@ TIME_JUMP_BACK_S = 1.0
 
 #: Every counter of the status, with what it counts: the inputs', then the engine's.
 COUNTERS: dict[str, str] = {**INPUT_COUNTERS, **ENGINE_COUNTERS,
-                             "objects_published": "/objects publications (one per changed extraction)"}
+                             "objects_published": "/objects publications (one per changed extraction)",
+                             "collision_operations": "CollisionObject ADD / MOVE / REMOVE messages sent "
+                                                     "(ros.collision_objects_topic)"}
 
 class MappingNode(Node):
     """The mapping node (see the module docstring). ``**kwargs`` go to ``rclpy.node.Node``
@@ -145,6 +148,8 @@ class MappingNode(Node):
         self.objects_pub = self.create_publisher(ObjectArray, self.ros.objects_topic, latched)
         self.markers_pub = self.create_publisher(MarkerArray, "~/markers", latched)
         self.status_pub = self.create_publisher(DiagnosticArray, "~/status", 10)
+        self.planner = PlannerPublishers(self, detections_topic=self.ros.detections_topic,
+                                         collision_objects_topic=self.ros.collision_objects_topic)
         self._published: tuple[int, tuple] | None = None   # (result seq, objects signature)
         self._publish_lock = threading.Lock()
         # Timers on the steady clock: with use_sim_time (a bag's /clock) a ROS-time timer
@@ -469,6 +474,12 @@ class MappingNode(Node):
             return
         self.objects_pub.publish(msg)
         self.markers_pub.publish(markers)
+        try:
+            self.counters.inc("collision_operations", self.planner.publish(msg))
+        except Exception as exc:
+            self.counters.inc("trainer_errors")
+            self.get_logger().error(f"could not publish the planner outputs: {exc}",
+                                    throttle_duration_sec=LOG_THROTTLE_S)
         self._published = (result.seq, signature)
         self.counters.inc("objects_published")
 
@@ -503,6 +514,7 @@ class MappingNode(Node):
         values.update({f"autosave_{k}": v for k, v in autosave.items()})
         if self.map_services.initial_map_error:
             values["initial_map_error"] = self.map_services.initial_map_error
+        values.update({f"{name}_error": why for name, why in self.planner.errors.items()})
         latest = self.engine.latest_result
         values["objects"] = 0 if latest is None else len(latest.objects)
         values["objects_iteration"] = -1 if latest is None else latest.iteration

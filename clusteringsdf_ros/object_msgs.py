@@ -49,7 +49,7 @@ def objects_to_msg(result: ObjectsResult, classes: ClassTable, map_frame: str, *
         item = Object()
         item.id = int(tracked.id)
         item.class_id = int(max(0, o.class_id))
-        item.class_name = classes.name_of(int(o.class_id))
+        item.class_name = classes.object_class_name(int(o.class_id))
         item.confidence = float(np.clip(o.confidence, 0.0, 1.0))
         c = np.asarray(o.centroid, np.float64)
         item.centroid = Point(x=float(c[0]), y=float(c[1]), z=float(c[2]))

@@ -65,6 +65,11 @@ class RosConfig(Section):
                            "maps in the odometry frame where nothing publishes map -> odom")
     camera_frame: str = param("", "camera optical frame; '' = the image header's frame_id")
     objects_topic: str = param("/objects", "published clusteringsdf_ros/ObjectArray")
+    detections_topic: str = param("", "also publish the objects as vision_msgs/Detection3DArray here "
+                                  "(latched, with /objects; needs vision_msgs); '' = off")
+    collision_objects_topic: str = param("", "also feed MoveIt: moveit_msgs/CollisionObject ADD / MOVE / "
+                                         "REMOVE per object here, e.g. /collision_object (needs "
+                                         "moveit_msgs); '' = off")
     class_table: str = param("", "semantic class table (YAML or JSON: void first, then one "
                              "{name, is_thing} per class id; README, canonical dataset layout) of the semantic "
                              "ids and of the published class names; '' = the built-in ScanNet-style "

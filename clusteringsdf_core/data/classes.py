@@ -51,6 +51,11 @@ class ClassTable:
     def name_of(self, class_id: int) -> str:
         return self.classes[class_id].name if 0 <= class_id < len(self.classes) else "unknown"
 
+    def object_class_name(self, class_id: int) -> str:
+        """The class name of a reconstructed object: ``unknown`` for id 0 (no semantic
+        labels named it; an object is never void) and for ids outside the table."""
+        return "unknown" if class_id == VOID else self.name_of(class_id)
+
     @property
     def thing_ids(self) -> list[int]:
         return [c.id for c in self.classes if c.is_thing]

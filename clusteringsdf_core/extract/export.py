@@ -33,7 +33,7 @@ def export_objects(tracked: list[TrackedObject], out_dir: str | Path, classes: C
                                                  np.full((len(m.vertices), 1), 255)], axis=1).astype(np.uint8)
         coloured.append(m)
         records.append({
-            "id": t.id, "class_id": o.class_id, "class_name": classes.name_of(o.class_id),
+            "id": t.id, "class_id": o.class_id, "class_name": classes.object_class_name(o.class_id),
             "confidence": round(o.confidence, 4), "channel": o.channel, "part": o.part,
             "centroid": np.round(o.centroid, 4).tolist(),
             "bbox_pose": np.round(o.box_pose, 5).tolist(), "bbox_size": np.round(o.box_size, 4).tolist(),
