@@ -182,8 +182,10 @@ def write_bag_from_dataset(dataset: SceneDataset, out_path: str | Path, *, stora
         if include_depth and frame.depth_m is None:
             raise ValueError(f"frame {frame.index} has no depth (pass include_depth=False)")
         if include_labels and frame.instance is None:
-            raise ValueError(f"frame {frame.index} has no machine instance labels (add them with "
-                             "the segmenter simulation, or pass include_labels=False)")
+            raise ValueError(f"frame {frame.index} has no machine instance labels: write the bag "
+                             "without them (include_labels=False; `clusteringsdf bag from-dataset "
+                             "--no-labels`) and replay it with the segmenter node (--use-segmenter), or "
+                             "add labels with the segmenter simulation")
 
     ts = _typestore()
     TFMessage = ts.types["tf2_msgs/msg/TFMessage"]

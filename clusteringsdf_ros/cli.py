@@ -48,6 +48,9 @@ def _bag_parser(sub) -> None:
     w.add_argument("--frame-rate-hz", type=float, default=None,
                    help="space frames evenly at this rate instead of using their stamps")
     w.add_argument("--include-test", action="store_true", help="also write the held-out test frames")
+    w.add_argument("--no-labels", action="store_true",
+                   help="leave out every segmentation topic (a dataset without 2D labels, e.g. a ScanNet "
+                        ".sens: replay it with the segmenter node in the loop, `--use-segmenter`)")
     w.add_argument("--no-depth", action="store_true", help="leave out the depth topic")
     w.add_argument("--no-semantic", action="store_true", help="leave out segmentation/semantic")
     w.add_argument("--no-confidence", action="store_true", help="leave out segmentation/confidence")
@@ -95,7 +98,8 @@ def _cmd_bag_from_dataset(args: argparse.Namespace) -> int:
     dataset = open_dataset(args.dataset, labels=args.labels) if args.labels else open_dataset(args.dataset)
     summary = write_bag_from_dataset(
         dataset, args.out, storage=args.storage, include_depth=not args.no_depth,
-        include_semantic=not args.no_semantic, include_confidence=not args.no_confidence,
+        include_labels=not args.no_labels, include_semantic=not (args.no_semantic or args.no_labels),
+        include_confidence=not (args.no_confidence or args.no_labels),
         include_test=args.include_test, rate=args.rate, frame_rate_hz=args.frame_rate_hz,
         body_frame="" if args.no_body_frame else "camera_link")
     seconds = (summary.end_ns - summary.start_ns) / 1e9

@@ -94,11 +94,12 @@ def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--config-file", default=None, help="parameter file (default: the installed mapping.yaml)")
         p.add_argument("--namespace", default="")
         p.add_argument("--output-dir", default=None, help="where saved maps go (ros.output_dir)")
+        p.add_argument("--use-segmenter", action="store_true",
+                       help="also start segmenter_node, making the instance ids from the colour (and depth) "
+                            "images" + ("" if name == "mapping" else " (the bag's segmentation topics are not "
+                                                                     "played)"))
         if name == "mapping":
             p.add_argument("--pose-source", choices=("tf", "pose_topic", "odometry"))
-            p.add_argument("--use-segmenter", action="store_true",
-                           help="also start segmenter_node, making the instance ids from the colour (and depth) "
-                                "images")
             for key in MAPPING_TOPICS:
                 p.add_argument(f"--{key.replace('_', '-')}", dest=key, help=f"remap of {MAPPING_TOPICS[key]}")
         else:
@@ -124,7 +125,8 @@ def specs_from_args(args: argparse.Namespace) -> list[NodeSpec]:
         return mapping_nodes(config, namespace=args.namespace, pose_source=args.pose_source, topics=topics,
                              output_dir=args.output_dir, use_segmenter=args.use_segmenter)
     return replay_nodes(args.bag, config, namespace=args.namespace, rate=args.rate, loop=args.loop,
-                        start_offset_s=args.start_offset_s, output_dir=args.output_dir)
+                        start_offset_s=args.start_offset_s, output_dir=args.output_dir,
+                        use_segmenter=args.use_segmenter)
 
 
 def run_from_args(args: argparse.Namespace) -> int:

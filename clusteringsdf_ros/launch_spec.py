@@ -67,26 +67,44 @@ def mapping_nodes(config_file: str, *, namespace: str = "", pose_source: str | N
     return nodes
 
 
+#: Topics of a bag written by ``write_bag_from_dataset`` that a replay with the segmenter
+#: node in the loop plays (the bag's own segmentation topics, if any, stay unplayed).
+SENSOR_TOPICS = ("/color/image_raw", "/color/camera_info", "/depth/image_raw", "/camera/pose",
+                 "/tf", "/tf_static")
+
+
 def replay_nodes(bag_path: str, config_file: str, *, namespace: str = "", rate: float = 1.0,
                  loop: bool = False, start_offset_s: float = 0.0, output_dir: str | None = None,
-                 wait_for_subscribers_s: float = 60.0,
-                 semantic_topic: str = "segmentation/semantic") -> list[NodeSpec]:
+                 wait_for_subscribers_s: float = 60.0, semantic_topic: str | None = None,
+                 use_segmenter: bool = False, segmenter_params: dict | None = None) -> list[NodeSpec]:
     """Bag player + mapping node. Bags from ``write_bag_from_dataset`` carry a PoseStamped
     topic, which works where tf2_ros is missing, so the replay uses it, and the
     segmenter's class ids where the dataset has them: the mapping node takes them as an
-    optional input (``semantic_topic``; '' = not used), which names each object's class
-    and tells unlabelled pixels (void class) from background."""
-    player = NodeSpec("bag_player", "bag_player", namespace, (), {
+    optional input (``semantic_topic``, default ``segmentation/semantic``; '' = not used),
+    which names each object's class and tells unlabelled pixels (void class) from
+    background.
+
+    ``use_segmenter`` puts the ``segmenter_node`` in the loop (a bag without labels, e.g.
+    ``clusteringsdf bag from-dataset --no-labels`` of a ScanNet ``.sens``): the player
+    plays only :data:`SENSOR_TOPICS`, the segmenter makes the instance ids from the
+    colour and depth, and ``semantic_topic`` defaults to '' (the classical backend
+    gives no classes; pass ``segmentation/semantic`` for a model that does)."""
+    player_params = {
         "bag_path": str(Path(bag_path).expanduser()), "rate": float(rate), "loop": bool(loop),
         "start_offset_s": float(start_offset_s),
         # the mapping node takes seconds to start (torch): do not play into the void
         "wait_for_subscribers_s": float(wait_for_subscribers_s),
         # the bag's time is the mapping node's: its outputs carry stamps of the inputs' time base
-        "publish_clock": True})
-    nodes = mapping_nodes(config_file, namespace=namespace, pose_source="pose_topic", output_dir=output_dir)
-    nodes[0] = replace(nodes[0], parameters={**nodes[0].parameters, "use_sim_time": True})
-    if semantic_topic:
-        nodes[0] = replace(nodes[0], parameters={**nodes[0].parameters, "ros.semantic_topic": semantic_topic})
+        "publish_clock": True}
+    if use_segmenter:
+        player_params["topics"] = list(SENSOR_TOPICS)
+    player = NodeSpec("bag_player", "bag_player", namespace, (), player_params)
+    nodes = mapping_nodes(config_file, namespace=namespace, pose_source="pose_topic", output_dir=output_dir,
+                          use_segmenter=use_segmenter, segmenter_params=segmenter_params)
+    nodes = [replace(n, parameters={**n.parameters, "use_sim_time": True}) for n in nodes]
+    if semantic_topic is None:
+        semantic_topic = "" if use_segmenter else "segmentation/semantic"
+    nodes[0] = replace(nodes[0], parameters={**nodes[0].parameters, "ros.semantic_topic": semantic_topic})
     return [player] + nodes
 
 

@@ -1,9 +1,13 @@
 """ros2 launch clusteringsdf_ros replay.launch.py bag:=BAG [rate:=1.0] [loop:=false]
    [start_offset_s:=0.0] [config_file:=...] [namespace:=...] [output_dir:=...]
+   [use_segmenter:=false]
 
 Replays a rosbag2 written by `clusteringsdf_ros.bags.write_bag_from_dataset` (or any bag
 with the same topics) with the package's bag_player into the mapping node. On installs
-with `ros2 bag play` either player works. Same node description as the fallback runner.
+with `ros2 bag play` either player works. With use_segmenter:=true the segmenter_node
+makes the instance ids from the replayed colour and depth (a bag without labels, e.g.
+`clusteringsdf bag from-dataset --no-labels` of a ScanNet .sens). Same node description
+as the fallback runner.
 """
 
 import os
@@ -24,7 +28,8 @@ def _nodes(context):
     return to_nodes(replay_nodes(get("bag"), get("config_file"), namespace=get("namespace"),
                                  rate=float(get("rate")), loop=get("loop").lower() == "true",
                                  start_offset_s=float(get("start_offset_s")),
-                                 output_dir=get("output_dir") or None))
+                                 output_dir=get("output_dir") or None,
+                                 use_segmenter=get("use_segmenter").strip().lower() in ("true", "1", "yes")))
 
 
 def generate_launch_description():
@@ -37,5 +42,8 @@ def generate_launch_description():
         DeclareLaunchArgument("config_file", default_value=os.path.join(share, "config", "mapping.yaml")),
         DeclareLaunchArgument("namespace", default_value=""),
         DeclareLaunchArgument("output_dir", default_value=""),
+        DeclareLaunchArgument("use_segmenter", default_value="false",
+                              description="segmenter_node in the loop: instance ids from the replayed "
+                                          "colour and depth instead of the bag's segmentation topics"),
         OpaqueFunction(function=_nodes),
     ])

@@ -149,3 +149,24 @@ def test_open_dataset_detects_sens(tmp_path):
     path = write_sens(tmp_path / "scene" / "scene0001_00.sens", [_pose(i) for i in range(3)])
     assert open_dataset(path).meta["source_format"] == "scannet-sens"
     assert len(open_dataset(path.parent, test_every=0).train) == 3
+
+
+def test_frames_written_as_sens_read_back(tmp_path):
+    from clusteringsdf_core.data.formats.sens import write_sens as write_frames
+    from clusteringsdf_core.data.synthetic import SyntheticSceneConfig, generate_scene
+
+    scene = generate_scene(SyntheticSceneConfig(furniture="procedural", width=48, height=36, num_train=3,
+                                                num_test=0, num_objects=2, depth_noise=False))
+    frames = list(scene.dataset.train)
+    path = write_frames(tmp_path / "synthetic.sens", frames)
+    ds = read_sens(path, test_every=0)
+    assert len(ds.train) == 3
+    for src, f in zip(frames, ds.train):
+        np.testing.assert_allclose(f.intrinsics.K, src.intrinsics.K, rtol=1e-6)   # float32 in the file
+        assert (f.intrinsics.width, f.intrinsics.height) == (src.intrinsics.width, src.intrinsics.height)
+        np.testing.assert_allclose(f.T_world_cam, src.T_world_cam, atol=1e-6)
+        assert np.abs(f.depth_m - src.depth_m).max() <= 0.0005 + 1e-6        # mm steps
+        assert np.abs(f.rgb.astype(int) - src.rgb).mean() < 4.0               # JPEG
+        assert f.stamp_s == pytest.approx(src.stamp_s, abs=1e-6) and f.instance is None
+    with pytest.raises(ValueError, match="no depth"):
+        write_frames(tmp_path / "x.sens", [frames[0].__class__(**{**frames[0].__dict__, "depth_m": None})])

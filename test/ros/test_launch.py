@@ -30,6 +30,19 @@ def test_replay_uses_the_pose_topic_and_passes_player_parameters():
     assert "ros.pose_source:=pose_topic" in m_args
 
 
+def test_replay_with_the_segmenter_plays_only_the_sensor_topics():
+    player, mapper, segmenter = replay_nodes("/b", "/cfg/mapping.yaml", use_segmenter=True)
+    assert segmenter.executable == "segmenter_node"
+    assert player.parameters["topics"] == ["/color/image_raw", "/color/camera_info", "/depth/image_raw",
+                                           "/camera/pose", "/tf", "/tf_static"]
+    assert mapper.parameters["ros.semantic_topic"] == ""                 # the classical backend: no classes
+    assert segmenter.parameters["use_sim_time"] is True and mapper.parameters["use_sim_time"] is True
+    _, plain = replay_nodes("/b", "/cfg/mapping.yaml")
+    assert plain.parameters["ros.semantic_topic"] == "segmentation/semantic"
+    args = _parser().parse_args(["replay", "--bag", "/b", "--config-file", "/c.yaml", "--use-segmenter"])
+    assert [s.executable for s in specs_from_args(args)] == ["bag_player", "mapping_node", "segmenter_node"]
+
+
 def test_fallback_builds_the_same_processes(monkeypatch, tmp_path):
     monkeypatch.setenv("AMENT_PREFIX_PATH", str(tmp_path))
     args = _parser().parse_args(["replay", "--bag", "/b", "--config-file", "/c.yaml"])

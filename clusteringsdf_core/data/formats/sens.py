@@ -20,7 +20,7 @@ from clusteringsdf_core.data.formats.scannet import (Cameras, assemble_dataset, 
                                                      skipped_warning, valid_pose)
 from clusteringsdf_core.data.frame import Frame, Intrinsics
 
-__all__ = ["SensFile", "SensHeader", "SensFrameRecord", "read_sens"]
+__all__ = ["SensFile", "SensHeader", "SensFrameRecord", "read_sens", "write_sens"]
 
 
 _COLOR_COMPRESSION = {-1: "unknown", 0: "raw", 1: "png", 2: "jpeg"}
@@ -230,3 +230,44 @@ def read_sens(path: str | Path, *, stride: int = 1, label_table: str | Path | No
     return assemble_dataset(name or sens.path.stem, root, kept, load, stamps,
                     lambda k: (depth_of(kept[k]), cams.target, poses[k]),
                     test_every=test_every, bounds_frames=bounds_frames, classes=classes, meta=meta)
+
+
+def write_sens(path: str | Path, frames, *, sensor_name: str = "clusteringsdf", depth_shift: float = 1000.0,
+               jpeg_quality: int = 95) -> Path:
+    """Write RGB-D ``frames`` (rgb, depth, pose, intrinsics; one size and camera) as a
+    ScanNet ``.sens`` file, version 4: JPEG colour, zlib depth in units of
+    1 / ``depth_shift`` m (0 = no depth), the colour and depth cameras the same, stamps
+    from ``stamp_s``. Labels are not part of the format. :func:`read_sens` reads it back."""
+    frames = list(frames)
+    if not frames:
+        raise ValueError("write_sens: no frames")
+    first = frames[0].intrinsics
+    K = np.eye(4)
+    # the file's K is in the OpenCV convention (pixel centres at integers)
+    K[:3, :3] = [[first.fx, 0.0, first.cx - 0.5], [0.0, first.fy, first.cy - 0.5], [0.0, 0.0, 1.0]]
+    name = sensor_name.encode()
+    out = bytearray(struct.pack("<I", 4) + struct.pack("<Q", len(name)) + name)
+    for m in (K, np.eye(4), K, np.eye(4)):        # colour intrinsics/extrinsics, depth the same
+        out += np.asarray(m, "<f4").tobytes()
+    out += struct.pack("<ii", 2, 1)               # jpeg, zlib_ushort
+    out += struct.pack("<4I", first.width, first.height, first.width, first.height)
+    out += struct.pack("<f", depth_shift) + struct.pack("<Q", len(frames))
+    for f in frames:
+        if f.intrinsics != first:
+            raise ValueError(f"write_sens: frame {f.index} has other intrinsics than frame {frames[0].index}")
+        if f.depth_m is None:
+            raise ValueError(f"write_sens: frame {f.index} has no depth")
+        ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(f.rgb, cv2.COLOR_RGB2BGR),
+                               [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
+        if not ok:
+            raise ValueError(f"write_sens: frame {f.index}: JPEG encoding failed")
+        depth = np.nan_to_num(np.asarray(f.depth_m, np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        depth = np.clip(np.round(depth * depth_shift), 0, 65535).astype("<u2")
+        color, depth_bytes = jpg.tobytes(), zlib.compress(depth.tobytes())
+        stamp_us = int(round(float(f.stamp_s) * 1e6))
+        out += np.asarray(f.T_world_cam, "<f4").tobytes()
+        out += struct.pack("<QQQQ", stamp_us, stamp_us, len(color), len(depth_bytes)) + color + depth_bytes
+    out += struct.pack("<Q", 0)                   # no IMU frames
+    path = Path(path)
+    path.write_bytes(bytes(out))
+    return path
