@@ -86,5 +86,5 @@ def plot_memory(summary: dict[str, Any], path: Path, *, width: int = 720, height
         cv2.polylines(img, [xy(t, views, max(float(views.max()), 1.0))], False, (120, 170, 230), 1, cv2.LINE_AA)
         cv2.polylines(img, [xy(t, rss, hi)], False, (200, 40, 40), 2, cv2.LINE_AA)
     cv2.putText(img, f"resident memory, MiB (red; peak {rss.max():.0f})   key frames (blue; "
-                f"{views.max():.0f} max, right scale)", (left, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1)
+                f"{views.max():.0f} max = top of the plot)", (left, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1)
     return save_png(path, img)
