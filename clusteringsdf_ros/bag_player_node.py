@@ -3,7 +3,8 @@
 Parameters: ``bag_path`` (string, required), ``rate`` (double, 1.0), ``loop``
 (bool, false), ``start_offset_s`` (double, 0.0), ``remap`` (string array of
 'from:=to'), ``topics`` (string array; empty = all), ``wait_for_subscribers_s``
-(double, 0.0: how long to wait for subscribers before playing), ``publish_clock``
+(double, 0.0: how long to wait for subscribers before playing), ``wait_for_topics``
+(string array: topics that must each have a subscriber first), ``publish_clock``
 (bool, false: ``/clock`` at the recorded times, for nodes with ``use_sim_time``).
 
     python -m clusteringsdf_ros.bag_player_node --ros-args -p bag_path:=/tmp/scene_bag -p rate:=2.0
@@ -45,6 +46,9 @@ class BagPlayerNode(Node):
         topics = declare("topics", Parameter.Type.STRING_ARRAY, "bag topics to play (unset = all)")
         wait_s = declare("wait_for_subscribers_s", 0.0,
                          "wait up to this long for subscribers before playing")
+        wait_for_topics = declare("wait_for_topics", Parameter.Type.STRING_ARRAY,
+                                  "output topics that must each have a subscriber before playing (within "
+                                  "wait_for_subscribers_s; unset = none)")
         publish_clock = declare("publish_clock", False, "publish /clock (rosgraph_msgs/Clock) at the bag's "
                                 "recorded times, for nodes with use_sim_time")
         if not bag_path:
@@ -52,6 +56,7 @@ class BagPlayerNode(Node):
         self.player = BagPlayer(bag_path, self, rate=rate, loop=loop,
                                 start_offset_s=start_offset_s, remap=list(remap or []),
                                 topics=list(topics or []) or None, wait_for_subscribers_s=wait_s,
+                                wait_for_topics=list(wait_for_topics or []),
                                 publish_clock=publish_clock,
                                 logger=self.get_logger().warning)
         self.error: BaseException | None = None

@@ -342,7 +342,10 @@ class BagPlayer:
       outputs in the bag's time base (as ``ros2 bag play --clock``).
     - ``wait_for_subscribers_s``: before playing, wait up to that long for a subscriber
       on any of the topics, then at most one more second for every topic to have one
-      (DDS discovery takes a moment; a consumer may not want every topic).
+      (DDS discovery takes a moment; a consumer may not want every topic);
+      ``wait_for_topics``: output topics that must each have a subscriber first (within
+      the same time), e.g. the mapping node's pose topic when a faster-starting segmenter
+      node subscribes to the images.
     Raises :class:`BagError` when the bag cannot be opened or read.
     """
 
@@ -350,8 +353,8 @@ class BagPlayer:
                  start_offset_s: float = 0.0,
                  remap: Mapping[str, str] | Iterable[str] | None = None,
                  topics: Sequence[str] | None = None, qos=None,
-                 wait_for_subscribers_s: float = 0.0, publish_clock: bool = False,
-                 clock: Callable[[], float] = time.monotonic,
+                 wait_for_subscribers_s: float = 0.0, wait_for_topics: Sequence[str] = (),
+                 publish_clock: bool = False, clock: Callable[[], float] = time.monotonic,
                  logger: Callable[[str], None] | None = None):
         if not rate > 0:
             raise ValueError(f"rate must be > 0, got {rate}")
@@ -361,6 +364,7 @@ class BagPlayer:
         self.rate, self.loop = float(rate), bool(loop)
         self.start_offset_ns = int(round(start_offset_s * _NS))
         self.wait_for_subscribers_s = float(wait_for_subscribers_s)
+        self.wait_for_topics = {_absolute(t) for t in wait_for_topics}
         self._clock = clock
         self._warn = logger or log.warning
         self._stop = threading.Event()
@@ -452,7 +456,11 @@ class BagPlayer:
         # then up to one more second for its other subscriptions to be discovered.
         deadline = self._clock() + self.wait_for_subscribers_s
         settle_until = None
+        required = [p for topic, p in self._publishers.values() if topic in self.wait_for_topics]
         while self._clock() < deadline and not self._stop.is_set():
+            if any(p.get_subscription_count() == 0 for p in required):
+                self._stop.wait(0.01)
+                continue
             counts = [p.get_subscription_count() for _, p in self._publishers.values()]
             if all(c > 0 for c in counts):
                 return

@@ -98,6 +98,8 @@ def replay_nodes(bag_path: str, config_file: str, *, namespace: str = "", rate: 
         "publish_clock": True}
     if use_segmenter:
         player_params["topics"] = list(SENSOR_TOPICS)
+        # the segmenter subscribes to the images long before the mapping node (torch) is up
+        player_params["wait_for_topics"] = ["/camera/pose"]
     player = NodeSpec("bag_player", "bag_player", namespace, (), player_params)
     nodes = mapping_nodes(config_file, namespace=namespace, pose_source="pose_topic", output_dir=output_dir,
                           use_segmenter=use_segmenter, segmenter_params=segmenter_params)

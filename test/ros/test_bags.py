@@ -183,6 +183,27 @@ class _FakeNode:
         return _FakePublisher(self.log, topic)
 
 
+def test_player_waits_for_a_subscriber_on_each_topic_it_must_wait_for(bags):
+    node = _FakeNode()
+    now = [0.0]
+    player = BagPlayer(bags["mcap"].path, node, topics=["/color/image_raw", "/camera/pose"],
+                       wait_for_subscribers_s=30.0, wait_for_topics=["camera/pose"], clock=lambda: now[0])
+    subscribers = {"/color/image_raw": 1, "/camera/pose": 0}   # a segmenter came, the mapping node not yet
+    for _, publisher in player._publishers.values():
+        publisher.get_subscription_count = lambda topic=publisher.topic: subscribers[topic]
+
+    def wait(seconds):                                          # the player's sleeps advance the clock
+        now[0] += 0.5
+        if now[0] >= 10.0:
+            subscribers["/camera/pose"] = 1                     # the mapping node is up after 10 s
+        return False
+
+    player._stop.wait = wait
+    player._wait_for_subscribers()
+    assert 10.0 <= now[0] <= 10.5                               # not the one second after the first subscriber
+    player.close()
+
+
 def test_player_schedule_offset_remap_whitelist_and_skips(bags):
     path = bags["mcap"].path
     node, warnings = _FakeNode(), []
