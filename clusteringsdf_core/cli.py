@@ -280,6 +280,38 @@ def _cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_segment(args: argparse.Namespace) -> int:
+    import yaml
+
+    from clusteringsdf_core.config import ConfigError
+    from clusteringsdf_core.data.formats import open_dataset
+    from clusteringsdf_core.segment.backends import make_segmenter
+    from clusteringsdf_core.segment.dataset_labels import segment_dataset
+
+    params: dict = {}
+    for item in args.param:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"clusteringsdf segment: --param expects FIELD=VALUE, got {item!r}")
+        if key.startswith("classical."):
+            params.setdefault("classical", {})[key[len("classical."):]] = yaml.safe_load(value)
+        else:
+            params[key] = yaml.safe_load(value)
+    try:
+        backend = make_segmenter(args.backend, **params)
+    except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as exc:
+        raise SystemExit(f"clusteringsdf segment: {exc}") from None
+    dataset = open_dataset(args.dataset)
+    variant = args.variant or args.backend
+    with _progress(len(dataset.train) + len(dataset.test), f"segmenting ({backend.describe()})") as bar:
+        summary = segment_dataset(dataset, args.out, backend, variant=variant,
+                                  progress=lambda done, total: bar.update(1))
+    print(f"labels/{variant} of {summary.root}: {summary.segmented} frames segmented now "
+          f"({summary.frames - summary.segmented} had labels), {summary.segments_mean:.1f} segments per frame; "
+          f"open with labels={variant!r} (clusteringsdf train {summary.root} --labels {variant})")
+    return 0
+
+
 def _cmd_extract(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -386,6 +418,19 @@ def build_parser() -> argparse.ArgumentParser:
                         "at the end) with the configuration it was trained with, up to its trainer.iterations "
                         "or --iterations")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("segment", help="machine labels for a dataset from a 2D segmenter, as a label "
+                       "variant the readers open")
+    p.add_argument("dataset", help="a dataset in any format `open_dataset` reads (e.g. a ScanNet .sens)")
+    p.add_argument("--out", required=True, help="canonical scene folder to write (or the dataset's own, to "
+                   "add a variant); rerun to resume")
+    p.add_argument("--backend", default="detector", choices=("detector", "classical", "torchscript", "onnx"),
+                   help="detector (default: COCO boxes + classical segments), classical, torchscript, onnx")
+    p.add_argument("--variant", help="label variant name (default: the backend's)")
+    p.add_argument("--param", action="append", default=[], metavar="FIELD=VALUE",
+                   help="a backend parameter (repeatable), e.g. score_threshold=0.5, model_path=m.onnx, "
+                        "classical.max_side_px=320 (the detector's classical segments)")
+    p.set_defaults(func=_cmd_segment)
 
     p = sub.add_parser("render", help="render label maps, RGB and depth of a trained model")
     p.add_argument("checkpoint", help="checkpoint.pt of a run")
