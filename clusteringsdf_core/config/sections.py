@@ -285,7 +285,7 @@ class ExtractConfig(Section):
                                   "`resolution`, scaled like min_component_faces)", min=0)
     object_mesh: str = param("closed", "what each object's mesh is: closed = the boundary of the "
                              "object's solid (grid cells inside the scene surface where its channel's "
-                             "SDF is the smallest), i.e. the surface it owns plus contact faces where "
+                             "SDF is the smallest, within the bounds of its shell), i.e. the surface it owns plus contact faces where "
                              "it meets another object, floor or wall; watertight where the solid "
                              "stays inside the grid, volume from the mesh; shell = only the visible "
                              "scene surface it owns (open where it touches others). The scene "

@@ -139,16 +139,29 @@ def _owner_at(model: ClusteringSDFModel, points_world: np.ndarray, chunk: int = 
     return out
 
 
+def box_distance(points: np.ndarray, boxes: list[np.ndarray]) -> np.ndarray:
+    """(N,) signed distance-like value of world points to a union of axis-aligned boxes
+    ((2, 3) [min, max] each): negative inside one, the largest axis overshoot outside."""
+    points = np.asarray(points, np.float64)
+    d = np.full(len(points), np.inf)
+    for box in boxes:
+        d = np.minimum(d, np.maximum(box[0] - points, points - box[1]).max(axis=1))
+    return d
+
+
 @torch.no_grad()
 def channel_solid(model: ClusteringSDFModel, k: int, inside: np.ndarray, axes: list, *,
-                  chunk: int = 65536) -> trimesh.Trimesh | None:
+                  boxes: list[np.ndarray] | None = None, chunk: int = 65536) -> trimesh.Trimesh | None:
     """The closed surface of channel ``k``'s solid, world frame (None when it has no cells).
 
     ``inside`` (grid shape of :func:`sdf_grid`) marks the cells of the solid (scene SDF
     < 0, channel ``k`` the smallest). ``f_k = max(d_k, d_k - min_{j != k} d_j)`` is
     evaluated on the sub-grid around them, padded with one cell outside the solid on
     every side, and meshed at its zero level: the result is closed except where
-    marching cubes itself leaves a defect."""
+    marching cubes itself leaves a defect. With ``boxes`` (world [min, max] of the
+    surface the channel owns, one per part) the solid is cut at them too
+    (:func:`box_distance`): below a floor or behind a wall no ray says who owns the
+    interior, and the object's channel often does there."""
     cells = np.argwhere(inside)
     if len(cells) == 0:
         return None
@@ -164,7 +177,10 @@ def channel_solid(model: ClusteringSDFModel, k: int, inside: np.ndarray, axes: l
         others = torch.cat([sdf[:, :k], sdf[:, k + 1:]], dim=1).min(dim=1).values
         values[start:start + chunk] = torch.maximum(own, own - others).float().cpu().numpy()
     spacing = tuple(float(a[1] - a[0]) * model.box.scale if len(a) > 1 else 1.0 for a in axes)
-    field_m = values.reshape(tuple(len(a) for a in sub)) * model.box.scale
+    field_m = values * model.box.scale
+    if boxes:
+        field_m = np.maximum(field_m, box_distance(model.box.to_world(grid), boxes))
+    field_m = field_m.reshape(tuple(len(a) for a in sub))
     # one cell of "outside" around the sub-grid closes a solid cut by the grid's edge
     field_m = np.pad(field_m, 1, constant_values=max(spacing))
     if field_m.min() >= 0:
@@ -272,6 +288,13 @@ def extract_objects(model: ClusteringSDFModel, config: ExtractConfig, channel_cl
         if not parts:
             continue
         inside = (scene < 0) & (owner == k)
+        boxes = None
+        if config.object_mesh == "closed" and k != 0:
+            # the solid stays within the bounds of the surface the channel owns (channel_solid)
+            # (one cell wider: a cut on the solid's own boundary would leave marching-cubes defects)
+            boxes = [np.asarray(m.bounds) + np.array([[-1.0], [1.0]]) * max(spacing) for m in parts]
+            cell_points = np.argwhere(inside) * np.asarray(spacing) + origin
+            inside[tuple(np.argwhere(inside)[box_distance(cell_points, boxes) > 0].T)] = False
         if len(parts) > 1:
             # the channel's interior cells go to the part nearest to them
             cells = np.argwhere(inside) * np.asarray(spacing) + origin
@@ -283,7 +306,7 @@ def extract_objects(model: ClusteringSDFModel, config: ExtractConfig, channel_cl
             volumes = [float(np.count_nonzero(inside)) * cell_volume]
         closed = None
         if config.object_mesh == "closed" and k != 0:
-            closed = _closed_parts(channel_solid(model, k, inside, axes), parts,
+            closed = _closed_parts(channel_solid(model, k, inside, axes, boxes=boxes), parts,
                                    int(round(config.min_component_faces * face_scale)))
         for i, (part, volume) in enumerate(zip(parts, volumes)):
             mesh_i, shell, pieces = part, None, [part]

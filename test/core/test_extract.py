@@ -226,3 +226,11 @@ def test_split_channels_gives_one_object_per_separate_part_with_its_own_class(ga
     lookup.apply(channel, points, instance, semantic)
     assert instance.tolist() == [[by_centre[0].instance_id, by_centre[1].instance_id, 2]]
     assert semantic.tolist() == [[6, 8, 7]]
+
+
+def test_box_distance_is_negative_inside_a_union_of_boxes():
+    from clusteringsdf_core.extract.objects import box_distance
+
+    boxes = [np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]), np.array([[2.0, 0.0, 0.0], [3.0, 1.0, 0.5]])]
+    points = np.array([[0.5, 0.5, 0.5], [2.5, 0.5, 0.25], [1.5, 0.5, 0.5], [2.5, 0.5, 0.75], [0.5, 0.5, -0.2]])
+    np.testing.assert_allclose(box_distance(points, boxes), [-0.5, -0.25, 0.5, 0.25, 0.2])
