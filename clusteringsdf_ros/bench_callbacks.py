@@ -362,14 +362,16 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.monotonic()
         child.send(f"measure {n}")
         memory: list[dict[str, float]] = []
+        window_done = threading.Event()
         sampler = threading.Thread(target=sample_memory, daemon=True,
-                                   args=(node, t0, args.sample_period, measuring, memory))
+                                   args=(node, t0, args.sample_period, window_done, memory))
         sampler.start()
         window = json.loads(child.expect("done ", timeout=args.seconds * 3 + 60))
         wall_s = time.monotonic() - t0
         time.sleep(args.settle)
         measuring.clear()
-        sampler.join(timeout=args.sample_period + 5.0)
+        window_done.set()
+        sampler.join(timeout=5.0)
         end = _snapshot(node)
         callbacks = {path: times.summary() for path, times in node.callback_times.items()}
     finally:

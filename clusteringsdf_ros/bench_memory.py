@@ -21,26 +21,16 @@ def rss_mb() -> float:
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
-def sample_memory(node, t0: float, period_s: float, measuring: threading.Event,
+def sample_memory(node, t0: float, period_s: float, done: threading.Event,
                   out: list[dict[str, float]]) -> None:
-    """Append a sample of ``node`` every ``period_s`` while ``measuring`` is set (``t_s``
-    from ``t0``, monotonic): resident MiB, key frames held, iteration."""
+    """Append a sample of ``node`` every ``period_s`` until ``done`` is set (``t_s`` from
+    ``t0``, monotonic): resident MiB, key frames held, iteration."""
     while True:
         stats = node.engine.stats()
         out.append({"t_s": round(time.monotonic() - t0, 2), "rss_mb": round(rss_mb(), 1),
                     "key_frames": stats["views"], "iteration": stats["iteration"]})
-        if _sleep_while(measuring, period_s):      # the window ended
+        if done.wait(period_s):
             return
-
-
-def _sleep_while(flag: threading.Event, seconds: float) -> bool:
-    """Sleep up to ``seconds``; True when ``flag`` was cleared meanwhile."""
-    deadline = time.monotonic() + seconds
-    while flag.is_set():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(min(0.2, deadline - time.monotonic()))
-    return True
 
 
 def memory_summary(samples: list[dict[str, float]]) -> dict[str, Any]:

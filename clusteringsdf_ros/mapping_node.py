@@ -60,7 +60,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 from visualization_msgs.msg import MarkerArray
 
@@ -76,13 +76,13 @@ from clusteringsdf_ros.inputs import INPUT_COUNTERS, CallbackTimes, InputError, 
 from clusteringsdf_ros.map_services import MapServices, output_root
 from clusteringsdf_ros.msg import ObjectArray
 from clusteringsdf_ros.node_main import spin_node
-from clusteringsdf_ros.object_msgs import (objects_signature, objects_to_markers, objects_to_msg,
+from clusteringsdf_ros.object_msgs import (latched_qos, objects_signature, objects_to_markers, objects_to_msg,
                                            status_to_diagnostics)
 from clusteringsdf_ros.descriptors import declare, parameter_descriptor
 from clusteringsdf_ros.params import (BOUNDS_PARAMETER, EXTRINSIC_PARAMETER, RosConfig, build_configs,
                                       change_kind, parameter_metadata, parse_extrinsic)
 from clusteringsdf_ros.planner_outputs import PlannerPublishers
-from clusteringsdf_ros.pose_frames import FrameChain, PoseFrameError, TfLookup, TfWaiting
+from clusteringsdf_ros.pose_frames import FrameChain, PoseFrameError, TfLookup
 from clusteringsdf_ros.sync import RosApproximateSync
 
 __all__ = ["MappingNode", "COUNTERS", "TIME_JUMP_BACK_S", "main"]
@@ -142,9 +142,7 @@ class MappingNode(Node):
                                    max_waiting=self.ros.sync_queue_size, wait_s=POSE_WAIT_S)
         self._setup_inputs()
 
-        latched = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
-                             reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        latched = latched_qos()
         self.objects_pub = self.create_publisher(ObjectArray, self.ros.objects_topic, latched)
         self.markers_pub = self.create_publisher(MarkerArray, "~/markers", latched)
         self.status_pub = self.create_publisher(DiagnosticArray, "~/status", 10)
@@ -260,7 +258,9 @@ class MappingNode(Node):
         self.pose_source = ros.pose_source
         self.tf_buffer = None
         self.tf_unavailable_reason: str | None = None
-        self.tf_waiting = TfWaiting(max_waiting=ros.sync_queue_size, wait_s=ros.tf_timeout_s)
+        # sets of pose_source tf whose transform has not come yet (retried by _retry_tf)
+        self.tf_waiting = PendingSets(pose_of=self._tf_pose, max_waiting=ros.sync_queue_size,
+                                      wait_s=ros.tf_timeout_s)
         try:   # TF relates pose frames to the map and bodies to the camera (pose_frames)
             import tf2_ros
             self.tf_buffer = tf2_ros.Buffer()
@@ -368,10 +368,7 @@ class MappingNode(Node):
             try:
                 T = self._tf_pose(stamp_ns, msgs)
             except PoseFrameError:      # not there yet: the TF timer retries until ros.tf_timeout_s
-                with self._lock:
-                    dropped = self.tf_waiting.add(stamp_ns, msgs, time.monotonic())
-                for stamp, _, why in dropped:
-                    self._bad_input("pose_unmatched", f"set at {stamp / _NS:.3f} s dropped: {why}")
+                self.tf_waiting.add(stamp_ns, msgs)
                 return
             self._convert_and_enqueue(msgs, T)
             return
@@ -402,13 +399,13 @@ class MappingNode(Node):
 
     def _retry_tf(self) -> None:
         """Sets waiting for their TF pose: enqueued once TF has it, dropped after ros.tf_timeout_s."""
-        with self._lock:
-            ready, expired = self.tf_waiting.resolve(self._tf_pose, time.monotonic())
-        for _, msgs, T in ready:
-            self._convert_and_enqueue(msgs, T)
-        for stamp_ns, _, why in expired:
-            self._bad_input("pose_unmatched", f"no TF pose within ros.tf_timeout_s = {self.ros.tf_timeout_s} s "
-                            f"for the set at {stamp_ns / _NS:.3f} s: {why}")
+        for stamp_ns, msgs, T in self.tf_waiting.resolve(expire=True):
+            if T is None:
+                self._bad_input("pose_unmatched", f"no TF pose of the set at {stamp_ns / _NS:.3f} s within "
+                                f"ros.tf_timeout_s = {self.ros.tf_timeout_s} s (or more than "
+                                f"{self.tf_waiting.max_waiting} sets waiting)")
+            else:
+                self._convert_and_enqueue(msgs, T)
 
     def _resolve_pending(self, *, expire: bool = False) -> None:
         """Sets waiting for a pose: matched once a pose at/after their stamp exists, dropped

@@ -18,7 +18,16 @@ from clusteringsdf_core.online.meshes import MAX_MESH_FACES, decimate_mesh
 from clusteringsdf_ros import transforms as tfm
 from clusteringsdf_ros.msg import Object, ObjectArray
 
-__all__ = ["objects_to_msg", "objects_to_markers", "status_to_diagnostics"]
+__all__ = ["objects_to_msg", "objects_to_markers", "status_to_diagnostics", "latched_qos"]
+
+
+def latched_qos(depth: int = 1):
+    """Reliable, transient local, keep the last ``depth``: what the object outputs use,
+    so that a subscriber that starts later gets the newest messages at once."""
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+    return QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def _colour(object_id: int, alpha: float = 1.0) -> ColorRGBA:

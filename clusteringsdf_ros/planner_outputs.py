@@ -150,17 +150,15 @@ class PlannerPublishers:
     is missing is off, with the reason in :attr:`errors` (reported in ``~/status``)."""
 
     def __init__(self, node, *, detections_topic: str, collision_objects_topic: str):
-        from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+        from clusteringsdf_ros.object_msgs import latched_qos
 
         self.errors: dict[str, str] = {}
         self.detections_pub = self.collision_pub = None
         self.diff = CollisionDiff()
-        latched = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
         if detections_topic:
             try:
                 from vision_msgs.msg import Detection3DArray
-                self.detections_pub = node.create_publisher(Detection3DArray, detections_topic, latched)
+                self.detections_pub = node.create_publisher(Detection3DArray, detections_topic, latched_qos())
             except ImportError as exc:
                 self.errors["detections"] = f"ros.detections_topic is set but vision_msgs is missing ({exc})"
         if collision_objects_topic:
@@ -168,10 +166,8 @@ class PlannerPublishers:
                 from moveit_msgs.msg import CollisionObject
                 # Transient local with a history: a planner that starts later gets the
                 # operations in order (an ADD, then the MOVE or REMOVE that followed).
-                history = QoSProfile(depth=COLLISION_HISTORY, history=HistoryPolicy.KEEP_LAST,
-                                     reliability=ReliabilityPolicy.RELIABLE,
-                                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
-                self.collision_pub = node.create_publisher(CollisionObject, collision_objects_topic, history)
+                self.collision_pub = node.create_publisher(CollisionObject, collision_objects_topic,
+                                                           latched_qos(COLLISION_HISTORY))
             except ImportError as exc:
                 self.errors["collision_objects"] = (f"ros.collision_objects_topic is set but moveit_msgs is "
                                                     f"missing ({exc})")

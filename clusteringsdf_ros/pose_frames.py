@@ -13,8 +13,9 @@ the map frame ``M`` is then ``T_M_C = T_M_F · T_F_B · T_B_C`` where
 
 Every lookup asks TF for what it has *now* (zero timeout): one that cannot be answered
 raises :class:`PoseFrameError`, and the node drops that pose and counts it. Synchronised
-sets of ``ros.pose_source: tf`` whose transform has not arrived yet wait in
-:class:`TfWaiting` and are retried from a timer, never inside the input callback.
+sets of ``ros.pose_source: tf`` whose transform has not arrived yet wait in a
+:class:`~clusteringsdf_core.online.poses.PendingSets` and are retried from a timer,
+never inside the input callback.
 
 ``lookup(target, source, stamp_ns)`` is the only TF access (``stamp_ns`` None = the
 latest): :class:`TfLookup` wraps a ``tf2_ros.Buffer``; tests pass any callable.
@@ -22,20 +23,21 @@ latest): :class:`TfLookup` wraps a ``tf2_ros.Buffer``; tests pass any callable.
 
 from __future__ import annotations
 
-from collections import deque
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 
 from clusteringsdf_ros import transforms as tfm
 
-__all__ = ["PoseFrameError", "FrameChain", "TfLookup", "TfWaiting"]
+__all__ = ["PoseFrameError", "FrameChain", "TfLookup"]
 
 Lookup = Callable[[str, str, "int | None"], np.ndarray]
 
 
-class PoseFrameError(ValueError):
-    """A pose could not be put in the map frame; ``counter`` names the status counter."""
+class PoseFrameError(LookupError):
+    """A pose could not be put in the map frame (yet); ``counter`` names the status
+    counter. A LookupError, as :class:`~clusteringsdf_core.online.poses.PendingSets`
+    expects of a pose not known yet."""
 
     def __init__(self, counter: str, message: str):
         self.counter = counter
@@ -121,47 +123,3 @@ class TfLookup:
         except Exception as exc:   # tf2 lookup, connectivity and extrapolation errors
             raise LookupError(str(exc) or type(exc).__name__) from None
         return tfm.transform_to_matrix(transform)
-
-
-class TfWaiting:
-    """Synchronised sets waiting for their TF pose (``ros.pose_source: tf``): at most
-    ``max_waiting``, each for ``wait_s`` (monotonic seconds) after it came."""
-
-    def __init__(self, *, max_waiting: int, wait_s: float):
-        self.max_waiting = int(max_waiting)
-        self.wait_s = float(wait_s)
-        self._sets: deque[tuple[float, int, Sequence]] = deque()
-
-    def __len__(self) -> int:
-        return len(self._sets)
-
-    def add(self, stamp_ns: int, msgs: Sequence, now_s: float) -> list[tuple[int, Sequence, str]]:
-        """Queue a set; returns the sets dropped to make room (oldest first), with why."""
-        self._sets.append((now_s + self.wait_s, stamp_ns, msgs))
-        dropped = []
-        while len(self._sets) > self.max_waiting:
-            _, stamp, old = self._sets.popleft()
-            dropped.append((stamp, old, f"more than {self.max_waiting} sets waiting for TF"))
-        return dropped
-
-    def clear(self) -> int:
-        n = len(self._sets)
-        self._sets.clear()
-        return n
-
-    def resolve(self, pose_of: Callable[[int, Sequence], np.ndarray], now_s: float):
-        """Try every waiting set: ``pose_of(stamp_ns, msgs)`` gives its camera pose or raises
-        :class:`PoseFrameError`. Returns ``(ready, expired)``: ``ready`` the sets with a
-        pose, ``[(stamp, msgs, T)]`` in arrival order; ``expired`` the ones whose time
-        ran out, ``[(stamp, msgs, last error)]``. The others keep waiting."""
-        ready, expired, waiting = [], [], deque()
-        for deadline, stamp, msgs in self._sets:
-            try:
-                ready.append((stamp, msgs, pose_of(stamp, msgs)))
-            except PoseFrameError as exc:
-                if now_s >= deadline:
-                    expired.append((stamp, msgs, str(exc)))
-                else:
-                    waiting.append((deadline, stamp, msgs))
-        self._sets = waiting
-        return ready, expired

@@ -293,8 +293,8 @@ def extract_objects(model: ClusteringSDFModel, config: ExtractConfig, channel_cl
             # the solid stays within the bounds of the surface the channel owns (channel_solid)
             # (one cell wider: a cut on the solid's own boundary would leave marching-cubes defects)
             boxes = [np.asarray(m.bounds) + np.array([[-1.0], [1.0]]) * max(spacing) for m in parts]
-            cell_points = np.argwhere(inside) * np.asarray(spacing) + origin
-            inside[tuple(np.argwhere(inside)[box_distance(cell_points, boxes) > 0].T)] = False
+            cells = np.argwhere(inside)
+            inside[tuple(cells[box_distance(cells * np.asarray(spacing) + origin, boxes) > 0].T)] = False
         if len(parts) > 1:
             # the channel's interior cells go to the part nearest to them
             cells = np.argwhere(inside) * np.asarray(spacing) + origin

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import threading
 import time
+from typing import Any, Callable
 
 import numpy as np
 
@@ -90,16 +91,23 @@ class PoseHistory:
 
 class PendingSets:
     """Input sets waiting for the camera pose at their stamp (a pose topic that lags the
-    images). Thread-safe.
+    images, or a TF transform that has not come yet). Thread-safe.
 
-    :meth:`resolve` hands out the sets whose stamp the newest pose has reached, with
-    the pose :meth:`PoseHistory.lookup` finds for them (None: no pose within
-    ``slop_ns``); with ``expire``, sets that waited longer than ``wait_s`` go too, and
-    beyond ``max_waiting`` sets the oldest are forced out.
+    :meth:`resolve` hands out the sets whose pose can be told now, with that pose: by
+    default those whose stamp the newest pose of ``poses`` has reached, with the pose
+    :meth:`PoseHistory.lookup` finds for them (None: no pose within ``slop_ns``); with
+    ``pose_of(stamp_ns, item)`` instead, those it returns a pose for (it raises
+    LookupError while the pose is not known yet). With ``expire``, sets that waited
+    longer than ``wait_s`` go too, and beyond ``max_waiting`` sets the oldest are forced
+    out; those that go without a pose come with None.
     """
 
-    def __init__(self, poses: PoseHistory, *, slop_ns: int, max_waiting: int, wait_s: float = 1.0):
+    def __init__(self, poses: PoseHistory | None = None, *, slop_ns: int = 0, max_waiting: int,
+                 wait_s: float = 1.0, pose_of: Callable[[int, Any], np.ndarray] | None = None):
+        if (poses is None) == (pose_of is None):
+            raise ValueError("PendingSets takes either a PoseHistory or pose_of")
         self.poses = poses
+        self.pose_of = pose_of
         self.slop_ns = int(slop_ns)
         self.max_waiting = int(max_waiting)
         self.wait_s = float(wait_s)
@@ -120,19 +128,30 @@ class PendingSets:
             n, self._items = len(self._items), []
             return n
 
+    def _known(self, stamp_ns: int, item, newest: int | None) -> tuple[bool, np.ndarray | None]:
+        if self.pose_of is None:
+            return newest is not None and newest >= stamp_ns, None
+        try:
+            return True, self.pose_of(stamp_ns, item)
+        except LookupError:
+            return False, None
+
     def resolve(self, *, expire: bool = False, now_s: float | None = None
                 ) -> list[tuple[int, object, np.ndarray | None]]:
         """(stamp_ns, item, pose or None) of the sets that stop waiting, oldest first."""
         now = time.monotonic() if now_s is None else now_s
-        newest = self.poses.newest_ns
+        newest = self.poses.newest_ns if self.poses is not None else None
         ready, keep = [], []
         with self._lock:
             excess = len(self._items) - self.max_waiting
             for i, (arrived, stamp_ns, item) in enumerate(self._items):
                 waited_out = (expire and now - arrived > self.wait_s) or i < excess
-                if (newest is not None and newest >= stamp_ns) or waited_out:
-                    ready.append((stamp_ns, item))
+                known, pose = self._known(stamp_ns, item, newest)
+                if known or waited_out:
+                    ready.append((stamp_ns, item, pose))
                 else:
                     keep.append((arrived, stamp_ns, item))
             self._items = keep
-        return [(stamp, item, self.poses.lookup(stamp, self.slop_ns)) for stamp, item in ready]
+        if self.pose_of is not None:
+            return ready
+        return [(stamp, item, self.poses.lookup(stamp, self.slop_ns)) for stamp, item, _ in ready]

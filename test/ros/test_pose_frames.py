@@ -97,12 +97,9 @@ def test_frame_chain_composes_map_odometry_body_and_camera():
 
 
 def test_sets_wait_for_tf_until_it_comes_or_their_time_runs_out():
-    from clusteringsdf_ros.pose_frames import PoseFrameError, TfWaiting
+    from clusteringsdf_core.online.poses import PendingSets
+    from clusteringsdf_ros.pose_frames import PoseFrameError
 
-    waiting = TfWaiting(max_waiting=2, wait_s=1.0)
-    assert waiting.add(1, "a", now_s=0.0) == [] and waiting.add(2, "b", now_s=0.5) == []
-    [(stamp, msgs, why)] = waiting.add(3, "c", now_s=0.6)          # the oldest makes room
-    assert (stamp, msgs) == (1, "a") and "more than 2" in why
     known = {3: np.eye(4)}
 
     def pose_of(stamp, msgs):
@@ -110,10 +107,16 @@ def test_sets_wait_for_tf_until_it_comes_or_their_time_runs_out():
             raise PoseFrameError("pose_unmatched", f"no TF at {stamp}")
         return known[stamp]
 
-    ready, expired = waiting.resolve(pose_of, now_s=1.0)
-    assert [(s, m) for s, m, _ in ready] == [(3, "c")] and expired == [] and len(waiting) == 1
-    ready, expired = waiting.resolve(pose_of, now_s=1.6)          # b came at 0.5: 1 s is up
-    assert ready == [] and expired == [(2, "b", "no TF at 2")] and len(waiting) == 0
+    waiting = PendingSets(pose_of=pose_of, max_waiting=2, wait_s=1.0)
+    waiting.add(1, "a", arrived_s=0.0)
+    waiting.add(2, "b", arrived_s=0.5)
+    waiting.add(3, "c", arrived_s=0.6)
+    # the oldest is forced out (more than 2 waiting, no pose), c has its TF, b waits
+    out = waiting.resolve(expire=True, now_s=0.8)
+    assert [(s, m, T is None) for s, m, T in out] == [(1, "a", True), (3, "c", False)] and len(waiting) == 1
+    assert waiting.resolve(expire=True, now_s=1.4) == []               # b came at 0.5: not yet 1 s
+    [(stamp, msgs, T)] = waiting.resolve(expire=True, now_s=1.6)       # its time ran out
+    assert (stamp, msgs, T) == (2, "b", None) and len(waiting) == 0
 
 
 def test_odometry_of_base_link_in_the_odom_frame_gives_the_camera_pose(frames, ros_context):
