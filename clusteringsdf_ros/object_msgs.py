@@ -18,7 +18,7 @@ from clusteringsdf_core.online.meshes import MAX_MESH_FACES, decimate_mesh
 from clusteringsdf_ros import transforms as tfm
 from clusteringsdf_ros.msg import Object, ObjectArray
 
-__all__ = ["objects_to_msg", "objects_to_markers", "status_to_diagnostics", "latched_qos"]
+__all__ = ["objects_to_msg", "objects_to_markers", "status_to_diagnostics", "latched_qos", "mesh_to_msg"]
 
 
 def latched_qos(depth: int = 1):
@@ -35,6 +35,12 @@ def _colour(object_id: int, alpha: float = 1.0) -> ColorRGBA:
 
     r, g, b = label_colours(np.array([object_id]))[0] / 255.0
     return ColorRGBA(r=float(r), g=float(g), b=float(b), a=float(alpha))
+
+
+def mesh_to_msg(vertices: np.ndarray, faces: np.ndarray) -> Mesh:
+    """A ``shape_msgs/Mesh`` of (V, 3) vertices and (F, 3) faces."""
+    return Mesh(vertices=_points(vertices),
+                triangles=[MeshTriangle(vertex_indices=[int(a), int(b), int(c)]) for a, b, c in faces])
 
 
 def _points(xyz: np.ndarray) -> list:
@@ -66,9 +72,7 @@ def objects_to_msg(result: ObjectsResult, classes: ClassTable, map_frame: str, *
         s = np.asarray(o.box_size, np.float64)
         item.bbox_size = Vector3(x=float(s[0]), y=float(s[1]), z=float(s[2]))
         item.volume = float(o.volume)
-        item.mesh = Mesh(vertices=_points(vertices),
-                         triangles=[MeshTriangle(vertex_indices=[int(a), int(b), int(c_)])
-                                    for a, b, c_ in faces])
+        item.mesh = mesh_to_msg(vertices, faces)
         item.watertight = bool(o.watertight)
         item.num_observations = int(tracked.num_observations)
         item.first_seen = _ros_time(tracked.first_seen)

@@ -125,9 +125,10 @@ def collision_inputs(objects_msg) -> list[tuple[int, np.ndarray, np.ndarray, np.
 
 def collision_objects(ops: list[CollisionOp], header) -> list:
     """``moveit_msgs/CollisionObject`` messages of the operations (frame and stamp of ``header``)."""
-    from geometry_msgs.msg import Point, Pose
+    from geometry_msgs.msg import Pose
     from moveit_msgs.msg import CollisionObject
-    from shape_msgs.msg import Mesh, MeshTriangle
+
+    from clusteringsdf_ros.object_msgs import mesh_to_msg
 
     kinds = {"add": CollisionObject.ADD, "move": CollisionObject.MOVE, "remove": CollisionObject.REMOVE}
     out = []
@@ -136,9 +137,7 @@ def collision_objects(ops: list[CollisionOp], header) -> list:
         if op.pose is not None:
             msg.pose = tfm.matrix_to_pose(op.pose)
         if op.op == "add":
-            msg.meshes = [Mesh(vertices=[Point(x=float(x), y=float(y), z=float(z)) for x, y, z in op.vertices],
-                               triangles=[MeshTriangle(vertex_indices=[int(a), int(b), int(c)])
-                                          for a, b, c in op.faces])]
+            msg.meshes = [mesh_to_msg(op.vertices, op.faces)]
             msg.mesh_poses = [Pose()]        # identity: the mesh is in the object's frame
         out.append(msg)
     return out

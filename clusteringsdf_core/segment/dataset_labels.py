@@ -35,10 +35,15 @@ class SegmentSummary:
     segments_mean: float  # instances per segmented frame
 
 
-def _atomic_png16(path: Path, image: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    write_png16(tmp, image)
+def _atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """``write`` a temporary file beside ``path`` (same suffix), then rename it there."""
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    write(tmp)
     os.replace(tmp, path)
+
+
+def _atomic_png16(path: Path, image: np.ndarray) -> None:
+    _atomic(path, lambda tmp: write_png16(tmp, image))
 
 
 def _unlabelled(dataset: SceneDataset) -> SceneDataset:
@@ -90,8 +95,6 @@ def segment_dataset(dataset: SceneDataset, out_dir: str | Path, backend, *, vari
             progress(done, total)
     variants = set(meta.get("label_variants", [])) | {variant}
     meta["label_variants"] = sorted(variants)
-    tmp = meta_path.with_name(".scene.json.tmp")
-    tmp.write_text(json.dumps(meta, indent=1))
-    os.replace(tmp, meta_path)
+    _atomic(meta_path, lambda tmp: tmp.write_text(json.dumps(meta, indent=1)))
     return SegmentSummary(root=root, variant=variant, frames=total, segmented=segmented,
                           segments_mean=segments / segmented if segmented else 0.0)
