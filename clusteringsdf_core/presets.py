@@ -3,7 +3,7 @@ the presets trade it for speed where the hardware asks for it.
 
 - ``paper``: ``Config()`` unchanged.
 - ``cpu``: minutes on a 2-core CPU with RGB-D input: a dense multi-resolution grid
-  (trilinear ``grid_sample``) instead of the hash grid, SiLU MLPs of width 64 (7x
+  (trilinear reads) instead of the hash grid, SiLU MLPs of width 64 (7x
   cheaper than softplus(100) on CPU), 24 channels, depth-guided sampling with a
   depth-derived SDF loss, finite-difference eikonal, the shared-geometry SDF
   parametrisation, no normal input to the colour network, L_onehot switched on

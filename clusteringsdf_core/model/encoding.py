@@ -1,7 +1,7 @@
 """Input encodings of points in normalised scene coordinates ([-1, 1]^3 at first).
 
 - :class:`DenseGridEncoding`: multi-resolution dense feature volumes read with
-  trilinear ``grid_sample``; the fast choice on CPU for room-sized scenes.
+  trilinear interpolation (:func:`trilinear`); the fast choice on CPU for room-sized scenes.
 - :class:`TriPlaneEncoding`: multi-resolution axis-aligned feature planes (2D
   ``grid_sample``), few parameters.
 - :class:`HashGridEncoding`: the multi-resolution hash grid of Instant-NGP (the
@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = ["PositionalEncoding", "DenseGridEncoding", "TriPlaneEncoding", "HashGridEncoding",
-           "level_resolutions", "padding_cells", "make_encoding"]
+           "level_resolutions", "padding_cells", "make_encoding", "trilinear"]
 
 
 def level_resolutions(levels: int, base: int, finest: int) -> list[int]:
@@ -76,6 +76,32 @@ class PositionalEncoding(nn.Module):
         return torch.cat(parts, dim=-1)
 
 
+def trilinear(volume: Tensor, x: Tensor, nodes: Tensor, corner_offsets: Tensor) -> Tensor:
+    """``F.grid_sample(volume, x, mode="bilinear", padding_mode="border",
+    align_corners=True)`` for one (1, F, z, y, x) volume and points ``x`` (N, 3) in
+    [-1, 1] (outside: clamped), as (F, N): the 8 corner features gathered with
+    ``index_select`` and weighted. Same values, 2.5-4x faster forward + backward on a
+    CPU (PyTorch's 3D sampler runs on one thread when the batch is 1, and its backward
+    is scalar), and differentiable twice and in forward mode (the 3D sampler's double
+    backward is not implemented). ``nodes``: nodes per axis (x, y, z) as floats;
+    ``corner_offsets``: the flat offsets of a cell's 8 corners (:class:`DenseGridEncoding`)."""
+    p = (x.clamp(-1.0, 1.0) + 1.0) * (0.5 * (nodes - 1.0))          # node units, (N, 3)
+    p0 = p.detach().floor().clamp(max=nodes - 2.0)                  # x = 1: the last cell
+    f = p - p0
+    i0 = p0.long()
+    width, height = volume.shape[4], volume.shape[3]
+    base = (i0[:, 2] * height + i0[:, 1]) * width + i0[:, 0]
+    idx = (base[:, None] + corner_offsets).reshape(-1)                # (N * 8,)
+    fx, fy, fz = f.unbind(-1)
+    wx = torch.stack([1.0 - fx, fx], -1)
+    wy = torch.stack([1.0 - fy, fy], -1)
+    wz = torch.stack([1.0 - fz, fz], -1)
+    w = (wz[:, :, None, None] * wy[:, None, :, None] * wx[:, None, None, :]).reshape(-1, 8)   # (N, 8)
+    features = volume.shape[1]
+    corners = volume.reshape(features, -1).index_select(1, idx).view(features, -1, 8)
+    return (corners * w).sum(-1)
+
+
 class DenseGridEncoding(nn.Module):
     """Dense feature volumes at several resolutions, summed over nothing: concatenated.
 
@@ -96,10 +122,17 @@ class DenseGridEncoding(nn.Module):
         self.padded = any(p for pad in pads for p in pad)
         self.out_dim = levels * features
 
+        # per level: nodes per axis (x, y, z) and the flat offsets of a cell's 8 corners
+        shapes = [g.shape[2:] for g in self.grids]                       # (z, y, x)
+        self.register_buffer("nodes", torch.tensor([[w, h, d] for d, h, w in shapes], dtype=torch.float32),
+                             persistent=False)
+        self.register_buffer("corner_offsets", torch.tensor(
+            [[(dz * h + dy) * w + dx for dz in (0, 1) for dy in (0, 1) for dx in (0, 1)] for _, h, w in shapes]),
+            persistent=False)
+
     def forward(self, x: Tensor) -> Tensor:
-        feats = [F.grid_sample(grid, (x / self.extents[i] if self.padded else x).reshape(1, 1, 1, -1, 3),
-                               mode="bilinear", padding_mode="border", align_corners=True)
-                 .reshape(grid.shape[1], -1) for i, grid in enumerate(self.grids)]
+        feats = [trilinear(grid, x / self.extents[i] if self.padded else x, self.nodes[i], self.corner_offsets[i])
+                 for i, grid in enumerate(self.grids)]
         return torch.cat(feats, dim=0).t()
 
 
