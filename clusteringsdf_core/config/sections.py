@@ -254,7 +254,8 @@ class TrainerConfig(Section):
                                    min_exclusive=True)
     device: str = param("auto", "torch device: auto (CUDA when present), cpu, cuda, cuda:N")
     seed: int = param(0, "random seed of initialisation and sampling", min=0)
-    num_threads: int = param(0, "CPU threads for torch (0 = torch's default)", min=0)
+    num_threads: int = param(0, "CPU threads for torch (0 = torch's default); the online engine lends half "
+                             "of them to a running extraction", min=0)
     log_every: int = param(100, "iterations between loss log lines and loss readings (the "
                                 "progress bar, the engine's stats): reading a loss waits for the device", min=1)
     checkpoint_every: int = param(5000, "iterations between checkpoints (0 = only at the end)", min=0)

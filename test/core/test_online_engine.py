@@ -287,3 +287,33 @@ def test_a_saved_map_loads_with_its_key_frames(small_stream, tmp_path):
     with pytest.raises(ValueError, match="another class table"):
         elsewhere.load_map(tmp_path / "map")
     assert not elsewhere.has_model
+
+
+@pytest.mark.parametrize("own, during", [(4, 2), (2, 1), (1, 1), (3, 2)])
+def test_the_trainer_hands_half_its_threads_to_a_running_extraction(own, during):
+    """The trainer's torch threads (per thread) drop while an extraction runs and come
+    back after it; the extractor's half plus the trainer's never exceed its own count."""
+    import threading
+    import types
+
+    import torch
+
+    cfg = preset("cpu").merged({**TINY, "trainer.num_threads": own})
+    engine = MappingEngine(cfg)
+    trainer = types.SimpleNamespace(config=cfg)
+    seen = {}
+
+    def trainer_thread():                 # torch's thread count is per thread: not pytest's
+        engine._extract_busy = True
+        engine._set_trainer_threads(trainer)
+        seen["during"] = torch.get_num_threads()
+        engine._extract_busy = False
+        engine._set_trainer_threads(trainer)
+        seen["after"] = torch.get_num_threads()
+
+    t = threading.Thread(target=trainer_thread)
+    t.start()
+    t.join()
+    assert seen == {"during": during, "after": own}
+    extractor = max(1, own // 2)
+    assert during + extractor <= max(own, 2)
