@@ -30,8 +30,8 @@ method, the demo and the tests drive:
 CPU threads: torch's intra-op thread count is set per thread. While an extraction runs,
 the extractor and the trainer split the trainer's threads (``trainer.num_threads``, or
 torch's default): the extractor takes half (at least one), the trainer steps with the
-rest (at least one), so the two never ask for more threads than the cores the trainer
-had alone. On 2 cores with extractions back to back (trainer alone: 5.2 it/s, an
+rest (at least one), so the two ask for no more threads than the trainer had alone
+(two with one each when it had one). On 2 cores with extractions back to back (trainer alone: 5.2 it/s, an
 extraction at live resolution alone: 0.68 s): 2.6 it/s and 0.86 s per extraction when
 split, 2.05 it/s and 1.06 s when both use 2 threads (OpenMP threads of one wait for
 the core the other holds). On a GPU only the extractor's host-side work is affected.
