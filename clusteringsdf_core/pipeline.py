@@ -10,7 +10,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -331,6 +331,22 @@ def comparison_lines(metrics: Mapping, baselines: Mapping[str, Mapping]) -> list
     return [line, "baseline run times (TSDF mesh build included, as if each ran alone): " + ", ".join(times)]
 
 
+def _keeping(renderer: Callable, keep: set[int]) -> Callable:
+    """``renderer`` that remembers its labels of the test frames whose ``index`` is in
+    ``keep`` (the figure's views: rendered once for the metrics, drawn from memory)."""
+    kept: dict[int, Any] = {}
+
+    def render(frame):
+        if frame.index in kept:
+            return kept[frame.index]
+        labels = renderer(frame)
+        if frame.index in keep:
+            kept[frame.index] = labels
+        return labels
+
+    return render
+
+
 def evaluate_against_gt(dataset, snapshot: Snapshot, objects: Sequence[tuple], out_dir: str | Path, *,
                         baselines: Sequence[str] = DEMO_BASELINES, device: str = "cpu", figure_views: int = 3,
                         title: str = "ClusteringSDF", render_scale: float = 0.5,
@@ -363,11 +379,13 @@ def evaluate_against_gt(dataset, snapshot: Snapshot, objects: Sequence[tuple], o
     resolution = (None if test_size is None or render_scale == 1.0 else
                   (max(8, round(test_size[0] * render_scale)), max(8, round(test_size[1] * render_scale))))
     prediction = model_prediction(snapshot, dataset.classes, device=device, render_resolution=resolution)
+    test, train_frames = list(dataset.test), list(dataset.train)
+    shown = test[:: max(1, len(test) // figure_views)][:figure_views]
+    prediction.renderer = _keeping(prediction.renderer, {f.index for f in shown})   # scored, then drawn
     scored = score_with_baselines(dataset, prediction, baselines, report=report)
 
-    test, train_frames = list(dataset.test), list(dataset.train)
     rows = []
-    for frame in test[:: max(1, len(test) // figure_views)][:figure_views]:
+    for frame in shown:
         nearest = min(train_frames, key=lambda f: np.linalg.norm(f.T_world_cam[:3, 3] - frame.T_world_cam[:3, 3]))
         _, fused = prediction.render_labels(frame)
         rows.append([(f"test view {frame.index}", frame.rgb),

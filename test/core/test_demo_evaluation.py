@@ -105,3 +105,24 @@ def test_baseline_names_checked_before_anything_runs():
     assert parser.parse_args(["demo"]).baselines is None
     with pytest.raises(SystemExit):
         parser.parse_args(["demo", "--baselines", "no_such_baseline"])
+
+
+def test_the_figure_views_are_drawn_from_the_renders_the_metrics_made():
+    import types
+
+    from clusteringsdf_core.pipeline import _keeping
+
+    calls = []
+
+    def renderer(frame):
+        calls.append(frame.index)
+        return np.full((2, 2), frame.index), np.full((2, 2), -frame.index)
+
+    render = _keeping(renderer, {3, 7})
+    frames = [types.SimpleNamespace(index=i) for i in (1, 3, 5, 7)]
+    first = [render(f) for f in frames]            # the metrics' pass
+    again = [render(f) for f in frames[1::2]]      # the figure's views
+    assert calls == [1, 3, 5, 7]
+    assert all(a is b for a, b in zip(again, first[1::2]))
+    render(frames[0])                              # a frame not in the figure is rendered anew
+    assert calls == [1, 3, 5, 7, 1]
