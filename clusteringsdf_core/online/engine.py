@@ -27,14 +27,8 @@ method, the demo and the tests drive:
   ``autosave_dir`` (:mod:`.persistence`, written off the trainer thread);
   ``load_map(path)`` goes on from a saved or autosaved map, ids included.
 
-CPU threads: torch's intra-op thread count is set per thread. While an extraction runs,
-the extractor and the trainer split the trainer's threads (``trainer.num_threads``, or
-torch's default): the extractor takes half (at least one), the trainer steps with the
-rest (at least one), so the two ask for no more threads than the trainer had alone
-(two with one each when it had one). On 2 cores with extractions back to back (trainer alone: 5.2 it/s, an
-extraction at live resolution alone: 0.68 s): 2.6 it/s and 0.86 s per extraction when
-split, 2.05 it/s and 1.06 s when both use 2 threads (OpenMP threads of one wait for
-the core the other holds). On a GPU only the extractor's host-side work is affected.
+CPU threads: while an extraction runs, the trainer lends it half of its torch threads
+(:mod:`.threads`).
 
 Errors in either thread are counted (``trainer_errors``) and logged; nothing learned
 is lost and the threads go on.
@@ -50,7 +44,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import torch
 
 from clusteringsdf_core.config import Config
 from clusteringsdf_core.data.classes import SCANNET_REDUCED, ClassTable
@@ -60,6 +53,7 @@ from clusteringsdf_core.online.extent import estimate_bounds, growth_bounds
 from clusteringsdf_core.online.extraction import ExtractJob, ObjectsResult, extract_tracked, write_map
 from clusteringsdf_core.online.observations import view_summaries
 from clusteringsdf_core.online.persistence import Autosaver, find_checkpoint
+from clusteringsdf_core.online.threads import ThreadShare
 
 __all__ = ["MappingEngine", "BOOTSTRAP_FRAMES", "MAX_MAP_SIDE_M", "MIN_FRAME_SIDE_M"]
 
@@ -120,7 +114,7 @@ class MappingEngine:
         self._extract_cv = threading.Condition()
         self._extract_job: ExtractJob | None = None
         self._extract_busy = False
-        self._default_threads = torch.get_num_threads()   # torch's default, read on the caller's thread
+        self._threads = ThreadShare()          # torch's default, read on the caller's thread
         self._requests = 0           # extraction requests made
         self._requests_served = 0    # ... covered by a finished extraction
         self._requests_queued = 0    # ... covered by a queued or running extraction
@@ -396,7 +390,7 @@ class MappingEngine:
                 self._drain()
                 trainer = self._trainer
                 if trainer is not None and trainer.views:
-                    self._set_trainer_threads(trainer)
+                    self._threads.trainer(trainer, extracting=self._extract_busy)
                     losses = trainer.step()
                     self._record_step(trainer, losses)
                     self._maybe_extract(trainer)
@@ -409,20 +403,6 @@ class MappingEngine:
                 self.log("error", f"trainer thread: {type(exc).__name__}: {exc}")
                 self._stop.wait(0.2)
         self._run_commands(cancel=True)
-
-    def _cpu_threads(self, trainer=None) -> int:
-        """The trainer's own torch thread count (module docstring)."""
-        trainer = trainer or self._trainer
-        configured = trainer.config.trainer.num_threads if trainer is not None else 0
-        return int(configured) or self._default_threads
-
-    def _set_trainer_threads(self, trainer) -> None:
-        """Before a step: the trainer thread's share of the threads (module docstring)."""
-        own = self._cpu_threads(trainer)
-        want = own - max(1, own // 2) if self._extract_busy else own
-        want = max(1, want)
-        if want != torch.get_num_threads():
-            torch.set_num_threads(want)
 
     def _run_commands(self, cancel: bool = False) -> None:
         while self._commands:
@@ -581,9 +561,7 @@ class MappingEngine:
                     return
                 job, self._extract_job = self._extract_job, None
                 self._extract_busy = True
-            share = max(1, self._cpu_threads() // 2)     # the extractor's half (module docstring)
-            if share != torch.get_num_threads():
-                torch.set_num_threads(share)
+            self._threads.extractor(self._trainer)
             try:
                 # Periodic extractions and extract_now at the live resolution, saves at
                 # the full one; requested ones publish new objects at once.

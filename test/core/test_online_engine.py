@@ -298,22 +298,22 @@ def test_the_trainer_hands_half_its_threads_to_a_running_extraction(own, during)
 
     import torch
 
-    cfg = preset("cpu").merged({**TINY, "trainer.num_threads": own})
-    engine = MappingEngine(cfg)
-    trainer = types.SimpleNamespace(config=cfg)
+    from clusteringsdf_core.online.threads import ThreadShare
+
+    trainer = types.SimpleNamespace(config=preset("cpu").merged({**TINY, "trainer.num_threads": own}))
+    share = ThreadShare()
     seen = {}
 
-    def trainer_thread():                 # torch's thread count is per thread: not pytest's
-        engine._extract_busy = True
-        engine._set_trainer_threads(trainer)
+    def run():                            # torch's thread count is per thread: not pytest's
+        share.trainer(trainer, extracting=True)
         seen["during"] = torch.get_num_threads()
-        engine._extract_busy = False
-        engine._set_trainer_threads(trainer)
+        share.trainer(trainer, extracting=False)
         seen["after"] = torch.get_num_threads()
+        share.extractor(trainer)
+        seen["extractor"] = torch.get_num_threads()
 
-    t = threading.Thread(target=trainer_thread)
+    t = threading.Thread(target=run)
     t.start()
     t.join()
-    assert seen == {"during": during, "after": own}
-    extractor = max(1, own // 2)
-    assert during + extractor <= max(own, 2)
+    assert seen == {"during": during, "after": own, "extractor": max(1, own // 2)}
+    assert seen["during"] + seen["extractor"] <= max(own, 2)
