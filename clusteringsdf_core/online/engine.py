@@ -114,7 +114,7 @@ class MappingEngine:
         self._extract_cv = threading.Condition()
         self._extract_job: ExtractJob | None = None
         self._extract_busy = False
-        self._threads = ThreadShare()          # torch's default, read on the caller's thread
+        self._cpu_share = ThreadShare()          # torch's default, read on the caller's thread
         self._requests = 0           # extraction requests made
         self._requests_served = 0    # ... covered by a finished extraction
         self._requests_queued = 0    # ... covered by a queued or running extraction
@@ -390,7 +390,7 @@ class MappingEngine:
                 self._drain()
                 trainer = self._trainer
                 if trainer is not None and trainer.views:
-                    self._threads.trainer(trainer, extracting=self._extract_busy)
+                    self._cpu_share.trainer(trainer, extracting=self._extract_busy)
                     losses = trainer.step()
                     self._record_step(trainer, losses)
                     self._maybe_extract(trainer)
@@ -561,7 +561,7 @@ class MappingEngine:
                     return
                 job, self._extract_job = self._extract_job, None
                 self._extract_busy = True
-            self._threads.extractor(self._trainer)
+            self._cpu_share.extractor(self._trainer)
             try:
                 # Periodic extractions and extract_now at the live resolution, saves at
                 # the full one; requested ones publish new objects at once.

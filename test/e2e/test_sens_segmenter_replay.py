@@ -32,10 +32,8 @@ def test_a_sens_file_without_labels_replays_through_the_segmenter_into_objects(t
         furniture="procedural", width=80, height=60, num_train=FRAMES, num_test=0, depth_noise=False))
     sens = write_sens(tmp_path / "scene0000_00.sens", scene.dataset.train)
     bag = tmp_path / "bag"
-    # 1 Hz: the segmenter node drops a frame that arrives while it is busy (dropped_busy),
-    # and beside a training mapping node on 2 cores a frame can take it over 0.5 s
     written = subprocess.run([sys.executable, "-m", "clusteringsdf_core.cli", "bag", "from-dataset", str(sens),
-                              str(bag), "--no-labels", "--frame-rate-hz", "1"],
+                              str(bag), "--no-labels", "--frame-rate-hz", "2"],
                              capture_output=True, text=True, timeout=300)
     assert written.returncode == 0, written.stderr[-3000:]
     assert "/segmentation/instance" not in written.stdout and "/color/image_raw" in written.stdout
