@@ -317,3 +317,21 @@ def test_the_trainer_hands_half_its_threads_to_a_running_extraction(own, during)
     t.join()
     assert seen == {"during": during, "after": own, "extractor": max(1, own // 2)}
     assert seen["during"] + seen["extractor"] <= max(own, 2)
+
+
+def test_the_trainer_thread_steps_without_errors(small_stream):
+    import time
+
+    engine = MappingEngine(preset("cpu").merged(TINY), bootstrap_frames=2, extract_period_s=0.0)
+    engine.start()
+    try:
+        for frame in small_stream[:3]:
+            engine.put(frame)
+        deadline = time.monotonic() + 120
+        while engine.stats().get("iteration", 0) < 5 and time.monotonic() < deadline \
+                and not engine.counters["trainer_errors"]:
+            time.sleep(0.05)
+    finally:
+        engine.stop()
+    assert engine.counters["trainer_errors"] == 0
+    assert engine.stats()["iteration"] >= 5
