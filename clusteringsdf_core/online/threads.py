@@ -30,12 +30,16 @@ class ThreadShare:
         configured = trainer.config.trainer.num_threads if trainer is not None else 0
         return int(configured) or self.default
 
+    def lent(self, trainer) -> int:
+        """The threads an extraction gets: half the trainer's own, at least one."""
+        return max(1, self.own(trainer) // 2)
+
     def trainer(self, trainer, *, extracting: bool) -> None:
         own = self.own(trainer)
-        _set(max(1, own - max(1, own // 2)) if extracting else own)
+        _set(max(1, own - self.lent(trainer)) if extracting else own)
 
     def extractor(self, trainer) -> None:
-        _set(max(1, self.own(trainer) // 2))
+        _set(self.lent(trainer))
 
 
 def _set(threads: int) -> None:

@@ -328,9 +328,10 @@ def test_the_trainer_thread_steps_without_errors(small_stream):
         for frame in small_stream[:3]:
             engine.put(frame)
         deadline = time.monotonic() + 120
-        while engine.stats().get("iteration", 0) < 5 and time.monotonic() < deadline \
-                and not engine.counters["trainer_errors"]:
-            time.sleep(0.05)
+        # paced by the trainer thread: a command runs between two steps
+        while (engine.submit(lambda t: 0 if t is None else t.iteration).result(timeout=120) < 5
+               and not engine.counters["trainer_errors"] and time.monotonic() < deadline):
+            pass
     finally:
         engine.stop()
     assert engine.counters["trainer_errors"] == 0
