@@ -4,7 +4,8 @@ Parameters: ``bag_path`` (string, required), ``rate`` (double, 1.0), ``loop``
 (bool, false), ``start_offset_s`` (double, 0.0), ``remap`` (string array of
 'from:=to'), ``topics`` (string array; empty = all), ``wait_for_subscribers_s``
 (double, 0.0: how long to wait for subscribers before playing), ``wait_for_topics``
-(string array: topics that must each have a subscriber first), ``publish_clock``
+(string array: topics that must each have a subscriber first; ``'topic:N'``: at least
+N), ``publish_clock``
 (bool, false: ``/clock`` at the recorded times, for nodes with ``use_sim_time``).
 
     python -m clusteringsdf_ros.bag_player_node --ros-args -p bag_path:=/tmp/scene_bag -p rate:=2.0
@@ -48,7 +49,7 @@ class BagPlayerNode(Node):
                          "wait up to this long for subscribers before playing")
         wait_for_topics = declare("wait_for_topics", Parameter.Type.STRING_ARRAY,
                                   "output topics that must each have a subscriber before playing (within "
-                                  "wait_for_subscribers_s; unset = none)")
+                                  "wait_for_subscribers_s; 'topic:N' = at least N; unset = none)")
         publish_clock = declare("publish_clock", False, "publish /clock (rosgraph_msgs/Clock) at the bag's "
                                 "recorded times, for nodes with use_sim_time")
         if not bag_path:

@@ -83,6 +83,22 @@ def _absolute(topic: str) -> str:
     return topic if topic.startswith("/") else "/" + topic
 
 
+def parse_wait_for_topics(entries: Iterable[str]) -> dict[str, int]:
+    """``wait_for_topics`` entries, ``'topic'`` or ``'topic:N'`` (at least N subscribers;
+    a ROS name has no ':'), as {absolute topic: N}. ValueError for a bad count."""
+    counts: dict[str, int] = {}
+    for entry in entries:
+        topic, sep, count = str(entry).partition(":")
+        try:
+            n = int(count) if sep else 1
+        except ValueError:
+            n = 0
+        if not topic or n < 1:
+            raise ValueError(f"wait_for_topics entry {entry!r}: expected 'topic' or 'topic:N' with N >= 1")
+        counts[_absolute(topic)] = n
+    return counts
+
+
 # --------------------------------------------------------------------------- writing
 
 
@@ -345,7 +361,8 @@ class BagPlayer:
       (DDS discovery takes a moment; a consumer may not want every topic);
       ``wait_for_topics``: output topics that must each have a subscriber first (within
       the same time), e.g. the mapping node's pose topic when a faster-starting segmenter
-      node subscribes to the images.
+      node subscribes to the images; ``'topic:N'`` asks for at least N (the colour
+      images of a replay that feeds both a segmenter and the mapping node).
     Raises :class:`BagError` when the bag cannot be opened or read.
     """
 
@@ -364,7 +381,7 @@ class BagPlayer:
         self.rate, self.loop = float(rate), bool(loop)
         self.start_offset_ns = int(round(start_offset_s * _NS))
         self.wait_for_subscribers_s = float(wait_for_subscribers_s)
-        self.wait_for_topics = {_absolute(t) for t in wait_for_topics}
+        self.wait_for_topics = parse_wait_for_topics(wait_for_topics)
         self._clock = clock
         self._warn = logger or log.warning
         self._stop = threading.Event()
@@ -456,9 +473,10 @@ class BagPlayer:
         # then up to one more second for its other subscriptions to be discovered.
         deadline = self._clock() + self.wait_for_subscribers_s
         settle_until = None
-        required = [p for topic, p in self._publishers.values() if topic in self.wait_for_topics]
+        required = [(p, self.wait_for_topics[topic]) for topic, p in self._publishers.values()
+                    if topic in self.wait_for_topics]
         while self._clock() < deadline and not self._stop.is_set():
-            if any(p.get_subscription_count() == 0 for p in required):
+            if any(p.get_subscription_count() < n for p, n in required):
                 self._stop.wait(0.01)
                 continue
             counts = [p.get_subscription_count() for _, p in self._publishers.values()]

@@ -23,6 +23,7 @@ drives.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import signal
@@ -53,6 +54,12 @@ class ObjectsSeen:
     stamp_ns: int
 
 
+def _node_path(spec: NodeSpec) -> str:
+    """The fully qualified name of a spec's node ('/ns/name')."""
+    ns = spec.namespace.strip("/")
+    return f"/{ns}/{spec.name}" if ns else f"/{spec.name}"
+
+
 def _yaw(q) -> float:
     return float(np.arctan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z)))
 
@@ -62,7 +69,9 @@ class ReplaySession:
 
     Use as a context manager; needs ``rclpy.init()`` done by the caller. ``mapping``
     is the name of the mapping node spec (its ``/objects``, ``~/status`` and
-    ``~/save_map`` are watched); ``objects_topic`` where it publishes.
+    ``~/save_map`` are watched; its status values are :attr:`status`); ``objects_topic``
+    where it publishes. The ``~/status`` of every other spec is kept too:
+    :meth:`node_status` (e.g. the segmenter node's counters).
     """
 
     def __init__(self, specs: Sequence[NodeSpec], *, mapping: str = "mapping_node",
@@ -76,13 +85,13 @@ class ReplaySession:
         from clusteringsdf_ros.msg import ObjectArray
 
         self.specs = {s.name: s for s in specs}
-        mapping_spec = self.specs[mapping]
-        ns = "/" + mapping_spec.namespace.strip("/") if mapping_spec.namespace.strip("/") else ""
-        self._mapping_prefix = f"{ns}/{mapping_spec.name}"
+        self._mapping = mapping
+        self._mapping_prefix = _node_path(self.specs[mapping])
         self.log_dir = Path(log_dir) if log_dir else None
         self.procs: dict[str, subprocess.Popen] = {}
         self._logs: list = []
         self.status: dict[str, str] = {}
+        self._statuses: dict[str, dict[str, str]] = {}
         self.objects: list[ObjectsSeen] = []
         self._lock = threading.Lock()
         self.node = rclpy.create_node("clusteringsdf_demo_watcher")
@@ -90,6 +99,11 @@ class ReplaySession:
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.node.create_subscription(ObjectArray, objects_topic, self._on_objects, latched)
         self.node.create_subscription(DiagnosticArray, f"{self._mapping_prefix}/status", self._on_status, 10)
+        for name, spec in self.specs.items():
+            self._statuses[name] = {}
+            if name != mapping:
+                self.node.create_subscription(DiagnosticArray, f"{_node_path(spec)}/status",
+                                              functools.partial(self._on_node_status, name), 10)
         self.save_client = self.node.create_client(Trigger, f"{self._mapping_prefix}/save_map")
         self._trigger = Trigger
         self.executor = SingleThreadedExecutor()
@@ -100,6 +114,16 @@ class ReplaySession:
         if msg.status:
             with self._lock:
                 self.status = {kv.key: kv.value for kv in msg.status[0].values}
+
+    def _on_node_status(self, name: str, msg) -> None:
+        if msg.status:
+            with self._lock:
+                self._statuses[name] = {kv.key: kv.value for kv in msg.status[0].values}
+
+    def node_status(self, name: str) -> dict[str, str]:
+        """The last ``~/status`` values of the node spec ``name`` (empty before the first)."""
+        with self._lock:
+            return dict(self.status if name == self._mapping else self._statuses[name])
 
     def _on_objects(self, msg) -> None:
         objs = list(msg.objects)

@@ -73,6 +73,15 @@ SENSOR_TOPICS = ("/color/image_raw", "/color/camera_info", "/depth/image_raw", "
                  "/tf", "/tf_static")
 
 
+#: Frames the segmenter node of a replay may hold while busy (its ``queue_size``): a
+#: bag's frames are all wanted, and its player does not wait, so a slow moment of the
+#: segmenter (model loading, the mapping node starting beside it) would drop frames
+#: with the live default of 1. At 30 Hz this is about half a second of images; it stays
+#: under the mapping node's ``ros.sync_queue_size`` (30 by default), which must still
+#: hold the colour images that the late segmentations pair with.
+REPLAY_SEGMENTER_QUEUE = 16
+
+
 def replay_nodes(bag_path: str, config_file: str, *, namespace: str = "", rate: float = 1.0,
                  loop: bool = False, start_offset_s: float = 0.0, output_dir: str | None = None,
                  wait_for_subscribers_s: float = 60.0, semantic_topic: str | None = None,
@@ -88,7 +97,8 @@ def replay_nodes(bag_path: str, config_file: str, *, namespace: str = "", rate: 
     ``clusteringsdf bag from-dataset --no-labels`` of a ScanNet ``.sens``): the player
     plays only :data:`SENSOR_TOPICS` and the segmenter makes the instance ids (and,
     with its default detector backend, the class ids on ``segmentation/semantic``) from
-    the colour and depth."""
+    the colour and depth; it queues up to :data:`REPLAY_SEGMENTER_QUEUE` frames while
+    busy instead of keeping only the newest (``segmenter_params`` may say otherwise)."""
     player_params = {
         "bag_path": str(Path(bag_path).expanduser()), "rate": float(rate), "loop": bool(loop),
         "start_offset_s": float(start_offset_s),
@@ -98,11 +108,13 @@ def replay_nodes(bag_path: str, config_file: str, *, namespace: str = "", rate: 
         "publish_clock": True}
     if use_segmenter:
         player_params["topics"] = list(SENSOR_TOPICS)
-        # the segmenter subscribes to the images long before the mapping node (torch) is up
-        player_params["wait_for_topics"] = ["/camera/pose"]
+        # The segmenter subscribes to the images long before the mapping node (torch) is
+        # up: wait for the mapping node's pose subscription, and for both nodes on the images.
+        player_params["wait_for_topics"] = ["/camera/pose", "/color/image_raw:2", "/depth/image_raw:2"]
     player = NodeSpec("bag_player", "bag_player", namespace, (), player_params)
     nodes = mapping_nodes(config_file, namespace=namespace, pose_source="pose_topic", output_dir=output_dir,
-                          use_segmenter=use_segmenter, segmenter_params=segmenter_params)
+                          use_segmenter=use_segmenter,
+                          segmenter_params={"queue_size": REPLAY_SEGMENTER_QUEUE, **(segmenter_params or {})})
     nodes = [replace(n, parameters={**n.parameters, "use_sim_time": True}) for n in nodes]
     if semantic_topic is None:
         semantic_topic = "segmentation/semantic"

@@ -23,15 +23,19 @@ segmenter of their own. Thin glue over :mod:`clusteringsdf_core.segment.backends
   ``segmentation/confidence`` (32FC1 in [0, 1]) unless ``publish_semantic`` /
   ``publish_confidence`` is false.
 - **processing**: the subscription callback only checks the encoding and puts the
-  messages into a one-frame slot; a worker thread decodes, segments and publishes.
-  A frame that arrives while the segmenter is busy replaces the one waiting in the
-  slot (the older is dropped and counted: the output follows the newest image).
+  messages into a queue of ``queue_size`` frames; a worker thread decodes, segments and
+  publishes, oldest first. A frame that arrives while the queue is full drops the oldest
+  waiting one (counted: with the default of 1 the output follows the newest image; a
+  replay keeps more, so a slow moment of the segmenter loses no frame of the bag).
+  Until a subscription to ``segmentation/instance`` is matched, nothing is segmented:
+  the frames wait in the queue, and the first consumer gets them.
   ``max_rate_hz`` > 0 skips frames beyond that rate (node clock, so sim time under
   ``use_sim_time``). Bad input is counted and logged once per kind every
   :data:`LOG_THROTTLE_S` seconds; nothing stops the node.
 - **status**: ``~/status`` (``diagnostic_msgs/DiagnosticArray``) every
-  ``status_period_s``: the counters of :data:`COUNTERS`, ``ms_per_frame`` (mean of the
-  last :data:`TIMING_WINDOW` frames: decode + segment + publish), ``ms_last``,
+  ``status_period_s`` of steady time (so it goes on when a bag's sim time stops): the
+  counters of :data:`COUNTERS`, ``ms_per_frame`` (mean of the last
+  :data:`TIMING_WINDOW` frames: decode + segment + publish), ``ms_last``,
   ``segments_last`` and the backend.
 - **parameters** are read-only (a change needs a restart) and described:
   :class:`SegmenterRosConfig` and :class:`~clusteringsdf_core.segment.backends.LearnedSegmenterConfig`
@@ -55,6 +59,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -71,7 +76,7 @@ from clusteringsdf_ros import transforms as tfm
 from clusteringsdf_ros.node_main import spin_node
 from clusteringsdf_ros.sync import RosApproximateSync
 
-__all__ = ["SegmenterNode", "SegmenterRosConfig", "LatestSlot", "RateGate", "COUNTERS",
+__all__ = ["SegmenterNode", "SegmenterRosConfig", "NewestQueue", "RateGate", "COUNTERS",
            "TOPICS", "main"]
 
 #: Seconds between two log lines of one kind of bad input.
@@ -95,7 +100,10 @@ DETECTOR_PREFIX = f"{DetectorSegmenterConfig.name}."
 COUNTERS: dict[str, str] = {
     "frames_in": "colour images received (with their depth when use_depth)",
     "frames_out": "segmentations published",
-    "dropped_busy": "frames replaced by a newer one while the segmenter was busy (oldest dropped)",
+    "dropped_busy": "frames dropped unsegmented: queue_size frames waited already while the "
+                    "segmenter was busy (the oldest goes)",
+    "dropped_unsubscribed": "frames dropped unsegmented while nothing subscribed to "
+                            "segmentation/instance (queue_size frames wait for the first subscriber)",
     "skipped_rate": "frames skipped to stay under max_rate_hz",
     "bad_encoding": "images with an encoding that input does not accept",
     "bad_image": "images whose layout (step, size) is broken",
@@ -138,6 +146,10 @@ class SegmenterRosConfig(Section):
                                    "classes")
     publish_confidence: bool = param(True, "publish segmentation/confidence when the model "
                                      "gives it")
+    queue_size: int = param(1, "frames that may wait while the segmenter is busy; one more drops the "
+                            "oldest waiting (counted in dropped_busy). 1 = always segment the newest "
+                            "image (live cameras); a bag replay that wants every frame uses more",
+                            min=1)
     status_period_s: float = param(1.0, "seconds between ~/status messages", min=0.0,
                                    min_exclusive=True)
 
@@ -145,32 +157,32 @@ class SegmenterRosConfig(Section):
 # =========================================================================== helpers
 
 
-class LatestSlot:
-    """A one-item mailbox between a callback and a worker: :meth:`put` replaces the item
-    that waits (so the worker always gets the newest), :meth:`take` waits for one."""
+class NewestQueue:
+    """A bounded mailbox between a callback and a worker: :meth:`put` appends, and when
+    ``capacity`` items already wait it drops the oldest (the worker stays at most
+    ``capacity`` frames behind the newest); :meth:`take` waits for the oldest left."""
 
-    def __init__(self) -> None:
+    def __init__(self, capacity: int = 1) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, not {capacity}")
         self._cond = threading.Condition()
-        self._item: Any = None
-        self._full = False
+        self._items: collections.deque = collections.deque(maxlen=capacity)
         self._closed = False
 
     def put(self, item: Any) -> bool:
-        """Store ``item``; True when it replaced one the worker had not taken."""
+        """Store ``item``; True when that dropped one the worker had not taken."""
         with self._cond:
-            replaced = self._full
-            self._item, self._full = item, True
+            dropped = len(self._items) == self._items.maxlen
+            self._items.append(item)
             self._cond.notify()
-            return replaced
+            return dropped
 
     def take(self, timeout: float | None = None) -> Any:
-        """The waiting item (removed), or None after ``timeout`` seconds or :meth:`close`."""
+        """The oldest waiting item (removed), or None after ``timeout`` seconds or
+        :meth:`close`."""
         with self._cond:
-            self._cond.wait_for(lambda: self._full or self._closed, timeout)
-            if not self._full:
-                return None
-            item, self._item, self._full = self._item, None, False
-            return item
+            self._cond.wait_for(lambda: self._items or self._closed, timeout)
+            return self._items.popleft() if self._items else None
 
     def close(self) -> None:
         """Wake every :meth:`take`; later takes return what is left, then None at once."""
@@ -266,7 +278,7 @@ class SegmenterNode(Node):
         self._loggers: dict[str, Any] = {}
         self._timing_ms: collections.deque = collections.deque(maxlen=TIMING_WINDOW)
         self._last: dict[str, Any] = {"ms_last": 0.0, "segments_last": 0}
-        self._slot = LatestSlot()
+        self._slot = NewestQueue(self.ros.queue_size)
         self._gate = RateGate(self.ros.max_rate_hz)
         self._stop = threading.Event()
 
@@ -281,8 +293,11 @@ class SegmenterNode(Node):
                                if gives and self.ros.publish_confidence else None)
         self.status_pub = self.create_publisher(DiagnosticArray, "~/status", 10)
         self._setup_inputs()
+        # Steady time: under use_sim_time the bag's /clock stops at its end, and a timer on
+        # the node clock would stop reporting with it.
         self._status_timer = self.create_timer(self.ros.status_period_s, self._publish_status,
-                                               callback_group=self._timers_group)
+                                               callback_group=self._timers_group,
+                                               clock=Clock(clock_type=ClockType.STEADY_TIME))
         self._worker = threading.Thread(target=self._work, name="segmenter", daemon=True)
         self._worker.start()
         inputs = self._color_topic + (f" + {self._depth_topic}" if self._depth_topic else "")
@@ -353,7 +368,11 @@ class SegmenterNode(Node):
             self.counters.inc("skipped_rate")
             return
         if self._slot.put((rgb_msg, depth_msg)):
-            self.counters.inc("dropped_busy")
+            self.counters.inc("dropped_busy" if self._listened() else "dropped_unsubscribed")
+
+    def _listened(self) -> bool:
+        """Whether a subscription to segmentation/instance is matched."""
+        return self.instance_pub.get_subscription_count() > 0
 
     def _bad_input(self, counter: str, message: str) -> None:
         """Count a bad input and log it (one line per kind every LOG_THROTTLE_S)."""
@@ -371,6 +390,11 @@ class SegmenterNode(Node):
     # ------------------------------------------------------------------ worker
     def _work(self) -> None:
         while not self._stop.is_set():
+            if not self._listened():
+                # Nobody takes the segmentations (yet): the frames wait in the queue, so a
+                # consumer that is still being discovered gets the first ones too.
+                self._stop.wait(0.02)
+                continue
             item = self._slot.take(timeout=0.1)
             if item is None:
                 continue
@@ -447,6 +471,9 @@ class SegmenterNode(Node):
             status.level, status.message = DiagnosticStatus.WARN, "segmenting (errors occurred)"
         elif values["frames_in"] == 0:
             status.level, status.message = DiagnosticStatus.WARN, "waiting for images"
+        elif not self._listened():
+            status.level = DiagnosticStatus.WARN
+            status.message = f"waiting for a subscriber to {self.instance_pub.topic_name} (frames queue)"
         else:
             status.level, status.message = DiagnosticStatus.OK, "segmenting"
         status.values = [KeyValue(key=k, value=(f"{v:.6g}" if isinstance(v, float) else str(v)))

@@ -41,7 +41,7 @@ def generate_launch_description():
                               description="tf, pose_topic or odometry ('' = the parameter file's)"),
         DeclareLaunchArgument("output_dir", default_value="", description="where saved maps go"),
         DeclareLaunchArgument("use_segmenter", default_value="false",
-                              description="also start segmenter_node (classical backend) to make "
+                              description="also start segmenter_node (its default detector backend) to make "
                                           "the instance ids from the colour (and depth) images"),
     ] + [DeclareLaunchArgument(k, default_value=v, description=f"remap of {v}")
          for k, v in MAPPING_TOPICS.items()]

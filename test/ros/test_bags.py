@@ -16,7 +16,8 @@ from clusteringsdf_ros import conversions as conv
 
 from clusteringsdf_ros import transforms as tfm
 from clusteringsdf_ros.bags import (DEFAULT_BASE_TIME_NS, OPTICAL_FRAME, T_BODY_OPTICAL, BagError,
-                                    BagPlayer, BagTopics, parse_remap, write_bag_from_dataset)
+                                    BagPlayer, BagTopics, parse_remap, parse_wait_for_topics,
+                                    write_bag_from_dataset)
 from clusteringsdf_ros.params import RosConfig
 
 NS = 1_000_000_000
@@ -201,6 +202,33 @@ def test_player_waits_for_a_subscriber_on_each_topic_it_must_wait_for(bags):
     player._stop.wait = wait
     player._wait_for_subscribers()
     assert 10.0 <= now[0] <= 10.5                               # not the one second after the first subscriber
+    player.close()
+
+
+def test_player_waits_for_the_number_of_subscribers_a_topic_asks_for(bags):
+    assert parse_wait_for_topics(["camera/pose", "/color/image_raw:2"]) == {"/camera/pose": 1,
+                                                                          "/color/image_raw": 2}
+    for bad in ("/color/image_raw:0", "/color/image_raw:two", ":2"):
+        with pytest.raises(ValueError, match="topic:N"):
+            parse_wait_for_topics([bad])
+    node = _FakeNode()
+    now = [0.0]
+    player = BagPlayer(bags["mcap"].path, node, topics=["/color/image_raw", "/camera/pose"],
+                       wait_for_subscribers_s=30.0, wait_for_topics=["/camera/pose", "/color/image_raw:2"],
+                       clock=lambda: now[0])
+    subscribers = {"/color/image_raw": 1, "/camera/pose": 1}   # the mapping node is up, the segmenter not yet
+    for _, publisher in player._publishers.values():
+        publisher.get_subscription_count = lambda topic=publisher.topic: subscribers[topic]
+
+    def wait(seconds):
+        now[0] += 0.5
+        if now[0] >= 6.0:
+            subscribers["/color/image_raw"] = 2                 # the segmenter subscribes after 6 s
+        return False
+
+    player._stop.wait = wait
+    player._wait_for_subscribers()
+    assert 6.0 <= now[0] <= 6.5
     player.close()
 
 

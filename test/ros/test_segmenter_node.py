@@ -51,7 +51,7 @@ def _overrides(**values):
 class _Harness(SpunNodes):
     """The segmenter node and a helper node spun on a thread (:class:`SpunNodes`)."""
 
-    def __init__(self, sn, context, ns, overrides, backend=None):
+    def __init__(self, sn, context, ns, overrides, backend=None, subscribe=True):
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -66,14 +66,22 @@ class _Harness(SpunNodes):
                      "depth": h.create_publisher(Image, "depth/image_raw", reliable)}
         self.received = {"instance": [], "semantic": [], "confidence": [], "status": []}
         self.lock = threading.Lock()
-        for key in ("instance", "semantic", "confidence"):
-            h.create_subscription(Image, f"segmentation/{key}", self._keep(key), reliable)
+        self._reliable = reliable
+        if subscribe:
+            self.subscribe_outputs()
         h.create_subscription(DiagnosticArray, "segmenter_node/status", self._keep("status"), 10)
         self.spin(context)
         use_depth = self.node.ros.use_depth
         self.wait_for(lambda: self.pubs["color"].get_subscription_count() > 0
                       and (not use_depth or self.pubs["depth"].get_subscription_count() > 0)
-                      and self.node.instance_pub.get_subscription_count() > 0, 10.0, "discovery")
+                      and (not subscribe or self.node.instance_pub.get_subscription_count() > 0),
+                      10.0, "discovery")
+
+    def subscribe_outputs(self):
+        from sensor_msgs.msg import Image
+
+        for key in ("instance", "semantic", "confidence"):
+            self.helper.create_subscription(Image, f"segmentation/{key}", self._keep(key), self._reliable)
 
     def _keep(self, key):
         def callback(msg):
@@ -108,14 +116,25 @@ def _stamp_ns(msg):
 # --------------------------------------------------------------------------- helpers
 
 
-def test_latest_slot_keeps_only_the_newest(sn):
-    slot = sn.LatestSlot()
+def test_newest_queue_of_one_keeps_only_the_newest(sn):
+    slot = sn.NewestQueue()
     assert slot.take(timeout=0) is None
     assert slot.put("a") is False and slot.put("b") is True  # "a" dropped
     assert slot.take(timeout=0) == "b" and slot.take(timeout=0) is None
     slot.put("c")
     slot.close()
     assert slot.take() == "c" and slot.take() is None  # closed: no waiting
+
+
+def test_newest_queue_hands_out_in_order_and_drops_the_oldest_when_full(sn):
+    queue = sn.NewestQueue(3)
+    assert [queue.put(x) for x in "abc"] == [False, False, False]
+    assert queue.put("d") is True                                   # "a" dropped
+    assert queue.take(timeout=0) == "b"
+    assert queue.put("e") is False                                  # room again
+    assert [queue.take(timeout=0) for _ in range(4)] == ["c", "d", "e", None]
+    with pytest.raises(ValueError, match="at least 1"):
+        sn.NewestQueue(0)
 
 
 def test_rate_gate_keeps_the_average_rate_under_jitter(sn):
@@ -201,9 +220,10 @@ class _BlockingBackend(SegmenterBackend):
         return "blocking test backend"
 
 
-def test_frames_arriving_while_busy_keep_only_the_newest(sn, ros_context):
+@pytest.mark.parametrize("queue_size, segmented, dropped", [(1, (1, 4), 2), (2, (1, 3, 4), 1)])
+def test_frames_arriving_while_busy_wait_up_to_queue_size_then_the_oldest_drops(sn, ros_context, queue_size, segmented, dropped):
     backend = _BlockingBackend()
-    h = _Harness(sn, ros_context, "/t_busy", _overrides(), backend=backend)
+    h = _Harness(sn, ros_context, f"/t_busy{queue_size}", _overrides(queue_size=queue_size), backend=backend)
     try:
         rgb, _ = _rectangles()
         h.publish_rgb(rgb, BASE_NS + 1)
@@ -212,12 +232,31 @@ def test_frames_arriving_while_busy_keep_only_the_newest(sn, ros_context):
             h.publish_rgb(rgb, BASE_NS + k)
         h.wait_for(lambda: h.node.status_values()["frames_in"] == 4, 20.0, "frames 2-4 received")
         backend.release.set()
-        h.wait_for(lambda: len(h.outputs("instance")) == 2, 20.0, "two segmentations")
-        assert [_stamp_ns(m) for m in h.outputs("instance")] == [BASE_NS + 1, BASE_NS + 4]
-        values = h.node.status_values()
-        assert values["dropped_busy"] == 2 and values["frames_out"] == 2
+        h.wait_for(lambda: len(h.outputs("instance")) == len(segmented), 20.0, "the segmentations")
+        assert [_stamp_ns(m) for m in h.outputs("instance")] == [BASE_NS + k for k in segmented]
+        # frames_out counts a frame after its publication
+        h.wait_for(lambda: h.node.status_values()["frames_out"] == len(segmented), 10.0, "the count")
+        assert h.node.status_values()["dropped_busy"] == dropped
     finally:
         backend.release.set()
+        h.close()
+
+
+def test_frames_wait_unsegmented_until_a_consumer_subscribes(sn, ros_context):
+    h = _Harness(sn, ros_context, "/t_lazy", _overrides(queue_size=2), subscribe=False)
+    try:
+        rgb, _ = _rectangles()
+        for k in (1, 2, 3):
+            h.publish_rgb(rgb, BASE_NS + k)
+        h.wait_for(lambda: h.node.status_values()["frames_in"] == 3, 20.0, "three frames received")
+        values = h.node.status_values()
+        assert values["frames_out"] == 0 and values["dropped_unsubscribed"] == 1 and values["dropped_busy"] == 0
+        h.wait_for(lambda: h.received["status"] and "waiting for a subscriber" in
+                   h.received["status"][-1].status[0].message, 10.0, "the status saying so")
+        h.subscribe_outputs()                                   # the consumer comes: the queue is segmented
+        h.wait_for(lambda: len(h.outputs("instance")) == 2, 20.0, "the queued frames")
+        assert [_stamp_ns(m) for m in h.outputs("instance")] == [BASE_NS + 2, BASE_NS + 3]
+    finally:
         h.close()
 
 
