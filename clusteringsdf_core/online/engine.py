@@ -27,11 +27,9 @@ method, the demo and the tests drive:
   ``autosave_dir`` (:mod:`.persistence`, written off the trainer thread);
   ``load_map(path)`` goes on from a saved or autosaved map, ids included.
 
-CPU threads: while an extraction runs, the trainer lends it half of its torch threads
-(:mod:`.threads`).
-
-Errors in either thread are counted (``trainer_errors``) and logged; nothing learned
-is lost and the threads go on.
+While an extraction runs, the trainer lends it half of its torch threads
+(:mod:`.threads`). Errors in either thread are counted (``trainer_errors``) and
+logged; nothing learned is lost and the threads go on.
 """
 
 from __future__ import annotations
@@ -54,6 +52,7 @@ from clusteringsdf_core.online.extraction import ExtractJob, ObjectsResult, extr
 from clusteringsdf_core.online.observations import view_summaries
 from clusteringsdf_core.online.persistence import Autosaver, find_checkpoint
 from clusteringsdf_core.online.threads import ThreadShare
+from clusteringsdf_core.training.optim import preload_optimizer_modules
 
 __all__ = ["MappingEngine", "BOOTSTRAP_FRAMES", "MAX_MAP_SIDE_M", "MIN_FRAME_SIDE_M"]
 
@@ -85,6 +84,7 @@ class MappingEngine:
                  autosave_period_s: float = 0.0, autosave_keep: int = 2):
         from clusteringsdf_core.extract import ObjectTracker
 
+        preload_optimizer_modules()   # now, not while frames queue up for the first model
         self.config = config                   # the config a new model gets
         self.classes = classes
         self.bounds_m = None if bounds_m is None else np.asarray(bounds_m, np.float64).reshape(2, 3)
