@@ -49,7 +49,12 @@ say() { printf '\n[gpu_check %s] %s\n' "$(date +%T)" "$*"; }
 started=$(date +%s)
 
 # Seconds a phase may take: its own limit, or what is left of the whole budget.
-limit() { local left=$(( BUDGET - ($(date +%s) - started) )); (( left < $1 )) && echo $(( left > 5 ? left : 5 )) || echo "$1"; }
+limit() {
+  local left=$(( BUDGET - ($(date +%s) - started) ))
+  (( left > $1 )) && left=$1
+  (( left < 5 )) && left=5
+  echo "$left"
+}
 
 if compgen -G ".whl/*.whl" > /dev/null; then
   say "installing $(ls .whl/*.whl | wc -l) carried wheels (no index) into /tmp/clusteringsdf_site"

@@ -11,6 +11,11 @@ from clusteringsdf_core.online import MappingEngine
 from clusteringsdf_core.presets import preset
 
 
+ITERATIONS = 1000          # in all
+PER_FRAME = 25             # after each of the 20 frames: half the budget while they stream
+EXTRACT_EVERY = 100
+
+
 def test_a_streamed_room_gets_one_stable_id_per_object():
     # The small room of the separation test (three pieces of furniture, ids renumbered in
     # every view), streamed frame by frame: 25 iterations after each of its 20 frames
@@ -36,7 +41,7 @@ def test_a_streamed_room_gets_one_stable_id_per_object():
         "sampling": {"rays_per_batch": 512},
         "loss": {"eikonal_points": 256, "reg_reference_channels": 50},
         "data": {"image_width": 80, "image_height": 60},
-        "trainer": {"iterations": 1000, "progress_bar": False, "device": "cpu", "seed": 0, "num_threads": 1},
+        "trainer": {"iterations": ITERATIONS, "progress_bar": False, "device": "cpu", "seed": 0, "num_threads": 1},
         "extract": {"resolution": 48, "live_resolution": 48, "min_object_faces": 50},
     })
     engine = MappingEngine(config, classes=scene.dataset.classes)
@@ -45,12 +50,12 @@ def test_a_streamed_room_gets_one_stable_id_per_object():
         engine.put(frame)
         engine.ingest()
         before = engine.trainer.iteration if engine.has_model else 0
-        engine.train(25)
-        if engine.has_model and engine.trainer.iteration // 100 > before // 100:
+        engine.train(PER_FRAME)
+        if engine.has_model and engine.trainer.iteration // EXTRACT_EVERY > before // EXTRACT_EVERY:
             results.append(engine.extract())
     assert engine.has_model and len(engine.trainer.views) == len(frames)
-    while engine.trainer.iteration < 1000:
-        engine.train(100 - engine.trainer.iteration % 100)
+    while engine.trainer.iteration < ITERATIONS:
+        engine.train(EXTRACT_EVERY - engine.trainer.iteration % EXTRACT_EVERY)
         results.append(engine.extract())
     ids = [tuple(t.id for t in r.objects) for r in results]
     assert len(ids[-1]) == 3, f"objects published per extraction: {ids}"
