@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Which channel owns each GT object while ClusteringSDF trains (offline), and when
-objects come to share one.
+"""Which channel owns each GT object while ClusteringSDF trains (offline, or streamed
+through the online engine with ``--online``), and when objects come to share one.
 
 Trains the given preset on a scene with GT instance maps (simulated realistic machine
 labels, like the bench) and, every ``--every`` iterations, renders a few test views at
@@ -10,6 +10,12 @@ a reduced size and prints, per GT object, the channel that holds most of its pix
 
     scripts/env.sh python scripts/channel_ownership.py SCENE_DIR [--label-seed 0]
         [--every 300] [--views 5] [--set model.init_offset_slope=0.6 ...]
+        [--online [--per-frame 18.75]]
+
+``--online`` feeds the training frames to a ``MappingEngine`` in recording order, as the
+bench's ``clusteringsdf_online`` does (bounds from the first frames, growing map,
+``--per-frame`` iterations after each frame, default half the budget over the frames),
+then trains to the budget; each report also gives the frames streamed so far.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from clusteringsdf_core.bench.protocols import with_labels  # noqa: E402
 from clusteringsdf_core.data.formats import open_dataset  # noqa: E402
 from clusteringsdf_core.evaluation import NeuralLabelRenderer  # noqa: E402
+from clusteringsdf_core.online import MappingEngine  # noqa: E402
 from clusteringsdf_core.pipeline import build_config  # noqa: E402
 from clusteringsdf_core.training import Trainer  # noqa: E402
 
@@ -61,6 +68,9 @@ def main(argv=None) -> int:
     ap.add_argument("--views", type=int, default=5, help="test views rendered per report")
     ap.add_argument("--scale", type=float, default=0.5, help="render size relative to the test images")
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE")
+    ap.add_argument("--online", action="store_true", help="stream the frames through the online engine")
+    ap.add_argument("--per-frame", type=float, default=None,
+                    help="--online: iterations after each frame (default: half the budget over the frames)")
     args = ap.parse_args(argv)
 
     dataset = with_labels(open_dataset(args.scene, labels=None), "realistic", args.label_seed)
@@ -68,21 +78,45 @@ def main(argv=None) -> int:
     sets = [f"trainer.seed={args.label_seed}"] + (
         [f"trainer.iterations={args.iterations}"] if args.iterations else []) + args.set
     config = build_config(args.preset, None, sets)
-    trainer = Trainer.from_dataset(dataset, config)
     test = list(dataset.test) or list(dataset.train)
     views = test[:: max(1, len(test) // args.views)][: args.views]
     size = (max(8, round(views[0].width * args.scale)), max(8, round(views[0].height * args.scale)))
     started = time.perf_counter()
+    total = config.trainer.iterations
+    frames_seen = [len(dataset.train)]
 
     def report(t: Trainer) -> None:
-        if t.iteration % args.every and t.iteration != 50 and t.iteration != config.trainer.iterations:
+        if t.iteration % args.every and t.iteration != 50 and t.iteration != total:
             return
         cells, shared = ownership(t, views, dataset.classes, size)
-        print(f"it {t.iteration:6d} {time.perf_counter() - started:6.0f} s beta "
+        print(f"it {t.iteration:6d} {time.perf_counter() - started:6.0f} s frames {frames_seen[0]:3d} beta "
               f"{t.last_losses.get('beta', float('nan')):.4f}  " + " ".join(cells)
               + f"  shared {shared or '-'}", flush=True)
 
-    trainer.fit(progress=False, callback=report)
+    if not args.online:
+        Trainer.from_dataset(dataset, config).fit(progress=False, callback=report)
+        return 0
+    frames = list(dataset.train)
+    per_frame = args.per_frame if args.per_frame is not None else 0.5 * total / len(frames)
+    engine = MappingEngine(config, classes=dataset.classes, queue_size=len(frames) + 1)
+
+    def steps(n: int) -> None:
+        for _ in range(n):
+            if engine.trainer is None or engine.trainer.iteration >= total:
+                return
+            engine.train(1)
+            report(engine.trainer)
+
+    credit = 0.0
+    for i, frame in enumerate(frames, start=1):
+        frames_seen[0] = i
+        engine.put(frame)
+        engine.ingest()
+        credit += per_frame
+        steps(int(credit))
+        credit -= int(credit)
+    engine.bootstrap_now()
+    steps(total)
     return 0
 
 

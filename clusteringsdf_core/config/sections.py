@@ -56,7 +56,8 @@ class ModelConfig(Section):
                                        "or offset ramp) is placed on observed objects instead of "
                                        "at random in the scene box: farthest-point samples of one "
                                        "back-projected point per labelled 2D segment of the frames "
-                                       "known at the first step, and online of later frames",
+                                       "known at the first step; online, segments of later frames "
+                                       "may then take any object channel not placed yet (0: none)",
                                        min=0.0, max=1.0)
     init_seed_spacing_m: float = param(0.5, "observed channel centres (one candidate per labelled 2D "
                                        "segment) are at least this far apart (metres): "

@@ -207,7 +207,8 @@ class Trainer:
         points = self.foreground_points(views, max_points_per_view)
         if not self.model.sdf_net.geometric_init:
             return 0
-        return self.seeds.extend(self.model.sdf_net.sphere_centres, points, self.box.scale, self.generator)
+        return self.seeds.extend(self.model.sdf_net.sphere_centres, points, self.box.scale, self.generator,
+                                 usage=self.class_counts.agreement[:, 1])
 
     def place_channel_seeds(self, max_points_per_view: int = 2000) -> int:
         """Put object channels' initial centres on observed objects of the current views

@@ -244,6 +244,34 @@ def test_channel_seeds_land_on_observed_foreground(tiny_dataset):
     assert torch.equal(trainer.model.sdf_net.sphere_centres, placed)
 
 
+def test_late_channel_seeds_take_free_channels_beyond_the_first_share():
+    """The share limits the first placement; later segments take the free channel that
+    wins the fewest labelled rays, until every object channel is placed."""
+    from clusteringsdf_core.training.seeding import ChannelSeeds
+
+    config = tiny_config(**{"model.init_seeds_observed": 0.4, "model.init_seed_spacing_m": 0.1}).model
+    seeds = ChannelSeeds(config)                  # 6 channels: 5 object channels, a share of 2
+    centres = torch.zeros(6, 3)
+    gen = torch.Generator().manual_seed(0)
+    first = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.05]])     # room for two
+    seeds.placed = True
+    assert seeds.extend(centres, first, 1.0, gen) == 2 and seeds.channels == [1, 2]
+    assert not seeds.full
+    usage = torch.tensor([0.0, 9.0, 9.0, 5.0, 0.0, 0.0])    # channel 3 already wins rays
+    assert seeds.extend(centres, torch.tensor([[0.0, 0.0, 0.02]]), 1.0, gen, usage) == 0   # within the spacing
+    late = torch.tensor([[3.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 3.0], [3.0, 3.0, 3.0]])
+    assert seeds.extend(centres, late, 1.0, gen, usage) == 3
+    assert seeds.channels[2:] == [4, 5, 3] and seeds.full
+    for k, i in zip(seeds.channels[2:], (3, 1, 2)):              # farthest first
+        assert torch.equal(centres[k], late[i]), k
+    restored = ChannelSeeds(config)
+    restored.load(seeds.state())
+    assert restored.channels == seeds.channels and restored.placed
+    legacy = ChannelSeeds(config)
+    legacy.load([True, 2])                        # a checkpoint from before the channel list
+    assert legacy.channels == [1, 2]
+
+
 def test_channel_seeds_stay_random_without_the_option(tiny_dataset):
     trainer = Trainer.from_dataset(tiny_dataset, tiny_config(**{"model.init_seeds_observed": 0.0}))
     before = trainer.model.sdf_net.sphere_centres.clone()
@@ -273,7 +301,7 @@ def test_online_frames_add_channel_centres_where_new_foreground_appears(tiny_dat
     assert first >= 1
     for f in frames[1:]:
         trainer.add_frame(f)
-    placed = trainer.model.sdf_net.sphere_centres[1:1 + trainer.seeds.count]
+    placed = trainer.model.sdf_net.sphere_centres[trainer.seeds.channels]
     pts = trainer.foreground_points(trainer.views, max_points_per_view=10_000)
     gap = torch.cdist(pts, placed).min(dim=1).values.max() * trainer.box.scale
     # Every segment seen has a centre within the spacing, unless the budget ran out.
