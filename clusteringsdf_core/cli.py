@@ -424,8 +424,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dataset", help="a dataset in any format `open_dataset` reads (e.g. a ScanNet .sens)")
     p.add_argument("--out", required=True, help="canonical scene folder to write (or the dataset's own, to "
                    "add a variant); rerun to resume")
-    p.add_argument("--backend", default="detector", choices=("detector", "classical", "torchscript", "onnx"),
-                   help="detector (default: COCO boxes + classical segments), classical, torchscript, onnx")
+    p.add_argument("--backend", default="detector", choices=("detector", "classical", "torchscript", "onnx",
+                                                           "onnxruntime"),
+                   help="detector (default: COCO boxes + classical segments), classical, torchscript, "
+                        "onnx (OpenCV), onnxruntime (ONNX Runtime)")
     p.add_argument("--variant", help="label variant name (default: the backend's)")
     p.add_argument("--param", action="append", default=[], metavar="FIELD=VALUE",
                    help="a backend parameter (repeatable), e.g. score_threshold=0.5, model_path=m.onnx, "

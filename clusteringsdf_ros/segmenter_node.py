@@ -7,9 +7,9 @@ segmenter of their own. Thin glue over :mod:`clusteringsdf_core.segment.backends
   made into masks with the classical segments and depth, parameters
   ``detector_segmenter.*``; gives classes and confidence), ``classical`` (Felzenszwalb
   or SLIC with depth-aware clean-up, parameters ``classical_segmenter.*``, which the
-  detector uses too), ``torchscript`` or ``onnx`` (a learned model in ``model_path``;
-  the input/output contract is in :mod:`clusteringsdf_core.segment.backends` and the
-  README).
+  detector uses too), ``torchscript``, ``onnx`` (OpenCV) or ``onnxruntime`` (ONNX
+  Runtime; a learned model in ``model_path``; the input/output contract is in
+  :mod:`clusteringsdf_core.segment.backends` and the README).
 - **inputs**: ``color/image_raw`` (rgb8, bgr8, rgba8, bgra8, mono8) and, with
   ``use_depth``, ``depth/image_raw`` (16UC1 in ``depth_unit_m``, or 32FC1 metres),
   paired by stamp within ``sync_slop_s``. A colour image whose depth has not come
@@ -128,7 +128,8 @@ class SegmenterRosConfig(Section):
     backend: str = param("detector", "detector (COCO boxes of SSD MobileNet v2 made into masks with the "
                          "classical segments and depth; parameters detector_segmenter.* and "
                          "classical_segmenter.*; classes and confidence), classical (Felzenszwalb/SLIC, "
-                         "parameters classical_segmenter.*), torchscript or onnx (a model in model_path)",
+                         "parameters classical_segmenter.*), torchscript, onnx (OpenCV) or onnxruntime (ONNX "
+                         "Runtime): a model in model_path",
                          choices=BACKENDS)
     use_depth: bool = param(True, "subscribe to depth/image_raw and pair it with the colour "
                             "image by stamp (the classical backend uses it; models ignore it)")

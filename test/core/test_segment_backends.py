@@ -1,6 +1,6 @@
 """Segmenter backends: the learned-model contract (TorchScript and ONNX files written
-here), the classical backend behind the same interface, and errors that name the
-parameter or say what the model returned."""
+here, ONNX run by OpenCV and by ONNX Runtime), the classical backend behind the same
+interface, and errors that name the parameter or say what the model returned."""
 
 import re
 
@@ -288,6 +288,69 @@ def test_onnx_exported_by_torch_runs_like_the_torch_module(tmp_path):
     np.testing.assert_array_equal(onnx_out.semantic, torch_out.semantic)
 
 
+def _scores_model(path, dims=(1, 3, "h", "w")):
+    out_dims = [1, 4, *dims[2:]]
+    path.write_bytes(_onnx_model([("Conv", ["image", "w", "b"], ["scores"], {})], _scores_conv(),
+                                 [("image", list(dims), 1)], [("scores", out_dims, 1)]))
+    return str(path)
+
+
+def test_onnxruntime_runs_the_class_scores_model_like_opencv_and_torch(tmp_path):
+    path = _scores_model(tmp_path / "scores.onnx")
+    seg = make_segmenter("onnxruntime", model_path=path, num_threads=1)
+    assert "ONNX Runtime" in seg.describe() and "cpu" in seg.describe()
+    ort_out = seg.segment(_image())
+    cv_out = make_segmenter("onnx", model_path=path).segment(_image())
+    torch_out = make_segmenter("torchscript", model_path=_script(ChannelScores(), tmp_path / "s.pt")
+                               ).segment(_image())
+    for other in (cv_out, torch_out):
+        np.testing.assert_array_equal(ort_out.semantic, other.semantic)
+        np.testing.assert_array_equal(ort_out.instance, other.instance)
+        np.testing.assert_allclose(ort_out.confidence, other.confidence, rtol=1e-5)
+    assert ort_out.num_instances == 4
+
+
+def test_onnxruntime_takes_a_fixed_input_size_from_the_model(tmp_path):
+    """A model whose input is fixed at 12x16, with int64 ids (ArgMax) as a named output:
+    ONNX Runtime reads the size from the model; an explicit size still wins, and one the
+    model refuses is a ModelOutputError that names the input's shape."""
+    path = tmp_path / "named.onnx"
+    nodes = [("Conv", ["image", "w", "b"], ["scores"], {}),
+             ("ArgMax", ["scores"], ["instance"], {"axis": 1, "keepdims": 1})]
+    path.write_bytes(_onnx_model(nodes, _scores_conv(), [("image", [1, 3, 12, 16], 1)],
+                                 [("scores", [1, 4, 12, 16], 1), ("instance", [1, 1, 12, 16], 7)]))
+    rgb = _image()
+    red, green = _regions(rgb)
+    out = make_segmenter("onnxruntime", model_path=str(path)).segment(rgb)
+    assert out.instance.shape == (H, W) and out.semantic is None
+    np.testing.assert_array_equal(out.instance, np.where(red, 0, np.where(green, 1, 3)))
+    with pytest.raises(ModelOutputError, match="ONNX Runtime could not run the model on a "
+                                               r"\(1, 3, 24, 32\) input"):
+        make_segmenter("onnxruntime", model_path=str(path), input_width=W, input_height=H).segment(rgb)
+
+
+def test_onnxruntime_refuses_models_outside_the_contract_and_unavailable_devices(tmp_path):
+    two = tmp_path / "two_inputs.onnx"
+    two.write_bytes(_onnx_model([("Add", ["image", "other"], ["instance"], {})], {},
+                                [("image", [1, 3, "h", "w"], 1), ("other", [1, 3, "h", "w"], 1)],
+                                [("instance", [1, 3, "h", "w"], 1)]))
+    with pytest.raises(ValueError, match="takes 2 inputs \\(image, other\\)"):
+        make_segmenter("onnxruntime", model_path=str(two))
+    flat = tmp_path / "flat.onnx"
+    flat.write_bytes(_onnx_model([("Relu", ["image"], ["instance"], {})], {},
+                                 [("image", ["h", "w"], 1)], [("instance", ["h", "w"], 1)]))
+    with pytest.raises(ValueError, match="input of shape .*\\(1, 3, H, W\\)"):
+        make_segmenter("onnxruntime", model_path=str(flat))
+    path = _scores_model(tmp_path / "scores.onnx")
+    with pytest.raises(ConfigError, match="device.*cpu, cuda or cuda:N"):
+        make_segmenter("onnxruntime", model_path=path, device="tpu")
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        with pytest.raises(ConfigError, match="device.*no CUDA execution provider"):
+            make_segmenter("onnxruntime", model_path=path, device="cuda:0")
+
+
 # --------------------------------------------------------------------------- classical + errors
 
 
@@ -307,9 +370,12 @@ def test_classical_backend_is_the_classical_segmenter():
     ("onnx", {}, ConfigError, ["model_path", "needs a model file"]),
     ("torchscript", {"model_path": "x.pt", "scale": 3.0}, ConfigError, ["scale", "not a parameter"]),
     ("torchscript", {"model_path": "x.pt", "input_width": 64}, ConfigError, ["input_width"]),
+    ("onnxruntime", {"model_path": "/nonexistent/seg.onnx"}, FileNotFoundError,
+     ["model_path", "/nonexistent/seg.onnx", "ONNX"]),
+    ("onnxruntime", {"model_path": "x.onnx", "num_threads": -1}, ConfigError, ["num_threads"]),
     ("classical", {"scale": -1.0}, ConfigError, ["classical_segmenter.scale", "> 0"]),
     ("classical", {"model_path": "x.pt"}, ConfigError, ["classical_segmenter.model_path", "unknown"]),
-    ("mask2former", {}, ConfigError, ["backend", "classical", "torchscript", "onnx"]),
+    ("mask2former", {}, ConfigError, ["backend", "classical", "torchscript", "onnx", "onnxruntime"]),
 ])
 def test_bad_settings_raise_errors_that_name_the_parameter(kind, params, error, words):
     with pytest.raises(error) as info:
@@ -317,7 +383,8 @@ def test_bad_settings_raise_errors_that_name_the_parameter(kind, params, error, 
     assert all(w in str(info.value) for w in words), str(info.value)
 
 
-@pytest.mark.parametrize("kind, words", [("torchscript", "as TorchScript"), ("onnx", "as ONNX")])
+@pytest.mark.parametrize("kind, words", [("torchscript", "as TorchScript"), ("onnx", "as ONNX"),
+                                         ("onnxruntime", "as ONNX")])
 def test_files_that_are_not_models_are_refused(tmp_path, kind, words):
     junk = tmp_path / "junk.bin"
     junk.write_bytes(b"not a model")
