@@ -218,7 +218,7 @@ def _onnx_model(nodes, initializers, inputs, outputs):
     """Protobuf bytes of an ONNX ModelProto (opset 13), written field by field so the
     test needs no `onnx` package. ``nodes``: (op, inputs, outputs, {int attributes});
     ``initializers``: {name: float32 array}; ``inputs``/``outputs``: (name, dims, elem
-    type: 1 float, 7 int64), a dim a str for a symbolic size."""
+    type: 1 float, 7 int64, 10 float16), a dim a str for a symbolic size."""
     def node(op, ins, outs, attrs):
         return (b"".join(_bytes(1, i) for i in ins) + b"".join(_bytes(2, o) for o in outs)
                 + _bytes(3, outs[0]) + _bytes(4, op)
@@ -308,6 +308,17 @@ def test_onnxruntime_runs_the_class_scores_model_like_opencv_and_torch(tmp_path)
         np.testing.assert_array_equal(ort_out.instance, other.instance)
         np.testing.assert_allclose(ort_out.confidence, other.confidence, rtol=1e-5)
     assert ort_out.num_instances == 4
+
+
+def test_onnxruntime_feeds_a_float16_input_as_float16(tmp_path):
+    path = tmp_path / "half.onnx"                 # image (float16) -> Cast to float -> scores
+    path.write_bytes(_onnx_model([("Cast", ["image"], ["image32"], {"to": 1}),
+                                  ("Conv", ["image32", "w", "b"], ["scores"], {})], _scores_conv(),
+                                 [("image", [1, 3, "h", "w"], 10)], [("scores", [1, 4, "h", "w"], 1)]))
+    half = make_segmenter("onnxruntime", model_path=str(path)).segment(_image())
+    full = make_segmenter("onnxruntime", model_path=_scores_model(tmp_path / "s.onnx")).segment(_image())
+    np.testing.assert_array_equal(half.semantic, full.semantic)
+    np.testing.assert_array_equal(half.instance, full.instance)
 
 
 def test_onnxruntime_takes_a_fixed_input_size_from_the_model(tmp_path):
