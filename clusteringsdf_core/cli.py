@@ -280,6 +280,29 @@ def _cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_consistency(args: argparse.Namespace) -> int:
+    from clusteringsdf_core.bench.without_gt import evaluate_without_gt, write_report
+    from clusteringsdf_core.evaluation import model_prediction
+
+    snapshot, classes = _load_snapshot(args.checkpoint)
+    frames = list(_open(args.dataset, args.labels).test)
+    if len(frames) < 2:
+        raise SystemExit(f"clusteringsdf consistency: {args.dataset} has {len(frames)} held-out views; "
+                         "two or more are needed")
+    renderer = model_prediction(snapshot, classes).renderer     # objects split into parts, as published
+    with _progress(len(frames), "rendering held-out views") as bar:
+        try:
+            result = evaluate_without_gt(renderer, frames, scale=args.scale, min_overlap=args.min_overlap,
+                                         max_pairs=args.max_pairs, class_name=classes.name_of,
+                                         progress=bar.update)
+        except ValueError as exc:
+            raise SystemExit(f"clusteringsdf consistency: {exc}") from None
+    print(write_report(result, args.out, {"checkpoint": str(args.checkpoint), "dataset": str(args.dataset),
+                                          "labels": args.labels, "iteration": snapshot.iteration,
+                                          "scale": args.scale, "min_overlap": args.min_overlap}))
+    return 0
+
+
 def _cmd_segment(args: argparse.Namespace) -> int:
     import yaml
 
@@ -433,6 +456,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a backend parameter (repeatable), e.g. score_threshold=0.5, model_path=m.onnx, "
                         "classical.max_side_px=320 (the detector's classical segments)")
     p.set_defaults(func=_cmd_segment)
+
+    p = sub.add_parser("consistency", help="score a trained map on a recording without GT objects: depth "
+                       "error and cross-view id consistency on the held-out views, and a picture")
+    p.add_argument("checkpoint", help="checkpoint.pt of a run or of a saved map")
+    p.add_argument("dataset", help="the recording (any format the readers open), with its label variant for "
+                   "the segmenter's own ids (--labels)")
+    p.add_argument("--labels", help="label variant whose per-view ids are compared too (e.g. detector, "
+                   "written by `clusteringsdf segment`)")
+    p.add_argument("--out", required=True, help="folder for without_gt.json and without_gt.png")
+    p.add_argument("--scale", type=float, default=0.5, help="render size relative to the images (0.5)")
+    p.add_argument("--min-overlap", type=float, default=0.3,
+                   help="view pairs compared: those sharing at least this share of a view's pixels (0.3)")
+    p.add_argument("--max-pairs", type=int, default=30, help="at most this many pairs, most overlapping first")
+    p.set_defaults(func=_cmd_consistency)
 
     p = sub.add_parser("render", help="render label maps, RGB and depth of a trained model")
     p.add_argument("checkpoint", help="checkpoint.pt of a run")

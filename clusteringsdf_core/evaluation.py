@@ -107,8 +107,19 @@ class NeuralLabelRenderer:
         return {k: v.cpu().numpy() for k, v in out.items()}
 
     def __call__(self, frame: Frame) -> tuple[np.ndarray, np.ndarray]:
+        """(semantic, instance) label maps at the frame's own size."""
         import cv2
 
+        semantic, instance, _ = self.labels_and_depth(frame)
+        if semantic.shape != (frame.height, frame.width):
+            size = (frame.width, frame.height)
+            semantic = cv2.resize(semantic, size, interpolation=cv2.INTER_NEAREST)
+            instance = cv2.resize(instance, size, interpolation=cv2.INTER_NEAREST)
+        return semantic, instance
+
+    def labels_and_depth(self, frame: Frame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(semantic, instance, z-depth in metres) at the render resolution (``resolution``,
+        else the frame's size), from one rendering."""
         out = self.render(frame, rgb=False)
         channel = out["opacity"].argmax(-1).astype(np.int32)
         if self.mode == "semantic":
@@ -120,11 +131,7 @@ class NeuralLabelRenderer:
             semantic[channel == 0] = self._stuff_classes(points)[channel == 0]
             if self._parts is not None:
                 self._parts.apply(channel, points, instance, semantic)
-        if semantic.shape != (frame.height, frame.width):
-            size = (frame.width, frame.height)
-            semantic = cv2.resize(semantic, size, interpolation=cv2.INTER_NEAREST)
-            instance = cv2.resize(instance, size, interpolation=cv2.INTER_NEAREST)
-        return semantic, instance
+        return semantic, instance, out["depth"]
 
     @staticmethod
     def _surface_points(frame: Frame, depth: np.ndarray) -> np.ndarray:

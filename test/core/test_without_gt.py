@@ -1,0 +1,94 @@
+"""Scoring a map without GT objects (depth error, cross-view id consistency, picture):
+with a stand-in renderer that returns the scene's GT ids (consistent across views) and
+measured depth, and through `clusteringsdf consistency` on a trained checkpoint."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from clusteringsdf_core.bench.without_gt import evaluate_without_gt
+from clusteringsdf_core.data import segmenter_sim
+from clusteringsdf_core.data.synthetic import SyntheticSceneConfig, generate_scene, write_synthetic_scene
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return generate_scene(SyntheticSceneConfig(seed=2, furniture="procedural", width=64, height=48,
+                                               num_train=6, num_test=5, num_objects=3, num_small_objects=0))
+
+
+class GtRenderer:
+    """Renders the frames' GT ids (one id per object in every view) and measured depth,
+    shifted by ``depth_offset_m``."""
+
+    def __init__(self, depth_offset_m: float = 0.0):
+        self.resolution = None
+        self.depth_offset_m = depth_offset_m
+
+    def labels_and_depth(self, frame):
+        w, h = self.resolution
+        near = dict(dsize=(w, h), interpolation=cv2.INTER_NEAREST)
+        return (cv2.resize(frame.gt_semantic.astype(np.int32), **near),
+                cv2.resize(frame.gt_instance.astype(np.int32), **near),
+                cv2.resize(frame.depth_m.astype(np.float32), **near) + self.depth_offset_m)
+
+
+def test_fused_ids_agree_across_views_and_per_view_ids_do_not(scene):
+    frames = segmenter_sim.simulate_dataset(scene.dataset.test, segmenter_sim.preset("0%"), seed=0)
+    done = []
+    result = evaluate_without_gt(GtRenderer(), frames, scale=0.5, min_overlap=0.2,
+                                 class_name=scene.dataset.classes.name_of, progress=done.append)
+    assert len(done) == len(frames) and result.views == [f.index for f in frames]
+    assert len(result.pairs) >= 2 and all(o >= 0.2 for _, _, o in result.pairs)
+    assert result.depth_median_m == 0.0 and result.depth_per_view_m == [0.0] * len(frames)
+    assert result.fused["consistency"] > 0.9 and result.fused["compared"] > 100
+    # the simulated segmenter re-draws its ids per view: they agree only by chance
+    assert result.raw["consistency"] < 0.5 * result.fused["consistency"]
+    assert result.summary()["fused_over_raw"] > 2.0
+    gt_things = {int(i) for f in frames for i in np.unique(f.gt_instance) if i > 0}
+    assert set(result.objects) <= gt_things and result.objects
+    assert result.sheet.ndim == 3 and result.sheet.dtype == np.uint8
+    shifted = evaluate_without_gt(GtRenderer(depth_offset_m=0.05), frames, scale=0.5, min_overlap=0.2)
+    assert shifted.depth_median_m == pytest.approx(0.05, abs=1e-5)
+
+
+def test_views_without_segmenter_ids_report_no_raw_measure(scene):
+    result = evaluate_without_gt(GtRenderer(), scene.dataset.test, scale=0.5, min_overlap=0.2)
+    assert result.raw is None and result.fused["consistency"] > 0.9
+    assert "fused_over_raw" not in result.summary()
+    with pytest.raises(ValueError, match="at least two held-out views"):
+        evaluate_without_gt(GtRenderer(), scene.dataset.test[:1])
+
+
+def test_the_consistency_command_scores_a_checkpoint(scene, tmp_path, capsys):
+    from clusteringsdf_core import pipeline
+    from clusteringsdf_core.cli import main
+    from clusteringsdf_core.data.formats import open_dataset
+    from clusteringsdf_core.presets import preset
+
+    sim = segmenter_sim.preset("realistic")
+    labelled = (segmenter_sim.simulate_dataset(scene.dataset.train, sim, seed=0),
+                segmenter_sim.simulate_dataset(scene.dataset.test, sim, seed=0))
+    root = write_synthetic_scene(scene, tmp_path / "scene", label_variant="sim", labelled_frames=labelled)
+    config = preset("cpu").merged({
+        "model": {"num_channels": 6, "grid_levels": 2, "grid_max_resolution": 24, "sdf_hidden": [32],
+                  "feature_dim": 8, "color_hidden": [16]},
+        "sampling": {"rays_per_batch": 128}, "loss": {"eikonal_points": 64},
+        "data": {"image_width": 64, "image_height": 48}, "extract": {"resolution": 32},
+        "trainer": {"iterations": 3, "progress_bar": False, "device": "cpu"}})
+    pipeline.train(open_dataset(str(root), labels="sim"), config, tmp_path / "run", progress=False)
+    out = tmp_path / "scored"
+    assert main(["consistency", str(tmp_path / "run" / "checkpoint.pt"), str(root), "--labels", "sim",
+                 "--out", str(out), "--min-overlap", "0.2"]) == 0
+    summary = json.loads((out / "without_gt.json").read_text())
+    assert summary["iteration"] == 3 and summary["labels"] == "sim" and len(summary["views"]) == 5
+    assert summary["num_pairs"] >= 2 and summary["raw"]["compared"] > 0
+    assert np.isfinite(summary["depth_median_m"])
+    assert cv2.imread(str(out / "without_gt.png")) is not None
+    printed = capsys.readouterr().out
+    assert "id consistency, fused ids" in printed and "depth error, median" in printed
+    one_view = write_synthetic_scene(scene, tmp_path / "one_view", labelled_frames=(labelled[0], labelled[1][:1]))
+    with pytest.raises(SystemExit, match="has 1 held-out views; two or more are needed"):
+        main(["consistency", str(tmp_path / "run" / "checkpoint.pt"), str(one_view), "--out", str(out)])
