@@ -56,9 +56,17 @@ class ModelConfig(Section):
                                        "or offset ramp) is placed on observed objects instead of "
                                        "at random in the scene box: farthest-point samples of one "
                                        "back-projected point per labelled 2D segment of the frames "
-                                       "known at the first step; online, segments of later frames "
-                                       "may then take any object channel not placed yet (0: none)",
+                                       "known at the first step; online, later frames add centres "
+                                       "as init_late_seeds says (0: none)",
                                        min=0.0, max=1.0)
+    init_late_seeds: str = param("spacing", "online, which segments of frames after the first "
+                                 "placement get a channel centre: share (those farther than "
+                                 "init_seed_spacing_m from every placed centre, while the share "
+                                 "init_seeds_observed is not used up), spacing (the same, on any "
+                                 "object channel not placed yet), unowned (as spacing, and only "
+                                 "where the background channel owns the segment's point: no object "
+                                 "channel holds that surface yet)",
+                                 choices=("share", "spacing", "unowned"))
     init_seed_spacing_m: float = param(0.5, "observed channel centres (one candidate per labelled 2D "
                                        "segment) are at least this far apart (metres): "
                                        "farthest-point sampling stops below it, and online a new "

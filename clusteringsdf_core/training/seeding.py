@@ -10,17 +10,24 @@ farthest-point sampling over one point per labelled 2D segment
 keep their random centres. Offline it runs once, at the first step.
 
 Online, later frames add centres for segments farther than the spacing from every
-centre placed, and these may take any object channel not placed yet: the share limits
-the first placement only. The first frames of a stream see a few objects, whose
-segments (several per large object, seen from several sides) use up the share: on
-bench scene seed 0 (label seed 0, cpu preset) 9 of the 12 are placed at the first step
-(frame 5) and the last at frame 18, while two chairs and the lamp first show at frames
-16, 18 and 19. Without the limit, all 23 object channels are placed by frame 51. Among
-the free channels a late segment takes the one that wins the fewest labelled rays (its
-label usage, decayed), so a random channel that already holds an object is moved last.
+centre placed. ``model.init_late_seeds`` says how far that goes: ``share`` while the
+share lasts; ``spacing`` (default) on any object channel not placed yet, the share
+limiting the first placement only; ``unowned`` as ``spacing``, but only for segments
+whose point the background channel owns (smallest SDF there), so a large object that
+a channel already holds gets no second centre when it is seen from a new side.
+
+Why not the share alone: the first frames of a stream see a few objects, whose segments
+(several per large object, seen from several sides) use it up. On bench scene seed 0
+(label seed 0, cpu preset) 9 of the 12 are placed at the first step (frame 5) and the
+last at frame 18, while two chairs and the lamp first show at frames 16, 18 and 19.
+With ``spacing``, all 23 object channels are placed by frame 51. Among the free
+channels a late segment takes the one that wins the fewest labelled rays (its label
+usage, decayed), so a random channel that already holds an object is moved last.
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 
@@ -81,8 +88,11 @@ class ChannelSeeds:
 
     @property
     def late_budget(self) -> int:
-        """Object channels that may be placed in all, once the first placement ran:
-        every one when ``init_seeds_observed`` is positive (module docstring)."""
+        """Object channels that may be placed in all, once the first placement ran: the
+        share with ``init_late_seeds: share``, else every one when ``init_seeds_observed``
+        is positive (module docstring)."""
+        if self.config.init_late_seeds == "share":
+            return self.budget
         return self.config.num_channels - 1 if self.budget > 0 else 0
 
     @property
@@ -90,19 +100,27 @@ class ChannelSeeds:
         return self.count >= (self.late_budget if self.placed and self.count else self.budget)
 
     def extend(self, centres: torch.Tensor, pts: torch.Tensor | None, scale: float,
-               generator: torch.Generator, usage: torch.Tensor | None = None) -> int:
+               generator: torch.Generator, usage: torch.Tensor | None = None,
+               owner: Callable[[torch.Tensor], torch.Tensor] | None = None) -> int:
         """Farthest-point sampling over ``pts`` (normalised coordinates) that writes new
         channel centres into ``centres`` (the SDF network's sphere centres, row k for
         channel k) while a point lies more than ``model.init_seed_spacing_m`` (``scale``:
         metres per normalised unit) from every placed centre and the budget is not used
         up. The first centre is a random point of ``pts``. The first placement fills
         channels 1, 2, ...; a later one (``usage``: (c,) labelled rays each channel
-        wins) the free channel of least usage, lowest index first. Returns how many it
-        added."""
+        wins) the free channel of least usage, lowest index first (``init_late_seeds:
+        share``: the next one). With ``init_late_seeds: unowned``, a later placement
+        only takes points whose ``owner`` (the channel of smallest SDF there, for (N, 3)
+        points) is the background. Returns how many it added."""
         late = bool(self.count)
+        mode = self.config.init_late_seeds
         budget = self.late_budget if late else self.budget
         if pts is None or pts.shape[0] == 0 or self.count >= budget:
             return 0
+        if late and mode == "unowned" and owner is not None:
+            pts = pts[owner(pts) == 0]
+            if pts.shape[0] == 0:
+                return 0
         spacing = self.config.init_seed_spacing_m / scale
         if self.count:
             dist = torch.cdist(pts, centres[self.channels].to(pts)).min(dim=1).values
@@ -114,7 +132,7 @@ class ChannelSeeds:
                 pts.shape[0], (1,), generator=generator, device=generator.device))
             if float(dist[i]) <= spacing:
                 break
-            k = self._next_channel(usage if late else None)
+            k = self._next_channel(usage if late and mode != "share" else None)
             with torch.no_grad():
                 centres[k] = pts[i].to(centres)
             self.channels.append(k)

@@ -208,7 +208,12 @@ class Trainer:
         if not self.model.sdf_net.geometric_init:
             return 0
         return self.seeds.extend(self.model.sdf_net.sphere_centres, points, self.box.scale, self.generator,
-                                 usage=self.class_counts.agreement[:, 1])
+                                 usage=self.class_counts.agreement[:, 1], owner=self._owner)
+
+    @torch.no_grad()
+    def _owner(self, points: torch.Tensor) -> torch.Tensor:
+        """(N,) the channel of smallest SDF at normalised ``points`` (N, 3)."""
+        return self.model.sdf_net.sdf(points.to(self.device)).argmin(dim=-1)
 
     def place_channel_seeds(self, max_points_per_view: int = 2000) -> int:
         """Put object channels' initial centres on observed objects of the current views

@@ -272,6 +272,32 @@ def test_late_channel_seeds_take_free_channels_beyond_the_first_share():
     assert legacy.channels == [1, 2]
 
 
+def test_late_channel_seeds_by_policy_share_and_unowned():
+    """share: later segments only while the first share lasts, channels in order;
+    unowned: only where the background channel owns the segment's point."""
+    from clusteringsdf_core.training.seeding import ChannelSeeds
+
+    late = torch.tensor([[3.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 3.0]])
+    usage = torch.tensor([0.0, 9.0, 9.0, 5.0, 0.0, 0.0])
+    results = {}
+    for mode in ("share", "spacing", "unowned"):
+        config = tiny_config(**{"model.init_seeds_observed": 0.4, "model.init_seed_spacing_m": 0.1,
+                                "model.init_late_seeds": mode}).model
+        seeds, centres = ChannelSeeds(config), torch.zeros(6, 3)
+        seeds.placed = True
+        gen = torch.Generator().manual_seed(0)
+        assert seeds.extend(centres, torch.tensor([[0.0, 0.0, 0.0]]), 1.0, gen) == 1   # one of a share of 2
+        owned_by = torch.tensor([0, 2, 0])          # the second point's surface is held by channel 2
+        seeds.extend(centres, late, 1.0, gen, usage, owner=lambda p: owned_by[[int(
+            (late - q).norm(dim=-1).argmin()) for q in p]])
+        results[mode] = seeds.channels, centres
+    assert results["share"][0] == [1, 2]           # the share's last channel, the next index
+    assert results["spacing"][0] == [1, 4, 5, 3]   # every point, free channels by least usage
+    assert results["unowned"][0] == [1, 4, 5]      # not the point channel 2 holds
+    placed = results["unowned"][1][[4, 5]]
+    assert {tuple(c.tolist()) for c in placed} == {tuple(late[0].tolist()), tuple(late[2].tolist())}
+
+
 def test_channel_seeds_stay_random_without_the_option(tiny_dataset):
     trainer = Trainer.from_dataset(tiny_dataset, tiny_config(**{"model.init_seeds_observed": 0.0}))
     before = trainer.model.sdf_net.sphere_centres.clone()
