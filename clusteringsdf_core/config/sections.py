@@ -59,7 +59,7 @@ class ModelConfig(Section):
                                        "known at the first step; online, later frames add centres "
                                        "as init_late_seeds says (0: none)",
                                        min=0.0, max=1.0)
-    init_late_seeds: str = param("spacing", "online, which segments of frames after the first "
+    init_late_seeds: str = param("share", "online, which segments of frames after the first "
                                  "placement get a channel centre: share (those farther than "
                                  "init_seed_spacing_m from every placed centre, while the share "
                                  "init_seeds_observed is not used up), spacing (the same, on any "

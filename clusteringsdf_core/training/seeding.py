@@ -10,8 +10,8 @@ farthest-point sampling over one point per labelled 2D segment
 keep their random centres. Offline it runs once, at the first step.
 
 Online, later frames add centres for segments farther than the spacing from every
-centre placed. ``model.init_late_seeds`` says how far that goes: ``share`` while the
-share lasts; ``spacing`` (default) on any object channel not placed yet, the share
+centre placed. ``model.init_late_seeds`` says how far that goes: ``share`` (default) while
+the share lasts; ``spacing`` on any object channel not placed yet, the share
 limiting the first placement only; ``unowned`` as ``spacing``, but only for segments
 whose point the background channel owns (smallest SDF there), so a large object that
 a channel already holds gets no second centre when it is seen from a new side.
@@ -20,7 +20,9 @@ Why not the share alone: the first frames of a stream see a few objects, whose s
 (several per large object, seen from several sides) use it up. On bench scene seed 0
 (label seed 0, cpu preset) 9 of the 12 are placed at the first step (frame 5) and the
 last at frame 18, while two chairs and the lamp first show at frames 16, 18 and 19.
-With ``spacing``, all 23 object channels are placed by frame 51. Among the free
+With ``spacing``, all 23 object channels are placed by frame 51. On the bench's
+online six runs ``spacing`` did not beat ``share`` (docs/ONLINE.md), so ``share`` stays
+the default. Among the free
 channels a late segment takes the one that wins the fewest labelled rays (its label
 usage, decayed), so a random channel that already holds an object is moved last.
 """

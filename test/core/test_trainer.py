@@ -249,7 +249,8 @@ def test_late_channel_seeds_take_free_channels_beyond_the_first_share():
     wins the fewest labelled rays, until every object channel is placed."""
     from clusteringsdf_core.training.seeding import ChannelSeeds
 
-    config = tiny_config(**{"model.init_seeds_observed": 0.4, "model.init_seed_spacing_m": 0.1}).model
+    config = tiny_config(**{"model.init_seeds_observed": 0.4, "model.init_seed_spacing_m": 0.1,
+                            "model.init_late_seeds": "spacing"}).model
     seeds = ChannelSeeds(config)                  # 6 channels: 5 object channels, a share of 2
     centres = torch.zeros(6, 3)
     gen = torch.Generator().manual_seed(0)
