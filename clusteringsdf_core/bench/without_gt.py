@@ -62,14 +62,15 @@ def _resize_nearest(array: np.ndarray, width: int, height: int) -> np.ndarray:
     return cv2.resize(array, (width, height), interpolation=cv2.INTER_NEAREST)
 
 
-def _pooled(matches_ids: list[tuple]) -> dict:
-    """Consistency over all pairs together (pixel pairs pooled), from per-pair results."""
-    compared = sum(r.compared for r in matches_ids)
+def _pooled(per_pair: list) -> dict:
+    """Consistency over all pairs together (pixel pairs pooled), from per-pair
+    :class:`~clusteringsdf_core.metrics.consistency.IdConsistency` results."""
+    used = [r for r in per_pair if r.compared]
+    compared = sum(r.compared for r in used)
     if compared == 0:
         return {"consistency": float("nan"), "compared": 0, "both_labelled": float("nan")}
-    return {"consistency": sum(r.consistency * r.compared for r in matches_ids if r.compared) / compared,
-            "compared": int(compared),
-            "both_labelled": sum(r.both_labelled * r.compared for r in matches_ids if r.compared) / compared}
+    return {"consistency": sum(r.consistency * r.compared for r in used) / compared, "compared": int(compared),
+            "both_labelled": sum(r.both_labelled * r.compared for r in used) / compared}
 
 
 def evaluate_without_gt(renderer, frames: Sequence[Frame], *, scale: float = 0.5, min_overlap: float = 0.3,

@@ -20,11 +20,11 @@ Why not the share alone: the first frames of a stream see a few objects, whose s
 (several per large object, seen from several sides) use it up. On bench scene seed 0
 (label seed 0, cpu preset) 9 of the 12 are placed at the first step (frame 5) and the
 last at frame 18, while two chairs and the lamp first show at frames 16, 18 and 19.
-With ``spacing``, all 23 object channels are placed by frame 51. On the bench's
-online six runs ``spacing`` did not beat ``share`` (docs/ONLINE.md), so ``share`` stays
-the default. Among the free
+With ``spacing``, all 23 object channels are placed by frame 51. Among the free
 channels a late segment takes the one that wins the fewest labelled rays (its label
-usage, decayed), so a random channel that already holds an object is moved last.
+usage, decayed), so a random channel that already holds an object is moved last. On
+the bench's online runs ``spacing`` did not beat ``share`` (docs/ONLINE.md), so
+``share`` stays the default.
 """
 
 from __future__ import annotations
@@ -98,8 +98,14 @@ class ChannelSeeds:
         return self.config.num_channels - 1 if self.budget > 0 else 0
 
     @property
+    def current_budget(self) -> int:
+        """The budget of the next placement: :attr:`budget` for the first (nothing
+        placed yet), :attr:`late_budget` after it."""
+        return self.late_budget if self.count else self.budget
+
+    @property
     def full(self) -> bool:
-        return self.count >= (self.late_budget if self.placed and self.count else self.budget)
+        return self.count >= self.current_budget
 
     def extend(self, centres: torch.Tensor, pts: torch.Tensor | None, scale: float,
                generator: torch.Generator, usage: torch.Tensor | None = None,
@@ -116,7 +122,7 @@ class ChannelSeeds:
         points) is the background. Returns how many it added."""
         late = bool(self.count)
         mode = self.config.init_late_seeds
-        budget = self.late_budget if late else self.budget
+        budget = self.current_budget
         if pts is None or pts.shape[0] == 0 or self.count >= budget:
             return 0
         if late and mode == "unowned" and owner is not None:
