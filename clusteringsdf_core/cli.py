@@ -330,7 +330,8 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         summary = segment_dataset(dataset, args.out, backend, variant=variant,
                                   progress=lambda done, total: bar.update(1))
     print(f"labels/{variant} of {summary.root}: {summary.segmented} frames segmented now "
-          f"({summary.frames - summary.segmented} had labels), {summary.segments_mean:.1f} segments per frame; "
+          f"({summary.frames - summary.segmented} had labels), {summary.segments_mean:.1f} segments per frame, "
+          f"{summary.seconds_mean * 1000:.0f} ms per frame in the segmenter; "
           f"open with labels={variant!r} (clusteringsdf train {summary.root} --labels {variant})")
     return 0
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -33,6 +34,7 @@ class SegmentSummary:
     frames: int          # frames of the dataset (train + test)
     segmented: int       # segmented by this run (the others already had labels)
     segments_mean: float  # instances per segmented frame
+    seconds_mean: float   # segmenter time per segmented frame (reading and writing not included)
 
 
 def _atomic(path: Path, write: Callable[[Path], None]) -> None:
@@ -74,12 +76,14 @@ def segment_dataset(dataset: SceneDataset, out_dir: str | Path, backend, *, vari
         raise ValueError(f"{root} holds another scene ({meta.get('name')!r}, {len(meta.get('frames', []))} "
                          f"frames) than {dataset.name!r}: choose an empty --out")
     labels = root / "labels" / variant
-    frames = [f for seq in (dataset.train, dataset.test) for f in seq]
-    total, segmented, segments = len(frames), 0, 0
+    frames = (f for seq in (dataset.train, dataset.test) for f in seq)   # loaded one at a time
+    total, segmented, segments, seconds = len(dataset.train) + len(dataset.test), 0, 0, 0.0
     for done, frame in enumerate(frames, 1):
         name = f"{frame.index:06d}.png"
         if not (labels / "instance" / name).exists():
+            start = time.perf_counter()
             out = backend.segment(frame.rgb, frame.depth_m)
+            seconds += time.perf_counter() - start
             (labels / "instance").mkdir(parents=True, exist_ok=True)
             if out.semantic is not None:
                 (labels / "semantic").mkdir(parents=True, exist_ok=True)
@@ -97,4 +101,5 @@ def segment_dataset(dataset: SceneDataset, out_dir: str | Path, backend, *, vari
     meta["label_variants"] = sorted(variants)
     _atomic(meta_path, lambda tmp: tmp.write_text(json.dumps(meta, indent=1)))
     return SegmentSummary(root=root, variant=variant, frames=total, segmented=segmented,
-                          segments_mean=segments / segmented if segmented else 0.0)
+                          segments_mean=segments / segmented if segmented else 0.0,
+                          seconds_mean=seconds / segmented if segmented else 0.0)

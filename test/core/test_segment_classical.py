@@ -170,6 +170,10 @@ def test_post_processing_helpers():
     np.testing.assert_array_equal(relabel_by_area(np.array([[5, 5, 5, 0, 9]])), [[1, 1, 1, 0, 2]])
     np.testing.assert_array_equal(relabel_by_area(np.array([[5, 5, 0, 9]]), keep_zero=False),
                                   [[1, 1, 2, 3]])
+    # ids far above the pixel count or negative take the sorting path: the same answer
+    np.testing.assert_array_equal(relabel_by_area(np.array([[10**9, 10**9, 0, -4]])), [[1, 1, 0, 2]])
+    np.testing.assert_array_equal(relabel_by_area(np.array([[10**9, 0, 0, -4]]), keep_zero=False),
+                                  [[3, 1, 1, 2]])   # ties: the smaller id first
     depth = np.where(np.arange(20)[None, :] < 10, 1.0, 2.0).repeat(20, 0).astype(np.float32)
     depth[:, 5] = 0.0  # invalid depth never cuts
     split = split_at_depth_edges(np.ones((20, 20), np.int64), depth, 0.1)

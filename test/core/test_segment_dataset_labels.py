@@ -30,7 +30,7 @@ def test_labels_of_a_sens_file_become_a_variant_and_a_rerun_resumes(scene, tmp_p
     summary = segment_dataset(dataset, out, backend, variant="classical", progress=lambda d, t: calls.append(d))
     n = len(dataset.train) + len(dataset.test)
     assert (summary.frames, summary.segmented) == (n, n) and calls == list(range(1, n + 1))
-    assert summary.segments_mean >= 2
+    assert summary.segments_mean >= 2 and summary.seconds_mean > 0
     labelled = open_dataset(out, labels="classical")
     assert labelled.name == dataset.name and len(labelled.train) == len(dataset.train)
     for frame, src in zip(labelled.train, dataset.train):
@@ -41,7 +41,7 @@ def test_labels_of_a_sens_file_become_a_variant_and_a_rerun_resumes(scene, tmp_p
     missing = out / "labels" / "classical" / "instance" / f"{dataset.train[1].index:06d}.png"
     missing.unlink()
     again = segment_dataset(dataset, out, backend, variant="classical")
-    assert again.segmented == 1 and missing.exists()
+    assert again.segmented == 1 and missing.exists() and again.seconds_mean > 0
     assert not list(out.rglob(".*.tmp.png"))
     # a second variant sits beside the first
     segment_dataset(dataset, out, make_segmenter("classical", scale=50.0), variant="fine")
