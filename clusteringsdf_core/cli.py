@@ -20,8 +20,8 @@ from clusteringsdf_core import __version__
 PLUGIN_COMMANDS: dict[str, tuple[str, str]] = {
     "bag": ("clusteringsdf_ros.cli", "rosbag2 tools: write a bag from any dataset, summarise a bag "
                                      "(needs the ROS 2 package)"),
-    "ros": ("clusteringsdf_ros.cli", "run the ROS launch files without launch_ros; the ROS demo "
-                                     "(needs the ROS 2 package)"),
+    "ros": ("clusteringsdf_ros.cli", "run the ROS launch files without launch_ros; the ROS demo; a "
+                                     "recording through the nodes (needs the ROS 2 package)"),
 }
 
 
@@ -174,22 +174,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         if unknown or not args.layout:
             raise SystemExit(f"clusteringsdf bench: unknown layout(s) {unknown or args.layout}; "
                              f"choose from {list(LAYOUTS)}")
-    if args.labels:
+    if args.labels and args.protocol != "without_gt":
         missing = [v for v in args.labels if v not in PROTOCOLS[args.protocol].variants]
         if missing:
             raise SystemExit(f"clusteringsdf bench: protocol {args.protocol!r} has no label "
                              f"variant(s) {missing}; it has "
                              f"{list(PROTOCOLS[args.protocol].variants)}")
-    out = Path(args.out)
-    started = time.perf_counter()
-    datasets = []
-    if args.scene:
-        datasets += scenes.open_scenes(args.scene)
-    for layout in (args.layout if args.seeds else []):
-        datasets += scenes.synthetic_scenes(
-            args.seeds, out / "scenes", width=args.width, height=args.height,
-            num_train=args.num_train, num_test=args.num_test, num_objects=args.num_objects,
-            furniture=args.furniture, layout=layout)
     options = _parse_method_options(args.set or [])
     for name in names:
         extra = options.setdefault(name, {})
@@ -202,6 +192,20 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     stray = sorted(set(options) - set(names))
     if stray:
         raise SystemExit(f"clusteringsdf bench: --set names method(s) not run: {stray}")
+    if args.protocol == "without_gt":
+        from clusteringsdf_core.bench.without_gt import bench_command
+
+        return bench_command(args, names, options)
+    out = Path(args.out)
+    started = time.perf_counter()
+    datasets = []
+    if args.scene:
+        datasets += scenes.open_scenes(args.scene)
+    for layout in (args.layout if args.seeds else []):
+        datasets += scenes.synthetic_scenes(
+            args.seeds, out / "scenes", width=args.width, height=args.height,
+            num_train=args.num_train, num_test=args.num_test, num_objects=args.num_objects,
+            furniture=args.furniture, layout=layout)
     document = harness.run_protocol(args.protocol, names, datasets, out, seed=args.label_seed,
                                     method_options=options, figure_views=args.figure_views,
                                     fail_fast=args.fail_fast,
@@ -289,10 +293,10 @@ def _cmd_consistency(args: argparse.Namespace) -> int:
     if len(frames) < 2:
         raise SystemExit(f"clusteringsdf consistency: {args.dataset} has {len(frames)} held-out views; "
                          "two or more are needed")
-    renderer = model_prediction(snapshot, classes).renderer     # objects split into parts, as published
+    prediction = model_prediction(snapshot, classes)     # objects split into parts, as published
     with _progress(len(frames), "rendering held-out views") as bar:
         try:
-            result = evaluate_without_gt(renderer, frames, scale=args.scale, min_overlap=args.min_overlap,
+            result = evaluate_without_gt(prediction.render_labels_and_depth, frames, scale=args.scale, min_overlap=args.min_overlap,
                                          max_pairs=args.max_pairs, class_name=classes.name_of,
                                          progress=bar.update)
         except ValueError as exc:
@@ -511,9 +515,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "results.json, results.md and figure.png.")
     p.add_argument("--methods", default="",
                    help="comma-separated method names (default: every registered one; see --list)")
-    p.add_argument("--protocol", choices=("baselines", "table_a", "table_2"), default="baselines",
+    p.add_argument("--protocol", choices=("baselines", "table_a", "table_2", "without_gt"), default="baselines",
                    help="baselines / table_2: realistic simulated labels; table_a: GT labels with "
-                        "ids randomised per view and 0/10/30/50/70%% of instances masked")
+                        "ids randomised per view and 0/10/30/50/70%% of instances masked; without_gt: "
+                        "recordings without GT objects (--scene DIR --labels VARIANT), scored by depth "
+                        "error and cross-view id consistency")
     p.add_argument("--scene", nargs="+", metavar="DIR",
                    help="scene folder(s) in any format the readers open (GT maps needed)")
     p.add_argument("--seeds", nargs="+", type=int, metavar="N",

@@ -23,7 +23,7 @@ __all__ = ["main", "COMMANDS"]
 COMMANDS = {
     "bag": "write a rosbag2 from a dataset (synthetic, ScanNet, Panoptic Lifting, Replica), "
            "or summarise a bag",
-    "ros": "run the mapping/replay launch without launch_ros, or the ROS demo",
+    "ros": "run the mapping/replay launch without launch_ros, the ROS demo, or a recording through the nodes",
 }
 
 
@@ -63,6 +63,17 @@ def _bag_parser(sub) -> None:
     i.set_defaults(func=_cmd_bag_info)
 
 
+def _node_run_arguments(p, *, timeout_s: float) -> None:
+    """The arguments of a job that replays a bag into the nodes and waits for training."""
+    p.add_argument("--config-file", default=None,
+                   help="mapping node parameter file (default: the installed config/mapping.yaml)")
+    p.add_argument("--iterations", type=int, default=None,
+                   help="training iterations to wait for (default: trainer.iterations of the config)")
+    p.add_argument("--rate", type=float, default=1.0, help="bag playback rate")
+    p.add_argument("--timeout", type=float, default=timeout_s,
+                   help="give up waiting (and still save and score what was learned) after this many seconds")
+
+
 def _ros_parser(sub) -> None:
     from clusteringsdf_core.cli import baseline_list
     from clusteringsdf_ros import launch_fallback
@@ -78,17 +89,22 @@ def _ros_parser(sub) -> None:
                                     "objects, pictures and metrics against ground truth")
     d.add_argument("--out", default="outputs/demo", help="output folder (the scene and bag are reused)")
     d.add_argument("--seed", type=int, default=0, help="scene seed")
-    d.add_argument("--config-file", default=None,
-                   help="mapping node parameter file (default: the installed config/mapping.yaml)")
-    d.add_argument("--iterations", type=int, default=None,
-                   help="training iterations to wait for (default: trainer.iterations of the config)")
-    d.add_argument("--rate", type=float, default=1.0, help="bag playback rate")
-    d.add_argument("--timeout", type=float, default=1800.0,
-                   help="give up (and still save and evaluate what was learned) after this many seconds")
+    _node_run_arguments(d, timeout_s=1800.0)
     d.add_argument("--baselines", type=baseline_list, default=None, metavar="NAME[,NAME...]|none",
                    help="the bench's baselines scored beside the map (default: naive_fusion,"
                         "felzenszwalb,hdbscan; none: no baselines)")
     d.set_defaults(func=_cmd_ros_demo)
+
+    c = ros.add_parser("recording", help="a recording without GT objects (a .sens, a ScanNet export) -> "
+                                         "rosbag -> bag_player -> segmenter_node -> mapping_node -> the map "
+                                         "scored on its held-out views (depth error, cross-view id consistency)")
+    c.add_argument("dataset", help="the recording, in any format the readers open")
+    c.add_argument("--out", required=True, help="output folder (the bag is reused while the recording is unchanged)")
+    c.add_argument("--labels", default=None,
+                   help="label variant of the recording whose per-view ids are scored beside the map's "
+                        "(e.g. detector, from `clusteringsdf segment`); the nodes never see it")
+    _node_run_arguments(c, timeout_s=3600.0)
+    c.set_defaults(func=_cmd_ros_recording)
 
 
 def _cmd_bag_from_dataset(args: argparse.Namespace) -> int:
@@ -132,6 +148,23 @@ def _cmd_ros_demo(args: argparse.Namespace) -> int:
                        rate=args.rate, timeout_s=args.timeout, baselines=args.baselines)
     print_summary(summary)
     return 0 if summary.get("ok") else 1
+
+
+def _cmd_ros_recording(args: argparse.Namespace) -> int:
+    from clusteringsdf_ros.recording import run_recording
+
+    summary = run_recording(args.dataset, args.out, labels=args.labels, config_file=args.config_file,
+                            iterations=args.iterations, rate=args.rate, timeout_s=args.timeout)
+    status = summary.get("status", {})
+    segmenter = summary.get("node_status", {}).get("segmenter_node", {})
+    print(f"nodes: bag_player + segmenter_node + mapping_node; logs in {summary['logs']}/")
+    print(f"       segmenter: {segmenter.get('frames_in', '?')} images in, {segmenter.get('frames_out', '?')} "
+          f"segmented, {segmenter.get('dropped_busy', '?')} dropped while busy; mapping node: "
+          f"{status.get('sets_received', '?')} frames received, {status.get('frames_buffered', '?')} key frames")
+    print(f"map:   {summary['map_folder']} after {summary['iterations']} iterations "
+          f"(target {summary['target_iterations']}), {summary['objects']} objects")
+    print(summary["report"])
+    return 0 if summary["ok"] else 1
 
 
 def build_parser(prog: str = "clusteringsdf") -> argparse.ArgumentParser:

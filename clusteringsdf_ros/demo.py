@@ -37,7 +37,7 @@ import numpy as np
 
 from clusteringsdf_ros.launch_spec import NodeSpec
 
-__all__ = ["ReplaySession", "ObjectsSeen", "run_demo", "print_summary", "write_demo_bag"]
+__all__ = ["ReplaySession", "ObjectsSeen", "run_demo", "print_summary", "write_demo_bag", "map_through_nodes"]
 
 
 @dataclasses.dataclass
@@ -85,7 +85,7 @@ class ReplaySession:
         from clusteringsdf_ros.msg import ObjectArray
 
         self.specs = {s.name: s for s in specs}
-        self._mapping = mapping
+        self.mapping_name = mapping
         self._mapping_prefix = _node_path(self.specs[mapping])
         self.log_dir = Path(log_dir) if log_dir else None
         self.procs: dict[str, subprocess.Popen] = {}
@@ -123,7 +123,7 @@ class ReplaySession:
     def node_status(self, name: str) -> dict[str, str]:
         """The last ``~/status`` values of the node spec ``name`` (empty before the first)."""
         with self._lock:
-            return dict(self.status if name == self._mapping else self._statuses[name])
+            return dict(self.status if name == self.mapping_name else self._statuses[name])
 
     def _on_objects(self, msg) -> None:
         objs = list(msg.objects)
@@ -237,19 +237,22 @@ class ReplaySession:
 # --------------------------------------------------------------------------- the demo
 
 
-def write_demo_bag(dataset, bag_dir: Path, *, source_mtime: float) -> tuple[Path, bool]:
-    """The scene's bag, rewritten only when the scene is newer than it. (path, written)."""
+def write_demo_bag(dataset, bag_dir: Path, *, source_mtime: float, **bag_options) -> tuple[Path, bool]:
+    """The scene's bag (``write_bag_from_dataset`` with ``bag_options``), rewritten only
+    when the scene is newer than it or the options differ. (path, written)."""
     from clusteringsdf_ros.bags import write_bag_from_dataset
 
     stamp = bag_dir.with_suffix(".json")
-    if bag_dir.exists() and stamp.exists() and json.loads(stamp.read_text()).get("scene_mtime") == source_mtime:
-        return bag_dir, False
+    wanted = {"scene_mtime": source_mtime, "options": bag_options}
+    if bag_dir.exists() and stamp.exists():
+        written = json.loads(stamp.read_text())
+        if {"scene_mtime": written.get("scene_mtime"), "options": written.get("options", {})} == wanted:
+            return bag_dir, False
     if bag_dir.exists():
         import shutil
         shutil.rmtree(bag_dir)
-    summary = write_bag_from_dataset(dataset, bag_dir)
-    stamp.write_text(json.dumps({"scene_mtime": source_mtime, "frames": summary.frames,
-                                 "messages": summary.messages}, indent=1))
+    summary = write_bag_from_dataset(dataset, bag_dir, **bag_options)
+    stamp.write_text(json.dumps({**wanted, "frames": summary.frames, "messages": summary.messages}, indent=1))
     return bag_dir, True
 
 
@@ -280,6 +283,64 @@ def local_dds_defaults() -> dict[str, str]:
     return set_now
 
 
+def map_through_nodes(specs: Sequence[NodeSpec], target: int, timeout_s: float, log_dir: Path, *,
+                      progress: bool = True) -> dict:
+    """Run ``specs`` (a bag player and a mapping node, maybe a segmenter) as processes
+    until the bag has ended and the mapping node has trained ``target`` iterations (or
+    ``timeout_s`` passed), then ``~/save_map`` and stop them. Returns ``folder`` (the
+    saved map), ``publications`` (the ``/objects`` seen), ``status`` (the mapping
+    node's last), ``node_status`` (the last of every other node that reports one, e.g.
+    the segmenter's counters), ``node_exit_codes``, ``bag_player_exit``,
+    ``reached_target`` and ``timings`` (bag_s, training_s, save_map_s)."""
+    import rclpy
+
+    timings: dict[str, float] = {}
+    out: dict[str, Any] = {}
+    owns_context = not rclpy.ok()
+    if owns_context:
+        rclpy.init()
+    bar = None
+    try:
+        with ReplaySession(specs, log_dir=log_dir) as session:
+            if progress:
+                from tqdm import tqdm
+                bar = tqdm(total=target, desc="mapping_node", unit="it", dynamic_ncols=True)
+
+            def tick():
+                if bar is not None:
+                    it = session.status_value("iteration", 0, int)
+                    bar.n = min(it, target)
+                    bar.set_postfix_str(
+                        f"frames {session.status_value('frames_buffered', 0, int)}, "
+                        f"objects {session.status_value('objects', 0, int)}, "
+                        f"bag {'done' if session.finished('bag_player') else 'playing'}", refresh=True)
+
+            started = t0 = time.perf_counter()
+            session.wait_for(lambda: session.finished("bag_player"), timeout_s, tick=tick,
+                             fail_if_dead=["mapping_node"])
+            timings["bag_s"] = time.perf_counter() - t0
+            out["bag_player_exit"] = session.returncode("bag_player")
+            out["reached_target"] = session.wait_for(
+                lambda: session.status_value("iteration", 0, int) >= target,
+                max(0.0, timeout_s - (time.perf_counter() - started)), tick=tick, fail_if_dead=["mapping_node"])
+            timings["training_s"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            out["folder"] = session.save_map()
+            timings["save_map_s"] = time.perf_counter() - t0
+            out["status"] = dict(session.status)
+            out["node_status"] = {name: session.node_status(name) for name in session.specs
+                                  if name != session.mapping_name}
+            out["publications"] = list(session.objects)
+            out["node_exit_codes"] = session.stop()
+    finally:
+        if bar is not None:
+            bar.close()
+        if owns_context and rclpy.ok():
+            rclpy.shutdown()
+    out["timings"] = timings
+    return out
+
+
 def run_demo(out_dir: str | Path, *, seed: int = 0, config_file: str | None = None, iterations: int | None = None,
              rate: float = 1.0, timeout_s: float = 1800.0, baselines: Sequence[str] | None = None,
              figure_views: int = 3, progress: bool = True) -> dict:
@@ -287,8 +348,6 @@ def run_demo(out_dir: str | Path, *, seed: int = 0, config_file: str | None = No
     beside the map (None: ``pipeline.DEMO_BASELINES``, all of them). Returns the summary
     also written to ``results.json``; ``ok`` is False when the nodes failed or nothing
     was learned."""
-    import rclpy
-
     from clusteringsdf_core.pipeline import (DEMO_BASELINES, check_baselines, demo_scene, evaluate_against_gt,
                                              results_markdown)
     from clusteringsdf_core.training import Trainer
@@ -317,53 +376,13 @@ def run_demo(out_dir: str | Path, *, seed: int = 0, config_file: str | None = No
                                "config_file": config_file, "target_iterations": target,
                                "logs": str(out / "logs")}
     summary["dds_settings"] = local_dds_defaults()
-    owns_context = not rclpy.ok()
-    if owns_context:
-        rclpy.init()
-    bar = None
-    try:
-        with ReplaySession(specs, log_dir=out / "logs") as session:
-            if progress:
-                from tqdm import tqdm
-                bar = tqdm(total=target, desc="mapping_node", unit="it", dynamic_ncols=True)
-
-            def tick():
-                if bar is not None:
-                    it = session.status_value("iteration", 0, int)
-                    bar.n = min(it, target)
-                    bar.set_postfix_str(
-                        f"frames {session.status_value('frames_buffered', 0, int)}, "
-                        f"objects {session.status_value('objects', 0, int)}, "
-                        f"bag {'done' if session.finished('bag_player') else 'playing'}", refresh=True)
-
-            t0 = time.perf_counter()
-            session.wait_for(lambda: session.finished("bag_player"), timeout_s, tick=tick,
-                             fail_if_dead=["mapping_node"])
-            timings["bag_s"] = time.perf_counter() - t0
-            summary["bag_player_exit"] = session.returncode("bag_player")
-            reached = session.wait_for(lambda: session.status_value("iteration", 0, int) >= target,
-                                       max(0.0, timeout_s - (time.perf_counter() - started)), tick=tick,
-                                       fail_if_dead=["mapping_node"])
-            timings["training_s"] = time.perf_counter() - t0
-            summary["reached_target"] = reached
-            t0 = time.perf_counter()
-            folder = session.save_map()
-            timings["save_map_s"] = time.perf_counter() - t0
-            status = dict(session.status)
-            publications = list(session.objects)
-            exits = session.stop()
-            if bar is not None:
-                bar.close()
-                bar = None
-    finally:
-        if bar is not None:
-            bar.close()
-        if owns_context and rclpy.ok():
-            rclpy.shutdown()
-
-    summary.update(map_folder=str(folder), node_exit_codes=exits, status=status,
-                   objects_publications=len(publications),
-                   ids_stable_last_two=(len(publications) >= 2 and publications[-1].ids == publications[-2].ids))
+    run = map_through_nodes(specs, target, timeout_s, out / "logs", progress=progress)
+    timings.update(run.pop("timings"))
+    folder = run.pop("folder")
+    publications = run.pop("publications")
+    summary.update(map_folder=str(folder), objects_publications=len(publications),
+                   ids_stable_last_two=(len(publications) >= 2 and publications[-1].ids == publications[-2].ids),
+                   **run)
     t0 = time.perf_counter()
     trainer = Trainer.load_checkpoint(folder / "checkpoint.pt", device="cpu")
     snapshot = trainer.snapshot()

@@ -149,6 +149,36 @@ class ScenePrediction:
         instance[hit] = self._cache["face_instance"][face[hit]]
         return semantic, instance
 
+    def render_labels_and_depth(self, frame: Frame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(semantic, instance, z-depth in metres) seen from ``frame``'s camera at its size;
+        depth 0 where nothing is seen. A ``renderer`` must have ``labels_and_depth``
+        (:class:`~clusteringsdf_core.evaluation.NeuralLabelRenderer` has); the mesh is
+        ray-cast as in :meth:`render_labels`, with the distance to the first hit."""
+        if self.renderer is not None:
+            if not hasattr(self.renderer, "labels_and_depth"):
+                raise TypeError(f"{self.method}: its renderer gives labels without depth")
+            maps = self.renderer.labels_and_depth(frame)
+            if maps[0].shape != (frame.height, frame.width):
+                import cv2
+
+                maps = [cv2.resize(np.asarray(m), (frame.width, frame.height), interpolation=cv2.INTER_NEAREST)
+                        for m in maps]
+            semantic, instance, depth = maps
+            return (np.asarray(semantic, np.int32), np.asarray(instance, np.int32),
+                    np.asarray(depth, np.float32))
+        rays = self._intersector()
+        origins, dirs = world_rays(frame.intrinsics, frame.T_world_cam)
+        faces, index, points = rays.intersects_id(origins, dirs, multiple_hits=False, return_locations=True)
+        shape = (frame.intrinsics.height, frame.intrinsics.width)
+        semantic, instance = np.zeros(shape, np.int32), np.zeros(shape, np.int32)
+        depth = np.zeros(shape, np.float32)
+        faces, index = np.asarray(faces, np.int64), np.asarray(index, np.int64)
+        forward = np.asarray(frame.T_world_cam, np.float64)[:3, 2]
+        semantic.flat[index] = self._cache["face_semantic"][faces]
+        instance.flat[index] = self._cache["face_instance"][faces]
+        depth.flat[index] = (np.asarray(points) - origins[index]) @ forward
+        return semantic, instance, depth
+
     # ------------------------------------------------------------------ 3D
     def to_vertex_labels_on(self, gt_vertices: np.ndarray,
                             max_distance_m: float = 0.05) -> tuple[np.ndarray, np.ndarray]:

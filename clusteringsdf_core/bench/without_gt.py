@@ -19,18 +19,18 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-import cv2
 import numpy as np
 
 from clusteringsdf_core.data.frame import Frame
 from clusteringsdf_core.metrics.consistency import (covisible_matches, depth_error, id_consistency,
                                                      overlapping_pairs)
 
-__all__ = ["WithoutGtResult", "evaluate_without_gt", "write_report"]
+__all__ = ["WithoutGtResult", "evaluate_without_gt", "write_report", "run_without_gt"]
 
 
 @dataclass
@@ -56,12 +56,6 @@ class WithoutGtResult:
         return out
 
 
-def _resize_nearest(array: np.ndarray, width: int, height: int) -> np.ndarray:
-    if array.shape[1] == width and array.shape[0] == height:
-        return array
-    return cv2.resize(array, (width, height), interpolation=cv2.INTER_NEAREST)
-
-
 def _pooled(per_pair: list) -> dict:
     """Consistency over all pairs together (pixel pairs pooled), from per-pair
     :class:`~clusteringsdf_core.metrics.consistency.IdConsistency` results."""
@@ -73,14 +67,16 @@ def _pooled(per_pair: list) -> dict:
             "both_labelled": sum(r.both_labelled * r.compared for r in used) / compared}
 
 
-def evaluate_without_gt(renderer, frames: Sequence[Frame], *, scale: float = 0.5, min_overlap: float = 0.3,
-                        max_pairs: int | None = 30, class_name: Callable[[int], str] | None = None,
+def evaluate_without_gt(render: Callable[[Frame], tuple], frames: Sequence[Frame], *, scale: float = 0.5,
+                        min_overlap: float = 0.3, max_pairs: int | None = 30,
+                        class_name: Callable[[int], str] | None = None,
                         progress: Callable[[int], None] | None = None) -> WithoutGtResult:
     """Score a map on ``frames`` (held-out views with measured depth).
 
-    ``renderer``: a :class:`~clusteringsdf_core.evaluation.NeuralLabelRenderer` (its
-    ``resolution`` is set here from ``scale``; one rendering per view gives the labels
-    and the depth); ``class_name``: names for the picture
+    ``render(frame) -> (semantic, instance, z-depth in metres)`` at the frame's size, for
+    the frames resized to ``scale`` (e.g. :meth:`ScenePrediction.render_labels_and_depth
+    <clusteringsdf_core.bench.prediction.ScenePrediction.render_labels_and_depth>`: one
+    rendering per view gives labels and depth); ``class_name``: names for the picture
     and the object list; ``progress`` is called with 1 after each rendered view.
     """
     from clusteringsdf_core.viz import colorize_depth, colorize_labels, contact_sheet
@@ -90,23 +86,22 @@ def evaluate_without_gt(renderer, frames: Sequence[Frame], *, scale: float = 0.5
         raise ValueError(f"need at least two held-out views with depth, got {len(frames)}")
     width = max(8, round(frames[0].width * scale))
     height = max(8, round(frames[0].height * scale))
-    renderer.resolution = (width, height)
     depths, intrinsics, fused_ids, raw_ids, rendered_depths, rows = [], [], [], [], [], []
     objects: dict[int, str] = {}
     for frame in frames:
-        semantic, instance, rendered = renderer.labels_and_depth(frame)
-        measured = _resize_nearest(np.asarray(frame.depth_m, np.float32), width, height)
+        small = frame.resized(width, height)
+        semantic, instance, rendered = render(small)
+        measured = np.asarray(small.depth_m, np.float32)
         depths.append(measured)
-        intrinsics.append(frame.intrinsics.scaled(width, height))
+        intrinsics.append(small.intrinsics)
         fused_ids.append(instance)
         rendered_depths.append(rendered)
-        raw = None if frame.instance is None else _resize_nearest(np.asarray(frame.instance, np.int32), width, height)
+        raw = None if small.instance is None else np.asarray(small.instance, np.int32)
         raw_ids.append(raw)
         for i in np.unique(instance[instance > 0]):
             cls = int(np.bincount(semantic[instance == i]).argmax())
             objects[int(i)] = class_name(cls) if class_name else str(cls)
-        rgb = _resize_nearest(np.asarray(frame.rgb), width, height)
-        row = [(f"view {frame.index}", rgb)]
+        row = [(f"view {frame.index}", np.asarray(small.rgb))]
         if raw is not None:
             row.append(("segmenter ids", colorize_labels(raw)))
         row += [("fused ids", colorize_labels(instance)), ("rendered depth", colorize_depth(rendered))]
@@ -154,3 +149,145 @@ def write_report(result: WithoutGtResult, out_dir: str | Path, meta: dict) -> st
         f"id consistency, segmenter ids: {share(result.raw)}",
         f"objects in the held-out views: {len(result.objects)} ({objects})",
         f"wrote {out / 'without_gt.json'} and {out / 'without_gt.png'}"])
+
+
+# --------------------------------------------------------------------------- the protocol
+
+#: Columns of the protocol's table: (key of a run's entry, header, format).
+TABLE = (("depth_median_cm", "depth error, median (cm)", "{:.1f}"),
+         ("fused_consistency", "id consistency", "{:.3f}"),
+         ("both_labelled", "both views name an object", "{:.2f}"),
+         ("objects_in_views", "objects in held-out views", "{:d}"),
+         ("objects", "objects", "{:d}"),
+         ("seconds", "seconds", "{:.0f}"))
+
+
+def _entry(result: WithoutGtResult, prediction, seconds: float) -> dict:
+    return {"depth_median_cm": 100.0 * result.depth_median_m, "fused_consistency": result.fused["consistency"],
+            "both_labelled": result.fused["both_labelled"], "compared": result.fused["compared"],
+            "objects_in_views": len(result.objects), "objects": len(prediction.instance_ids),
+            "seconds": seconds, "object_classes": {str(k): v for k, v in sorted(result.objects.items())},
+            "segmenter": result.raw}
+
+
+def _markdown(document: dict) -> str:
+    lines = ["# Recordings without GT objects", "",
+             "Per held-out view pair that overlaps: the share of co-visible pixels (matched through the "
+             "measured depth and poses) whose object ids agree, where either view names an object. A "
+             "map that calls everything one object scores 1.0: read it with the object counts. The "
+             "segmenter's per-view ids are the row `segmenter ids`.", ""]
+    header = ["run", "method"] + [h for _, h, _ in TABLE]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for run, methods in document["runs"].items():
+        segmenter = next((e["segmenter"] for e in methods.values() if e.get("segmenter")), None)
+        if segmenter:
+            lines.append(f"| {run} | segmenter ids (per view) | | {segmenter['consistency']:.3f} | "
+                         f"{segmenter['both_labelled']:.2f} | | | |")
+        for method, entry in methods.items():
+            if "error" in entry or "skipped" in entry:
+                lines.append(f"| {run} | {method} | {entry.get('error') or 'skipped: ' + entry['skipped']} |"
+                             + " |" * (len(TABLE) - 1))
+                continue
+            cells = [fmt.format(entry[key]) if entry.get(key) is not None and not (
+                isinstance(entry[key], float) and math.isnan(entry[key])) else "n/a" for key, _, fmt in TABLE]
+            lines.append(f"| {run} | {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run_without_gt(methods: Sequence, datasets: Sequence, out_dir: str | Path, *, seeds: Sequence[int] = (0,),
+                   method_options: dict | None = None, scale: float = 0.5, min_overlap: float = 0.3,
+                   max_pairs: int | None = 30, fail_fast: bool = False,
+                   report: Callable[[str], None] = print) -> dict:
+    """The ``without_gt`` protocol: every method (names or
+    :class:`~clusteringsdf_core.bench.methods.Method`) on every dataset, trained on the
+    dataset's own machine labels once per seed, scored by :func:`evaluate_without_gt` on
+    its held-out views. Writes ``out_dir/without_gt.json`` and ``without_gt.md`` after
+    each run (an interrupted benchmark keeps what it measured) and a picture per run
+    (``without_gt_<scene>[_seed<s>]_<method>.png``); returns the document."""
+    import datetime
+    import time
+    import traceback
+
+    from tqdm import tqdm
+
+    from clusteringsdf_core.bench.harness import _jsonable, _resolve, _versions
+    from clusteringsdf_core.bench.methods import MeshCache, missing_needs
+    from clusteringsdf_core.viz import save_png
+
+    chosen = _resolve(methods)
+    for dataset in datasets:      # before hours of training, not after
+        views = sum(1 for f in dataset.test if f.depth_m is not None)
+        if views < 2:
+            raise ValueError(f"{dataset.name}: {'one held-out view' if views == 1 else 'no held-out views'} with "
+                             f"depth; two or more are needed (a reader's test_every sets how many)")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = MeshCache(max_entries=2)
+    document = {"protocol": "without_gt", "versions": _versions(), "seeds": [int(s) for s in seeds],
+                "scale": scale, "min_overlap": min_overlap, "max_pairs": max_pairs,
+                "methods": [m.name for m in chosen], "runs": {}}
+    bar = tqdm(total=len(datasets) * len(seeds) * len(chosen), desc="without_gt", unit="run", disable=None)
+    try:
+        for dataset in datasets:
+            frames = list(dataset.test)
+            for seed in seeds:
+                run = dataset.name if len(seeds) == 1 else f"{dataset.name}/seed{seed}"
+                for method in chosen:
+                    bar.set_postfix_str(f"{run} {method.name}")
+                    missing = missing_needs(method, dataset)
+                    entry: dict = {"skipped": "; ".join(missing)} if missing else {}
+                    try:
+                        if not missing:
+                            started = time.perf_counter()
+                            prediction = method.run(dataset, {"seed": int(seed), "cache": cache,
+                                                              **(method_options or {}).get(method.name, {})})
+                            seconds = (time.perf_counter() - started + float(prediction.meta.get("reused_s", 0.0) or 0.0)
+                                       - float(prediction.meta.get("self_eval_s", 0.0) or 0.0))
+                            result = evaluate_without_gt(prediction.render_labels_and_depth, frames, scale=scale,
+                                                         min_overlap=min_overlap, max_pairs=max_pairs,
+                                                         class_name=dataset.classes.name_of)
+                            entry = _entry(result, prediction, seconds)
+                            save_png(out / f"without_gt_{run.replace('/', '_')}_{method.name}.png", result.sheet)
+                    except Exception as exc:        # one failing method must not sink the benchmark
+                        if fail_fast:
+                            raise
+                        entry = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(limit=8)}
+                    document["runs"].setdefault(run, {})[method.name] = entry
+                    shown = entry.get("error") or entry.get("skipped") or (
+                        f"id consistency {entry['fused_consistency']:.3f}, {entry['objects']} objects, "
+                        f"depth {entry['depth_median_cm']:.1f} cm")
+                    report(f"[without_gt] {run} | {method.name}: {shown}")
+                    document["updated"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+                    (out / "without_gt.json").write_text(json.dumps(_jsonable(document), indent=1))
+                    (out / "without_gt.md").write_text(_markdown(document))
+                    bar.update(1)
+    finally:
+        bar.close()
+    return document
+
+
+def bench_command(args, names: list[str], options: dict) -> int:
+    """``clusteringsdf bench --protocol without_gt --scene DIR ... [--labels VARIANT]``:
+    :func:`run_without_gt` on recordings opened with their machine labels (one variant,
+    default: the reader's), training seeds from ``--label-seed``."""
+    from clusteringsdf_core.data.formats import open_dataset
+
+    if not args.scene or args.seeds:
+        raise SystemExit("clusteringsdf bench --protocol without_gt: give the recordings as --scene DIR ... "
+                         "(with machine labels, e.g. from `clusteringsdf segment`), not --seeds")
+    if args.labels and len(args.labels) != 1:
+        raise SystemExit(f"clusteringsdf bench --protocol without_gt: --labels names the recordings' one "
+                         f"machine-label variant, got {args.labels}")
+    try:
+        datasets = [open_dataset(p, labels=args.labels[0] if args.labels else None) for p in args.scene]
+        document = run_without_gt(names, datasets, args.out, seeds=args.label_seed, method_options=options,
+                                  fail_fast=args.fail_fast)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"clusteringsdf bench --protocol without_gt: {exc}") from None
+    out = Path(args.out)
+    print(f"  results  {out / 'without_gt.json'}\n  markdown {out / 'without_gt.md'}")
+    failed = [(r, m) for r, block in document["runs"].items() for m, e in block.items() if "error" in e]
+    if failed:
+        print(f"clusteringsdf bench: {len(failed)} run(s) failed; see {out / 'without_gt.md'}", file=sys.stderr)
+        return 1
+    return 0

@@ -2,6 +2,7 @@
 with a stand-in renderer that returns the scene's GT ids (consistent across views) and
 measured depth, and through `clusteringsdf consistency` on a trained checkpoint."""
 
+import dataclasses
 import json
 
 import cv2
@@ -24,15 +25,11 @@ class GtRenderer:
     shifted by ``depth_offset_m``."""
 
     def __init__(self, depth_offset_m: float = 0.0):
-        self.resolution = None
         self.depth_offset_m = depth_offset_m
 
-    def labels_and_depth(self, frame):
-        w, h = self.resolution
-        near = dict(dsize=(w, h), interpolation=cv2.INTER_NEAREST)
-        return (cv2.resize(frame.gt_semantic.astype(np.int32), **near),
-                cv2.resize(frame.gt_instance.astype(np.int32), **near),
-                cv2.resize(frame.depth_m.astype(np.float32), **near) + self.depth_offset_m)
+    def __call__(self, frame):
+        return (frame.gt_semantic.astype(np.int32), frame.gt_instance.astype(np.int32),
+                frame.depth_m.astype(np.float32) + self.depth_offset_m)
 
 
 def test_fused_ids_agree_across_views_and_per_view_ids_do_not(scene):
@@ -92,3 +89,79 @@ def test_the_consistency_command_scores_a_checkpoint(scene, tmp_path, capsys):
     one_view = write_synthetic_scene(scene, tmp_path / "one_view", labelled_frames=(labelled[0], labelled[1][:1]))
     with pytest.raises(SystemExit, match="has 1 held-out views; two or more are needed"):
         main(["consistency", str(tmp_path / "run" / "checkpoint.pt"), str(one_view), "--out", str(out)])
+
+
+def test_a_labelled_mesh_renders_its_labels_and_the_measured_depth(scene, tmp_path):
+    """A baseline's answer (a labelled mesh) is scored like a neural map: the GT mesh as
+    the prediction renders the synthetic frames' own depth and GT ids."""
+    from clusteringsdf_core.bench.prediction import ScenePrediction, gt_scene_labels
+    from clusteringsdf_core.data.formats import open_dataset
+
+    dataset = open_dataset(str(write_synthetic_scene(scene, tmp_path / "scene")))
+    mesh, vertex_instance, vertex_semantic = gt_scene_labels(dataset)
+    ids = [int(i) for i in np.unique(vertex_instance) if i > 0]
+    prediction = ScenePrediction(method="gt", mesh=mesh, vertex_instance=vertex_instance,
+                                 vertex_semantic=vertex_semantic, instance_class={i: 1 for i in ids},
+                                 instance_score={i: 1.0 for i in ids})
+    frame = dataset.test[0]
+    semantic, instance, depth = prediction.render_labels_and_depth(frame)
+    np.testing.assert_array_equal((semantic, instance), prediction.render_labels(frame))
+    seen = depth > 0
+    assert seen.mean() > 0.9 and np.all(seen[instance > 0])
+    assert np.median(np.abs(depth[seen] - frame.depth_m[seen])) < 0.01     # the sensor noise: mm
+    result = evaluate_without_gt(prediction.render_labels_and_depth, dataset.test, scale=1.0,
+                                 min_overlap=0.2)
+    assert result.fused["consistency"] > 0.9 and result.depth_median_m < 0.01
+
+
+def test_the_without_gt_protocol_compares_methods_on_a_recording(scene, tmp_path, capsys):
+    """`clusteringsdf bench --protocol without_gt`: each method trained on the recording's
+    own machine labels, scored on its held-out views, in one table with the segmenter."""
+    from clusteringsdf_core.bench.without_gt import run_without_gt
+    from clusteringsdf_core.cli import main
+    from clusteringsdf_core.data.formats import open_dataset
+    from clusteringsdf_core.data.formats.sens import write_sens
+    from clusteringsdf_core.segment.backends import make_segmenter
+    from clusteringsdf_core.segment.dataset_labels import segment_dataset
+
+    # what a user has: a recording without GT, labelled by `clusteringsdf segment`
+    sens = write_sens(tmp_path / "scene0000_00.sens", list(scene.dataset.train) + list(scene.dataset.test))
+    root = tmp_path / "recording"
+    segment_dataset(open_dataset(sens, test_every=2), root, make_segmenter("classical"), variant="classical")
+    assert open_dataset(str(root), labels="classical").test[0].gt_instance is None
+    out = tmp_path / "bench"
+    assert main(["bench", "--protocol", "without_gt", "--scene", str(root), "--labels", "classical",
+                 "--methods", "naive_fusion,hdbscan", "--out", str(out)]) == 0
+    document = json.loads((out / "without_gt.json").read_text())
+    name = open_dataset(str(root)).name
+    runs = document["runs"][name]
+    for method in ("naive_fusion", "hdbscan"):
+        entry = runs[method]
+        assert "error" not in entry, entry.get("error")
+        assert 0.0 <= entry["fused_consistency"] <= 1.0 and entry["objects"] >= 1
+        assert entry["depth_median_cm"] < 5.0                  # a TSDF mesh of the same depth
+        assert (out / f"without_gt_{name}_{method}.png").exists()
+    markdown = (out / "without_gt.md").read_text()
+    assert "| segmenter ids (per view) |" in markdown and f"| {name} | hdbscan |" in markdown
+    assert "[without_gt]" in capsys.readouterr().out
+    # the neural method through the same runner, two training seeds (simulated labels)
+    sim = segmenter_sim.preset("realistic")
+    labelled = (segmenter_sim.simulate_dataset(scene.dataset.train, sim, seed=0),
+                segmenter_sim.simulate_dataset(scene.dataset.test, sim, seed=0))
+    root = write_synthetic_scene(scene, tmp_path / "scene", label_variant="sim", labelled_frames=labelled)
+    config = {"model": {"num_channels": 6, "grid_levels": 2, "grid_max_resolution": 24, "sdf_hidden": [32],
+                        "feature_dim": 8, "color_hidden": [16]},
+              "sampling": {"rays_per_batch": 128}, "loss": {"eikonal_points": 64},
+              "data": {"image_width": 64, "image_height": 48}, "extract": {"resolution": 32},
+              "trainer": {"iterations": 2, "progress_bar": False}}
+    document = run_without_gt(["clusteringsdf"], [open_dataset(str(root), labels="sim")], out, seeds=[0, 1],
+                              method_options={"clusteringsdf": {"config": config, "device": "cpu"}},
+                              fail_fast=True, report=lambda line: None)
+    assert set(document["runs"]) == {f"{scene.dataset.name}/seed0", f"{scene.dataset.name}/seed1"}
+    assert all(np.isfinite(block["clusteringsdf"]["depth_median_cm"]) for block in document["runs"].values())
+    with pytest.raises(ValueError, match="one held-out view with depth; two or more are needed"):
+        run_without_gt(["hdbscan"], [dataclasses.replace(open_dataset(str(root)), test=labelled[1][:1])], out)
+    with pytest.raises(SystemExit, match="give the recordings as --scene"):
+        main(["bench", "--protocol", "without_gt", "--seeds", "0", "--out", str(out)])
+    with pytest.raises(SystemExit, match="one machine-label variant"):
+        main(["bench", "--protocol", "without_gt", "--scene", str(root), "--labels", "a,b", "--out", str(out)])
