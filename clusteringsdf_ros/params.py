@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from clusteringsdf_core.config.yaml_io import missing_field_hint
 from clusteringsdf_core.config import (Config, ConfigError, Section, build_section, field_metadata, flatten,
                                        load_yaml, param, read_yaml_tree, unflatten)
 
@@ -119,7 +120,7 @@ def load_params_file(path: str | Path, *, partial: bool = False) -> tuple[Config
     try:
         ros = build_section(RosConfig, read_yaml_tree(path).get("ros") or {}, partial=partial)
     except ConfigError as exc:
-        raise ConfigError(exc.path, f"{exc.args[0]} (in {path})") from None
+        raise ConfigError(exc.path, f"{exc.message} (in {path}){missing_field_hint(exc)}") from None
     return config, ros
 
 

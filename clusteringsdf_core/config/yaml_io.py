@@ -41,7 +41,16 @@ def load_yaml(path: str | Path, *, partial: bool = False, ignore_sections: tuple
     try:
         return Config.from_dict(tree, partial=partial, base=base)
     except ConfigError as exc:
-        raise ConfigError(exc.path, f"{exc.args[0]} (in {path})") from None
+        raise ConfigError(exc.path, f"{exc.message} (in {path}){missing_field_hint(exc)}") from None
+
+
+def missing_field_hint(exc: ConfigError) -> str:
+    """What to do about a complete file that lacks a field (it predates the field); '' for
+    other errors."""
+    if exc.message != "missing field":
+        return ""
+    return ("; the file predates this field: refresh an installed copy with `make setup` (colcon build), "
+            "add it to a file of your own (`clusteringsdf config show` prints every field)")
 
 
 def save_yaml(config: Config, path: str | Path) -> None:

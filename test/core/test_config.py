@@ -100,6 +100,8 @@ def test_complete_files_must_have_every_field(tmp_path):
     with pytest.raises(ConfigError) as info:
         cfg.load_yaml(path)
     assert info.value.path == "loss.lambda_reg" and str(path) in str(info.value)
+    # the field is named once, and the message says what to do about an old file
+    assert str(info.value).count("loss.lambda_reg") == 1 and "predates this field" in str(info.value)
     # ... while an override file may be partial.
     assert cfg.load_yaml(path, partial=True).loss.lambda_reg == 10000.0
 
