@@ -174,7 +174,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         if unknown or not args.layout:
             raise SystemExit(f"clusteringsdf bench: unknown layout(s) {unknown or args.layout}; "
                              f"choose from {list(LAYOUTS)}")
-    if args.labels and args.protocol != "without_gt":
+    if args.labels and args.protocol in PROTOCOLS and not PROTOCOLS[args.protocol].own_labels:
         missing = [v for v in args.labels if v not in PROTOCOLS[args.protocol].variants]
         if missing:
             raise SystemExit(f"clusteringsdf bench: protocol {args.protocol!r} has no label "
@@ -515,11 +515,13 @@ def build_parser() -> argparse.ArgumentParser:
                                    "results.json, results.md and figure.png.")
     p.add_argument("--methods", default="",
                    help="comma-separated method names (default: every registered one; see --list)")
-    p.add_argument("--protocol", choices=("baselines", "table_a", "table_2", "without_gt"), default="baselines",
+    p.add_argument("--protocol", choices=("baselines", "table_a", "table_2", "machine", "without_gt"),
+                   default="baselines",
                    help="baselines / table_2: realistic simulated labels; table_a: GT labels with "
-                        "ids randomised per view and 0/10/30/50/70%% of instances masked; without_gt: "
-                        "recordings without GT objects (--scene DIR --labels VARIANT), scored by depth "
-                        "error and cross-view id consistency")
+                        "ids randomised per view and 0/10/30/50/70%% of instances masked; machine: the "
+                        "scenes' own machine labels (--labels VARIANT, e.g. from `clusteringsdf segment`); "
+                        "without_gt: recordings without GT objects (--scene DIR --labels VARIANT), scored "
+                        "by depth error and cross-view id consistency")
     p.add_argument("--scene", nargs="+", metavar="DIR",
                    help="scene folder(s) in any format the readers open (GT maps needed)")
     p.add_argument("--seeds", nargs="+", type=int, metavar="N",

@@ -59,7 +59,7 @@ import numpy as np
 from clusteringsdf_core.bench.evaluate import evaluate_prediction
 from clusteringsdf_core.bench.methods import MeshCache, Method, get_method, missing_needs
 from clusteringsdf_core.bench.prediction import ScenePrediction
-from clusteringsdf_core.bench.protocols import PROTOCOLS, with_labels
+from clusteringsdf_core.bench.protocols import PROTOCOLS, own_labels, with_labels
 from clusteringsdf_core.bench.report import TABLE_COLUMNS, FigureCollector, render_markdown
 from clusteringsdf_core.bench.scenes import load_gt_scene, scene_info
 from clusteringsdf_core.data.dataset import SceneDataset
@@ -177,7 +177,12 @@ def run_protocol(protocol: str, methods: Sequence[str | Method], datasets: Seque
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; known: {list(PROTOCOLS)}")
     spec = PROTOCOLS[protocol]
-    if label_variants:
+    if spec.own_labels:
+        if not label_variants:
+            raise ValueError(f"protocol {protocol!r} runs on the scenes' own machine labels: name their "
+                             "variant(s) in label_variants (--labels)")
+        spec = dataclasses.replace(spec, variants=tuple(label_variants))
+    elif label_variants:
         unknown = [v for v in label_variants if v not in spec.variants]
         if unknown:
             raise ValueError(f"protocol {protocol!r} has no label variant(s) {unknown}; it has "
@@ -190,6 +195,9 @@ def run_protocol(protocol: str, methods: Sequence[str | Method], datasets: Seque
     datasets = list(datasets)
     if not datasets:
         raise ValueError("no scenes to run on")
+    if spec.own_labels:      # a scene without the variant fails now, not after hours of training
+        for dataset, variant in itertools.product(datasets, spec.variants):
+            own_labels(dataset, variant)
     scene_names = _unique_names(datasets)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -201,7 +209,7 @@ def run_protocol(protocol: str, methods: Sequence[str | Method], datasets: Seque
     started = time.perf_counter()
 
     variants_out: dict[str, dict] = {
-        v: {"label_config": dataclasses.asdict(preset(v)), "methods": {
+        v: {"label_config": {"scene_variant": v} if spec.own_labels else dataclasses.asdict(preset(v)), "methods": {
             m.name: {"description": m.description, "needs": list(m.needs), "scenes": {}}
             for m in chosen}} for v in spec.variants}
     figure = None
@@ -245,7 +253,8 @@ def run_protocol(protocol: str, methods: Sequence[str | Method], datasets: Seque
             for (seed_index, label_seed), (variant_index, variant) in itertools.product(
                     enumerate(seeds), enumerate(spec.variants)):
                 run_name = scene_name if len(seeds) == 1 else f"{scene_name}/labels{label_seed}"
-                labelled = with_labels(dataset, variant, label_seed)
+                labelled = own_labels(dataset, variant) if spec.own_labels else with_labels(dataset, variant,
+                                                                                              label_seed)
                 want_figure = scene_index == seed_index == variant_index == 0 and figure_views > 0
                 if want_figure:
                     figure = FigureCollector(labelled, scene_name, variant, figure_views)

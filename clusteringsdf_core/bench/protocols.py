@@ -22,7 +22,7 @@ from clusteringsdf_core.data.frame import Frame
 from clusteringsdf_core.data.segmenter_sim import (SegmenterSimConfig, preset, simulate_frame,
                                                    table_a_presets)
 
-__all__ = ["Protocol", "PROTOCOLS", "SimulatedLabelFrames", "with_labels"]
+__all__ = ["Protocol", "PROTOCOLS", "SimulatedLabelFrames", "with_labels", "own_labels"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,8 @@ class Protocol:
     name: str
     description: str
     variants: tuple[str, ...]          # segmenter_sim preset names
+    #: the label variants are the scenes' own machine labels (named per run), not simulated
+    own_labels: bool = False
 
 
 PROTOCOLS: dict[str, Protocol] = {
@@ -44,6 +46,10 @@ PROTOCOLS: dict[str, Protocol] = {
     "table_2": Protocol("table_2", "paper Table 2 (ablations): every method, the ablated "
                         "trainers being methods of their own, on realistic simulated labels",
                         ("realistic",)),
+    "machine": Protocol("machine", "every method on the scenes' own machine labels: a label variant "
+                        "written by a 2D segmenter (`clusteringsdf segment SCENE --out SCENE`, e.g. "
+                        "detector), named with --labels, scored against the GT like the others",
+                        (), own_labels=True),
 }
 
 
@@ -108,3 +114,14 @@ def with_labels(dataset: SceneDataset, preset_name_or_config: str | SegmenterSim
         dataset, train=SimulatedLabelFrames(dataset.train, config, seed, dataset.classes),
         test=SimulatedLabelFrames(dataset.test, config, seed, dataset.classes),
         label_variant=f"sim:{name}", meta=meta)
+
+
+def own_labels(dataset: SceneDataset, variant: str) -> SceneDataset:
+    """``dataset`` read again with its machine-label variant ``variant`` (a folder
+    ``labels/<variant>`` beside the GT, e.g. from ``clusteringsdf segment``). ValueError
+    when the scene has no folder or no such variant."""
+    from clusteringsdf_core.data.formats import open_dataset
+
+    if dataset.root is None:
+        raise ValueError(f"scene {dataset.name!r} was not read from a folder: it has no machine-label variants")
+    return open_dataset(dataset.root, labels=variant)

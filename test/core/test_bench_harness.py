@@ -292,3 +292,41 @@ def test_cli_bench_runs_every_seed_in_each_layout(tmp_path, capsys):
     capsys.readouterr()
     with pytest.raises(SystemExit, match="unknown layout"):
         main(["bench", "--methods", "naive_fusion", "--layout", "stacked", *scene_args])
+
+
+def test_machine_protocol_runs_on_the_scenes_own_labels(tmp_path):
+    """`--protocol machine --labels classical`: the methods see the labels that
+    `clusteringsdf segment` wrote beside the GT, and are scored against the GT."""
+    from clusteringsdf_core.segment.backends import make_segmenter
+    from clusteringsdf_core.segment.dataset_labels import segment_dataset
+
+    root = tmp_path / "scene"
+    write_synthetic_scene(generate_scene(SyntheticSceneConfig(furniture="procedural", width=64, height=48,
+                                                              num_train=6, num_test=3, num_objects=3)), root)
+    scene = load_scene(root, labels=None)
+    backend = make_segmenter("classical")
+    segment_dataset(scene, root, backend, variant="classical")
+    seen = []
+
+    def run(dataset, options):
+        seen.extend((f.instance, backend.segment(f.rgb, f.depth_m).instance) for f in dataset.train)
+        return _gt_prediction()
+
+    recorder = Method("recorder", "keeps the labels it trained on", run, needs=("instance_labels",))
+    document = run_protocol("machine", [recorder, "naive_fusion"], [scene], tmp_path / "bench", fail_fast=True,
+                            label_variants=["classical"], geometry_points=2000, report=lambda line: None)
+    assert len(seen) == len(scene.train) and all(np.array_equal(a, b) for a, b in seen)
+    variant = document["protocols"]["machine"]["variants"]["classical"]
+    assert variant["label_config"] == {"scene_variant": "classical"}
+    assert variant["methods"]["recorder"]["scenes"][scene.name]["pq_scene"] == pytest.approx(100.0)
+    assert 0.0 <= variant["methods"]["naive_fusion"]["scenes"][scene.name]["pq_scene"] <= 100.0
+    with pytest.raises(ValueError, match="own machine labels"):
+        run_protocol("machine", [recorder], [scene], tmp_path / "bench")
+    from clusteringsdf_core.cli import main
+    assert main(["bench", "--protocol", "machine", "--scene", str(root), "--labels", "classical",
+                 "--methods", "hdbscan", "--out", str(tmp_path / "cli"), "--figure-views", "0"]) == 0
+    results = json.loads((tmp_path / "cli" / "results.json").read_text())
+    assert "pq_scene" in results["protocols"]["machine"]["variants"]["classical"]["methods"]["hdbscan"][
+        "scenes"][scene.name]
+    with pytest.raises(ValueError, match="no label variant 'detector'"):
+        run_protocol("machine", [recorder], [scene], tmp_path / "bench", label_variants=["detector"])
