@@ -296,8 +296,9 @@ def _cmd_consistency(args: argparse.Namespace) -> int:
     prediction = model_prediction(snapshot, classes)     # objects split into parts, as published
     with _progress(len(frames), "rendering held-out views") as bar:
         try:
-            result = evaluate_without_gt(prediction.render_labels_and_depth, frames, scale=args.scale, min_overlap=args.min_overlap,
-                                         max_pairs=args.max_pairs, class_name=classes.name_of,
+            result = evaluate_without_gt(prediction.render_labels_and_depth, frames, scale=args.scale,
+                                         min_overlap=args.min_overlap, max_pairs=args.max_pairs,
+                                         class_name=classes.name_of, is_object=set(classes.thing_ids).__contains__,
                                          progress=bar.update)
         except ValueError as exc:
             raise SystemExit(f"clusteringsdf consistency: {exc}") from None

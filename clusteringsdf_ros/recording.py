@@ -74,7 +74,8 @@ def run_recording(dataset_path: str | Path, out_dir: str | Path, *, labels: str 
     snapshot, classes = trainer.snapshot(), trainer.classes
     prediction = model_prediction(snapshot, classes)
     result = evaluate_without_gt(prediction.render_labels_and_depth, list(dataset.test), scale=scale,
-                                 min_overlap=min_overlap, class_name=classes.name_of)
+                                 min_overlap=min_overlap, class_name=classes.name_of,
+                                 is_object=set(classes.thing_ids).__contains__)
     lines = write_report(result, out, {"checkpoint": str(folder / "checkpoint.pt"), "dataset": str(dataset_path),
                                        "labels": labels, "iteration": snapshot.iteration, "scale": scale,
                                        "min_overlap": min_overlap, "through": "nodes"})

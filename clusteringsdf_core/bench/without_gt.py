@@ -28,7 +28,7 @@ import numpy as np
 
 from clusteringsdf_core.data.frame import Frame
 from clusteringsdf_core.metrics.consistency import (covisible_matches, depth_error, id_consistency,
-                                                     overlapping_pairs)
+                                                     merged_detections, overlapping_pairs)
 
 __all__ = ["WithoutGtResult", "evaluate_without_gt", "write_report", "run_without_gt"]
 
@@ -43,6 +43,7 @@ class WithoutGtResult:
     pairs: list[tuple[int, int, float]]                # (view i, view j, overlap), indices into views
     fused: dict                                        # consistency, compared, both_labelled
     raw: dict | None                                   # the same for the segmenter's ids (None: no labels)
+    merged: dict | None = None                         # pairs, merged, share_merged (None: no classes)
     objects: dict[int, str] = field(default_factory=dict)   # fused instance id -> class name (held-out views)
     sheet: np.ndarray | None = None                    # the picture (H, W, 3) uint8
 
@@ -50,7 +51,7 @@ class WithoutGtResult:
         out = {"views": self.views, "depth_median_m": self.depth_median_m,
                "depth_per_view_m": self.depth_per_view_m, "num_pairs": len(self.pairs),
                "pairs": [list(p) for p in self.pairs], "fused": self.fused, "raw": self.raw,
-               "objects": {str(k): v for k, v in sorted(self.objects.items())}}
+               "objects": {str(k): v for k, v in sorted(self.objects.items())}, "merged": self.merged}
         if self.raw and self.raw["consistency"] > 0:
             out["fused_over_raw"] = self.fused["consistency"] / self.raw["consistency"]
         return out
@@ -70,6 +71,7 @@ def _pooled(per_pair: list) -> dict:
 def evaluate_without_gt(render: Callable[[Frame], tuple], frames: Sequence[Frame], *, scale: float = 0.5,
                         min_overlap: float = 0.3, max_pairs: int | None = 30,
                         class_name: Callable[[int], str] | None = None,
+                        is_object: Callable[[int], bool] = lambda c: c > 0,
                         progress: Callable[[int], None] | None = None) -> WithoutGtResult:
     """Score a map on ``frames`` (held-out views with measured depth).
 
@@ -77,7 +79,10 @@ def evaluate_without_gt(render: Callable[[Frame], tuple], frames: Sequence[Frame
     the frames resized to ``scale`` (e.g. :meth:`ScenePrediction.render_labels_and_depth
     <clusteringsdf_core.bench.prediction.ScenePrediction.render_labels_and_depth>`: one
     rendering per view gives labels and depth); ``class_name``: names for the picture
-    and the object list; ``progress`` is called with 1 after each rendered view.
+    and the object list; ``is_object(class id)``: the segmenter's segments that count as
+    objects for :func:`~clusteringsdf_core.metrics.consistency.merged_detections` (the
+    views' ``semantic`` maps; e.g. the class table's things); ``progress`` is called
+    with 1 after each rendered view.
     """
     from clusteringsdf_core.viz import colorize_depth, colorize_labels, contact_sheet
 
@@ -87,6 +92,8 @@ def evaluate_without_gt(render: Callable[[Frame], tuple], frames: Sequence[Frame
     width = max(8, round(frames[0].width * scale))
     height = max(8, round(frames[0].height * scale))
     depths, intrinsics, fused_ids, raw_ids, rendered_depths, rows = [], [], [], [], [], []
+    detection_pairs = merged = 0
+    has_classes = False
     objects: dict[int, str] = {}
     for frame in frames:
         small = frame.resized(width, height)
@@ -98,6 +105,12 @@ def evaluate_without_gt(render: Callable[[Frame], tuple], frames: Sequence[Frame
         rendered_depths.append(rendered)
         raw = None if small.instance is None else np.asarray(small.instance, np.int32)
         raw_ids.append(raw)
+        if raw is not None and small.semantic is not None:
+            has_classes = True
+            pairs_here, merged_here = merged_detections(raw, np.asarray(small.semantic, np.int64), instance,
+                                                        is_object=is_object)
+            detection_pairs += pairs_here
+            merged += merged_here
         for i in np.unique(instance[instance > 0]):
             cls = int(np.bincount(semantic[instance == i]).argmax())
             objects[int(i)] = class_name(cls) if class_name else str(cls)
@@ -122,7 +135,19 @@ def evaluate_without_gt(render: Callable[[Frame], tuple], frames: Sequence[Frame
     return WithoutGtResult(
         views=[f.index for f in frames], depth_median_m=overall.median_m,
         depth_per_view_m=[e.median_m for e in per_view], pairs=pairs, fused=_pooled(fused),
-        raw=_pooled(raw) if raw else None, objects=objects, sheet=contact_sheet(rows))
+        raw=_pooled(raw) if raw else None, objects=objects, sheet=contact_sheet(rows),
+        merged={"pairs": detection_pairs, "merged": merged,
+                "share_merged": merged / detection_pairs if detection_pairs else float("nan")}
+        if has_classes else None)
+
+
+def merged_line(merged: dict | None) -> str:
+    """'m of n pairs (share)' of :attr:`WithoutGtResult.merged`, or why there is none."""
+    if merged is None:
+        return "n/a (the views have no segmenter classes)"
+    if not merged["pairs"]:
+        return "n/a (no view has two objects of the segmenter)"
+    return f"{merged['merged']} of {merged['pairs']} pairs in one view ({merged['share_merged']:.2f})"
 
 
 def write_report(result: WithoutGtResult, out_dir: str | Path, meta: dict) -> str:
@@ -147,6 +172,7 @@ def write_report(result: WithoutGtResult, out_dir: str | Path, meta: dict) -> st
         f"depth error, median: {result.depth_median_m * 100:.1f} cm",
         f"id consistency, fused ids: {share(result.fused)}",
         f"id consistency, segmenter ids: {share(result.raw)}",
+        f"segmenter's objects merged by the map: {merged_line(result.merged)}",
         f"objects in the held-out views: {len(result.objects)} ({objects})",
         f"wrote {out / 'without_gt.json'} and {out / 'without_gt.png'}"])
 
@@ -157,6 +183,7 @@ def write_report(result: WithoutGtResult, out_dir: str | Path, meta: dict) -> st
 TABLE = (("depth_median_cm", "depth error, median (cm)", "{:.1f}"),
          ("fused_consistency", "id consistency", "{:.3f}"),
          ("both_labelled", "both views name an object", "{:.2f}"),
+         ("share_merged", "segmenter's objects merged", "{:.2f}"),
          ("objects_in_views", "objects in held-out views", "{:d}"),
          ("objects", "objects", "{:d}"),
          ("seconds", "seconds", "{:.0f}"))
@@ -167,7 +194,8 @@ def _entry(result: WithoutGtResult, prediction, seconds: float) -> dict:
             "both_labelled": result.fused["both_labelled"], "compared": result.fused["compared"],
             "objects_in_views": len(result.objects), "objects": len(prediction.instance_ids),
             "seconds": seconds, "object_classes": {str(k): v for k, v in sorted(result.objects.items())},
-            "segmenter": result.raw}
+            "segmenter": result.raw, "merged": result.merged,
+            "share_merged": result.merged["share_merged"] if result.merged else None}
 
 
 def _markdown(document: dict) -> str:
@@ -182,7 +210,7 @@ def _markdown(document: dict) -> str:
         segmenter = next((e["segmenter"] for e in methods.values() if e.get("segmenter")), None)
         if segmenter:
             lines.append(f"| {run} | segmenter ids (per view) | | {segmenter['consistency']:.3f} | "
-                         f"{segmenter['both_labelled']:.2f} | | | |")
+                         f"{segmenter['both_labelled']:.2f} | 0.00 | | | |")
         for method, entry in methods.items():
             if "error" in entry or "skipped" in entry:
                 lines.append(f"| {run} | {method} | {entry.get('error') or 'skipped: ' + entry['skipped']} |"
@@ -192,6 +220,25 @@ def _markdown(document: dict) -> str:
                 isinstance(entry[key], float) and math.isnan(entry[key])) else "n/a" for key, _, fmt in TABLE]
             lines.append(f"| {run} | {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _run_one(method, dataset, frames: list, seed: int, cache, options: dict, score: dict) -> tuple[dict, object]:
+    """One method on one recording: (the table entry, the picture or None)."""
+    import time
+
+    from clusteringsdf_core.bench.methods import missing_needs
+
+    missing = missing_needs(method, dataset)
+    if missing:
+        return {"skipped": "; ".join(missing)}, None
+    started = time.perf_counter()
+    prediction = method.run(dataset, {"seed": int(seed), "cache": cache, **options})
+    meta = prediction.meta
+    seconds = (time.perf_counter() - started + float(meta.get("reused_s", 0.0) or 0.0)
+               - float(meta.get("self_eval_s", 0.0) or 0.0))     # as the harness times methods
+    result = evaluate_without_gt(prediction.render_labels_and_depth, frames, class_name=dataset.classes.name_of,
+                                 is_object=set(dataset.classes.thing_ids).__contains__, **score)
+    return _entry(result, prediction, seconds), result.sheet
 
 
 def run_without_gt(methods: Sequence, datasets: Sequence, out_dir: str | Path, *, seeds: Sequence[int] = (0,),
@@ -205,15 +252,15 @@ def run_without_gt(methods: Sequence, datasets: Sequence, out_dir: str | Path, *
     each run (an interrupted benchmark keeps what it measured) and a picture per run
     (``without_gt_<scene>[_seed<s>]_<method>.png``); returns the document."""
     import datetime
-    import time
     import traceback
 
     from tqdm import tqdm
 
     from clusteringsdf_core.bench.harness import _jsonable, _resolve, _versions
-    from clusteringsdf_core.bench.methods import MeshCache, missing_needs
+    from clusteringsdf_core.bench.methods import MeshCache
     from clusteringsdf_core.viz import save_png
 
+    score = {"scale": scale, "min_overlap": min_overlap, "max_pairs": max_pairs}
     chosen = _resolve(methods)
     for dataset in datasets:      # before hours of training, not after
         views = sum(1 for f in dataset.test if f.depth_m is not None)
@@ -234,20 +281,11 @@ def run_without_gt(methods: Sequence, datasets: Sequence, out_dir: str | Path, *
                 run = dataset.name if len(seeds) == 1 else f"{dataset.name}/seed{seed}"
                 for method in chosen:
                     bar.set_postfix_str(f"{run} {method.name}")
-                    missing = missing_needs(method, dataset)
-                    entry: dict = {"skipped": "; ".join(missing)} if missing else {}
                     try:
-                        if not missing:
-                            started = time.perf_counter()
-                            prediction = method.run(dataset, {"seed": int(seed), "cache": cache,
-                                                              **(method_options or {}).get(method.name, {})})
-                            seconds = (time.perf_counter() - started + float(prediction.meta.get("reused_s", 0.0) or 0.0)
-                                       - float(prediction.meta.get("self_eval_s", 0.0) or 0.0))
-                            result = evaluate_without_gt(prediction.render_labels_and_depth, frames, scale=scale,
-                                                         min_overlap=min_overlap, max_pairs=max_pairs,
-                                                         class_name=dataset.classes.name_of)
-                            entry = _entry(result, prediction, seconds)
-                            save_png(out / f"without_gt_{run.replace('/', '_')}_{method.name}.png", result.sheet)
+                        entry, sheet = _run_one(method, dataset, frames, seed, cache,
+                                                (method_options or {}).get(method.name, {}), score)
+                        if sheet is not None:
+                            save_png(out / f"without_gt_{run.replace('/', '_')}_{method.name}.png", sheet)
                     except Exception as exc:        # one failing method must not sink the benchmark
                         if fail_fast:
                             raise

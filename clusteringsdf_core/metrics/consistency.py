@@ -10,8 +10,10 @@ A real recording without annotations still says two things about a labelled scen
   pairs, among the ones where either view names an object (id > 0), whose ids are
   equal. Per-view ids of a 2D segmenter agree across views only by chance; ids fused
   by a 3D model should agree wherever the model is right. A map that calls everything
-  one object scores 1.0, so the measure goes with the number of objects and the share
-  of pairs where both views name an object (``both_labelled``).
+  one object scores 1.0, so the measure goes with the number of objects, the share
+  of pairs where both views name an object (``both_labelled``), and
+  :func:`merged_detections`: how many pairs of objects that the 2D segmenter names
+  apart in one view (e.g. a table and a chair the detector boxed) the map merges.
 - **Depth error.** :func:`depth_error` compares a rendered depth map with the measured
   one on the pixels where both are valid.
 
@@ -24,12 +26,13 @@ Scores are fractions in [0, 1] (not percent), depth errors metres.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
 from clusteringsdf_core.geometry.camera import backproject, project
 
-__all__ = ["CovisibleMatches", "covisible_matches", "id_consistency", "IdConsistency",
+__all__ = ["CovisibleMatches", "covisible_matches", "id_consistency", "IdConsistency", "merged_detections",
            "overlapping_pairs", "depth_error", "DepthError"]
 
 
@@ -103,6 +106,28 @@ def id_consistency(ids_a: np.ndarray, ids_b: np.ndarray, matches: CovisibleMatch
         return IdConsistency(float("nan"), 0, float("nan"))
     a, b = a[compared], b[compared]
     return IdConsistency(float(np.mean(a == b)), n, float(np.mean((a > 0) & (b > 0))))
+
+
+def merged_detections(segment_ids: np.ndarray, segment_classes: np.ndarray, fused_ids: np.ndarray, *,
+                      is_object: Callable[[int], bool] = lambda c: c > 0, min_pixels: int = 20) -> tuple[int, int]:
+    """The other side of :func:`id_consistency`, which a map that merges everything
+    wins: of the pairs of objects the 2D segmenter names in one view (segments of
+    ``min_pixels`` or more whose majority class passes ``is_object``, e.g. the
+    detector's boxes), how many the map merges, both taking the same non-zero fused id
+    as the majority of their pixels. Returns (pairs, merged)."""
+    segment_ids = np.asarray(segment_ids).ravel()
+    segment_classes = np.asarray(segment_classes).ravel()
+    fused_ids = np.asarray(fused_ids).ravel()
+    majority = []
+    for i in np.unique(segment_ids[segment_ids > 0]):
+        inside = segment_ids == i
+        if inside.sum() < min_pixels or not is_object(int(np.bincount(segment_classes[inside]).argmax())):
+            continue
+        majority.append(int(np.bincount(fused_ids[inside]).argmax()))
+    ids = np.asarray(majority, np.int64)
+    pairs = len(ids) * (len(ids) - 1) // 2
+    counts = np.bincount(ids[ids > 0]) if (ids > 0).any() else np.zeros(0, np.int64)
+    return pairs, int((counts * (counts - 1) // 2).sum())
 
 
 def overlapping_pairs(depths: list[np.ndarray], intrinsics: list, poses: list[np.ndarray], *,

@@ -6,7 +6,7 @@ import pytest
 
 from clusteringsdf_core.data.frame import Intrinsics
 from clusteringsdf_core.metrics.consistency import (covisible_matches, depth_error, id_consistency,
-                                                     overlapping_pairs)
+                                                     merged_detections, overlapping_pairs)
 
 W, H, WALL_Y = 64, 48, 3.0
 K = Intrinsics(50.0, 50.0, W / 2, H / 2, W, H)
@@ -91,3 +91,17 @@ def test_depth_error_over_pixels_valid_in_both():
     assert err.mean_m == pytest.approx((17 * 0.1 + 0.5) / 18)
     with pytest.raises(ValueError, match="shape"):
         depth_error(rendered[:2], measured)
+
+
+def test_merged_detections_counts_pairs_of_segmenter_objects_given_one_id():
+    segments = np.zeros((10, 40), np.int32)
+    classes = np.zeros((10, 40), np.int32)
+    fused = np.zeros((10, 40), np.int32)
+    for i, (x0, cls, fused_id) in enumerate([(0, 5, 7), (8, 5, 7), (16, 6, 8), (24, 0, 7), (32, 5, 0)], 1):
+        segments[:, x0:x0 + 8], classes[:, x0:x0 + 8], fused[:, x0:x0 + 8] = i, cls, fused_id
+    fused[0, 0:8] = 8                                   # a minority of another id does not count
+    # objects 1, 2 (class 5) and 3 (class 6) and 5 (class 5, no fused id); segment 4 is class 0
+    assert merged_detections(segments, classes, fused) == (6, 1)
+    assert merged_detections(segments, classes, fused, is_object=lambda c: c == 5) == (3, 1)
+    assert merged_detections(segments, classes, np.full_like(fused, 3)) == (6, 6)
+    assert merged_detections(segments, classes, fused, min_pixels=100) == (0, 0)

@@ -49,6 +49,15 @@ def test_fused_ids_agree_across_views_and_per_view_ids_do_not(scene):
     assert result.sheet.ndim == 3 and result.sheet.dtype == np.uint8
     shifted = evaluate_without_gt(GtRenderer(depth_offset_m=0.05), frames, scale=0.5, min_overlap=0.2)
     assert shifted.depth_median_m == pytest.approx(0.05, abs=1e-5)
+    # objects the segmenter names apart in a view: the GT ids keep them apart, one id for
+    # everything merges every pair while its consistency is perfect
+    things = set(scene.dataset.classes.thing_ids).__contains__
+    result = evaluate_without_gt(GtRenderer(), frames, scale=1.0, min_overlap=0.2, is_object=things)
+    assert result.merged["pairs"] > 0 and result.merged["merged"] == 0
+    one = evaluate_without_gt(lambda f: (f.gt_semantic, np.ones_like(f.gt_instance), f.depth_m), frames,
+                              scale=1.0, min_overlap=0.2, is_object=things)
+    assert one.fused["consistency"] == 1.0 and one.merged["share_merged"] == 1.0
+    assert one.summary()["merged"]["pairs"] == result.merged["pairs"]
 
 
 def test_views_without_segmenter_ids_report_no_raw_measure(scene):
