@@ -391,7 +391,13 @@ class SegmenterNode(Node):
     # ------------------------------------------------------------------ worker
     def _work(self) -> None:
         while not self._stop.is_set():
-            if not self._listened():
+            try:
+                listened = self._listened()
+            except Exception:
+                if not self.context.ok():  # SIGTERM shut the context down between two checks
+                    return
+                raise
+            if not listened:
                 # Nobody takes the segmentations (yet): the frames wait in the queue, so a
                 # consumer that is still being discovered gets the first ones too.
                 self._stop.wait(0.02)
