@@ -302,6 +302,19 @@ def _load_existing(path: Path) -> dict:
     return document if document.get("format") == RESULTS_FORMAT else {}
 
 
+def _extra_seconds(meta: Mapping[str, Any]) -> tuple[float, float]:
+    """(shared work reused from another method, time spent scoring itself) of a prediction."""
+    return float(meta.get("reused_s", 0.0) or 0.0), float(meta.get("self_eval_s", 0.0) or 0.0)
+
+
+def method_seconds(wall_s: float, meta: Mapping[str, Any]) -> float:
+    """A method's run time as the benchmark reports it: its wall time, plus the shared
+    work it reused (``meta["reused_s"]``), less the time it spent scoring itself
+    (``meta["self_eval_s"]``: a time-to-quality curve is not its run time)."""
+    reused, self_eval = _extra_seconds(meta)
+    return wall_s + reused - self_eval
+
+
 def _run_one(method: Method, labelled: SceneDataset, evaluation: dict, cache: MeshCache,
              seed: int, extra: Mapping[str, Any], bar, fail_fast: bool
              ) -> tuple[dict, ScenePrediction | None]:
@@ -325,10 +338,8 @@ def _run_one(method: Method, labelled: SceneDataset, evaluation: dict, cache: Me
             raise
         return {"error": f"{type(exc).__name__}: {exc}",
                 "traceback": traceback.format_exc(limit=8)}, None
-    reused = float(prediction.meta.get("reused_s", 0.0) or 0.0)
-    # Time a method spent scoring itself (a time-to-quality curve) is not its run time.
-    self_eval = float(prediction.meta.get("self_eval_s", 0.0) or 0.0)
-    entry = {**metrics, "seconds": wall + reused - self_eval, "wall_s": wall, "reused_s": reused,
+    reused, self_eval = _extra_seconds(prediction.meta)
+    entry = {**metrics, "seconds": method_seconds(wall, prediction.meta), "wall_s": wall, "reused_s": reused,
              "eval_s": eval_s + self_eval,
              "prediction": {"has_mesh": prediction.mesh is not None,
                             "mesh_vertices": None if prediction.mesh is None

@@ -226,6 +226,7 @@ def _run_one(method, dataset, frames: list, seed: int, cache, options: dict, sco
     """One method on one recording: (the table entry, the picture or None)."""
     import time
 
+    from clusteringsdf_core.bench.harness import method_seconds
     from clusteringsdf_core.bench.methods import missing_needs
 
     missing = missing_needs(method, dataset)
@@ -233,9 +234,7 @@ def _run_one(method, dataset, frames: list, seed: int, cache, options: dict, sco
         return {"skipped": "; ".join(missing)}, None
     started = time.perf_counter()
     prediction = method.run(dataset, {"seed": int(seed), "cache": cache, **options})
-    meta = prediction.meta
-    seconds = (time.perf_counter() - started + float(meta.get("reused_s", 0.0) or 0.0)
-               - float(meta.get("self_eval_s", 0.0) or 0.0))     # as the harness times methods
+    seconds = method_seconds(time.perf_counter() - started, prediction.meta)
     result = evaluate_without_gt(prediction.render_labels_and_depth, frames, class_name=dataset.classes.name_of,
                                  is_object=set(dataset.classes.thing_ids).__contains__, **score)
     return _entry(result, prediction, seconds), result.sheet
