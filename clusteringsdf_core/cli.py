@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -68,8 +69,6 @@ def _progress(total: int, desc: str):
 
 
 def _cmd_scene(args: argparse.Namespace) -> int:
-    import time
-
     from clusteringsdf_core.data import segmenter_sim
     from clusteringsdf_core.data.synthetic import (SyntheticSceneConfig, generate_scene,
                                                    write_synthetic_scene)
@@ -79,7 +78,7 @@ def _cmd_scene(args: argparse.Namespace) -> int:
     config = SyntheticSceneConfig(
         seed=args.seed, width=args.width, height=args.height, num_train=args.num_train,
         num_test=args.num_test, num_objects=args.num_objects, furniture=args.furniture,
-        layout=args.layout, depth_noise=not args.no_depth_noise)
+        layout=args.layout, depth_noise=not args.no_depth_noise, scale=args.scale)
     out = Path(args.out)
     with _progress(config.num_train + config.num_test, "rendering") as bar:
         scene = generate_scene(config, progress=lambda done, total: bar.update(1))
@@ -146,8 +145,6 @@ def _parse_method_options(items: Sequence[str]) -> dict[str, dict]:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    import time
-
     from clusteringsdf_core.bench import harness, scenes
     from clusteringsdf_core.bench.protocols import PROTOCOLS
     from clusteringsdf_core.bench.methods import method_names
@@ -205,7 +202,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         datasets += scenes.synthetic_scenes(
             args.seeds, out / "scenes", width=args.width, height=args.height,
             num_train=args.num_train, num_test=args.num_test, num_objects=args.num_objects,
-            furniture=args.furniture, layout=layout)
+            furniture=args.furniture, layout=layout, scale=args.scale)
     document = harness.run_protocol(args.protocol, names, datasets, out, seed=args.label_seed,
                                     method_options=options, figure_views=args.figure_views,
                                     fail_fast=args.fail_fast,
@@ -391,6 +388,21 @@ def _cmd_loss_timing(args: argparse.Namespace) -> int:
     return 0
 
 
+def _synthetic_options(p: argparse.ArgumentParser, prefix: str) -> None:
+    """The options of a synthetic scene that ``scene`` and ``bench`` share."""
+    p.add_argument("--width", type=int, default=320, help=prefix + "image width, pixels")
+    p.add_argument("--height", type=int, default=240, help=prefix + "image height, pixels")
+    p.add_argument("--num-train", type=int, default=80, help=prefix + "training views")
+    p.add_argument("--num-test", type=int, default=20, help=prefix + "held-out test views (novel poses)")
+    p.add_argument("--num-objects", type=int, default=8, help=prefix + "furniture objects on the floor")
+    p.add_argument("--furniture", choices=("auto", "sweethome3d", "procedural"), default="auto",
+                   help=prefix + "real Sweet Home 3D models (Debian package sweethome3d-furniture) "
+                   "or procedural ones; auto: real ones when installed")
+    p.add_argument("--scale", type=float, default=1.0,
+                   help=prefix + "every length of the scene (room, furniture, camera walk) times "
+                   "this; 0.15 makes a tabletop: objects of 1.5-30 cm seen from 0.1-0.8 m")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="clusteringsdf",
@@ -412,14 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("scene", help="generate a synthetic indoor scene with exact ground truth")
     p.add_argument("--out", required=True, help="output folder (canonical scene layout)")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same scene)")
-    p.add_argument("--width", type=int, default=320, help="image width, pixels")
-    p.add_argument("--height", type=int, default=240, help="image height, pixels")
-    p.add_argument("--num-train", type=int, default=80, help="training views")
-    p.add_argument("--num-test", type=int, default=20, help="held-out test views (novel poses)")
-    p.add_argument("--num-objects", type=int, default=8, help="furniture objects on the floor")
-    p.add_argument("--furniture", choices=("auto", "sweethome3d", "procedural"), default="auto",
-                   help="real Sweet Home 3D models (Debian package sweethome3d-furniture) or "
-                        "procedural ones; auto: real ones when installed")
+    _synthetic_options(p, "")
     p.add_argument("--layout", choices=("apart", "touching"), default="apart",
                    help="apart: objects stand apart and off the walls (geometry separates them); "
                         "touching: furniture side by side against the walls, chairs pushed under a "
@@ -527,21 +532,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="scene folder(s) in any format the readers open (GT maps needed)")
     p.add_argument("--seeds", nargs="+", type=int, metavar="N",
                    help="synthetic scenes of these seeds, generated into OUT/scenes/seed_N/ "
-                        "(seed_N_LAYOUT/ for a --layout other than apart; reused when already "
-                        "there)")
+                        "(seed_N_LAYOUT/ for a --layout other than apart, seed_N_sSCALE/ for a "
+                        "--scale other than 1; reused when already there)")
     p.add_argument("--out", default="outputs/bench", help="output folder")
     p.add_argument("--label-seed", type=_comma_ints,
                    default=[0], metavar="N[,N...]",
                    help="seed(s) of the label simulation (neural methods: also of training); "
                         "several (e.g. 0,1,2) run every scene once per seed and report means "
                         "and spread")
-    p.add_argument("--width", type=int, default=320, help="synthetic scenes: image width")
-    p.add_argument("--height", type=int, default=240, help="synthetic scenes: image height")
-    p.add_argument("--num-train", type=int, default=80, help="synthetic scenes: training views")
-    p.add_argument("--num-test", type=int, default=20, help="synthetic scenes: test views")
-    p.add_argument("--num-objects", type=int, default=8, help="synthetic scenes: floor objects")
-    p.add_argument("--furniture", choices=("auto", "sweethome3d", "procedural"), default="auto",
-                   help="synthetic scenes: furniture models")
+    _synthetic_options(p, "synthetic scenes: ")
     p.add_argument("--layout", type=_comma_list, default=["apart"], metavar="LAYOUT[,LAYOUT...]",
                    help="synthetic scenes: object layout(s), apart (default) or touching (see "
                         "`clusteringsdf scene --help`); several (apart,touching) run every seed "

@@ -75,13 +75,15 @@ class NeuralLabelRenderer:
     """Renders (semantic, instance) label maps of a model snapshot at a frame's pose."""
 
     def __init__(self, snapshot: Snapshot, classes: ClassTable, *, device: str | torch.device = "cpu",
-                 resolution: tuple[int, int] | None = None, stuff_band_m: float = 0.15):
+                 resolution: tuple[int, int] | None = None, stuff_band_m: float | None = None):
         self.model = snapshot.model(device)
         self.device = device
         self.classes = classes
         self.channel_classes = snapshot.channel_classes
         self.resolution = resolution
-        self.stuff_band_m = stuff_band_m
+        # background within this of the floor / ceiling height is floor / ceiling: 0.15 m
+        # in a room, scaled as the model's scene lengths were
+        self.stuff_band_m = 0.15 * snapshot.length_scale if stuff_band_m is None else stuff_band_m
         self.mode = snapshot.config.trainer.mode
         if snapshot.surface_heights is not None:
             self.floor_z, self.ceiling_z = snapshot.surface_heights

@@ -34,15 +34,32 @@ import numpy as np
 
 from clusteringsdf_core.bench.prediction import ScenePrediction
 from clusteringsdf_core.config import Section, param
+from clusteringsdf_core.config.lengths import REFERENCE_SIDE_M, auto_length_scale
+from clusteringsdf_core.config.schema import scale_lengths
 from clusteringsdf_core.data.frame import Frame
 from clusteringsdf_core.geometry.camera import project
 from clusteringsdf_core.recon.tsdf import TSDFConfig, reconstruct_mesh
 
 __all__ = ["FelzenszwalbConfig", "HDBSCANConfig", "NaiveFusionConfig", "felzenszwalb_mesh",
            "hdbscan_points", "naive_fusion", "VertexObservations", "observe_vertices",
-           "felzenszwalb_segments", "ransac_planes", "scene_mesh"]
+           "felzenszwalb_segments", "ransac_planes", "scene_mesh", "for_scene"]
 
 _DEFAULT_TSDF = TSDFConfig(voxel_size_m=0.03)
+
+
+def _length_scale_param():
+    return param(0.0, "factor on the lengths that follow the scene's size (the TSDF voxel and "
+                 "margin, depth tolerances, downsampling, plane distance, feature weights in "
+                 "metres): 0 = derived from the scene bounds as the trainer's data.length_scale "
+                 "is (1 for scenes of 4 m and more); 1 = as written", min=0.0)
+
+
+def for_scene(config, dataset):
+    """``config`` with its scene lengths scaled for ``dataset`` (clusteringsdf_core.config.lengths)."""
+    factor = config.length_scale
+    if not factor:
+        factor = 1.0 if dataset.bounds is None else auto_length_scale(dataset.bounds, REFERENCE_SIDE_M)
+    return scale_lengths(config, factor).replace(length_scale=1.0)
 
 
 # --------------------------------------------------------------------------- configs
@@ -55,6 +72,7 @@ class FelzenszwalbConfig(Section):
     name: ClassVar[str] = "felzenszwalb"
 
     tsdf: TSDFConfig = param(_DEFAULT_TSDF, "TSDF reconstruction of the training frames")
+    length_scale: float = _length_scale_param()
     k: float = param(2.0, "merge threshold constant: components C1, C2 merge over an edge of "
                      "weight w when w <= Int(Ci) + k / |Ci| for both (|C| in vertices, so the "
                      "right k grows with mesh density; 2.0 suits 3-4 cm TSDF meshes)", min=0.0)
@@ -63,7 +81,8 @@ class FelzenszwalbConfig(Section):
     convexity_tweak: bool = param(True, "square the weight of convex edges (they rarely "
                                   "separate objects), as in ScanNet's segmentator")
     depth_tolerance_m: float = param(0.05, "a vertex is seen in a view when its depth is within "
-                                     "this of the frame's depth", min=0.0, min_exclusive=True)
+                                     "this of the frame's depth", min=0.0, min_exclusive=True,
+                                     scene_length=True)
     stuff_to_zero: bool = param(True, "segments whose majority machine class is stuff get "
                                 "instance 0")
 
@@ -75,25 +94,27 @@ class HDBSCANConfig(Section):
     name: ClassVar[str] = "hdbscan"
 
     tsdf: TSDFConfig = param(_DEFAULT_TSDF, "TSDF reconstruction of the training frames")
+    length_scale: float = _length_scale_param()
     downsample_m: float = param(0.05, "voxel size of the point downsampling before clustering "
-                                "(0 = cluster every vertex)", min=0.0)
+                                "(0 = cluster every vertex)", min=0.0, scene_length=True)
     min_cluster_size: int = param(30, "HDBSCAN min_cluster_size, in downsampled points", min=2)
     min_samples: int = param(10, "HDBSCAN min_samples (density smoothing)", min=1)
     normal_weight: float = param(0.1, "scale of the unit normals in the feature vector "
-                                 "(metres per unit normal difference)", min=0.0)
-    color_weight: float = param(0.0, "scale of the RGB colour in [0, 1] in the feature vector",
-                                min=0.0)
+                                 "(metres per unit normal difference)", min=0.0, scene_length=True)
+    color_weight: float = param(0.0, "scale of the RGB colour in [0, 1] in the feature vector "
+                                "(metres per unit colour difference)", min=0.0, scene_length=True)
     stuff_removal: str = param("semantic", "how walls/floors are removed before clustering: "
                                "'semantic' = vertices whose majority machine class is stuff, "
                                "'planes' = large horizontal/vertical RANSAC planes, 'none'",
                                choices=("semantic", "planes", "none"))
-    plane_distance_m: float = param(0.03, "RANSAC inlier distance", min=0.0, min_exclusive=True)
+    plane_distance_m: float = param(0.03, "RANSAC inlier distance", min=0.0, min_exclusive=True,
+                                    scene_length=True)
     plane_min_fraction: float = param(0.08, "a plane is stuff when it holds at least this "
                                       "share of the points", min=0.0, max=1.0)
     max_planes: int = param(8, "at most this many RANSAC planes", min=0)
     ransac_iterations: int = param(200, "RANSAC hypotheses per plane", min=1)
     depth_tolerance_m: float = param(0.05, "depth-test tolerance of vertex projection", min=0.0,
-                                     min_exclusive=True)
+                                     min_exclusive=True, scene_length=True)
     stuff_to_zero: bool = param(True, "clusters whose majority machine class is stuff get "
                                 "instance 0")
     seed: int = param(0, "RANSAC random seed")
@@ -106,8 +127,9 @@ class NaiveFusionConfig(Section):
     name: ClassVar[str] = "naive_fusion"
 
     tsdf: TSDFConfig = param(_DEFAULT_TSDF, "TSDF reconstruction of the training frames")
+    length_scale: float = _length_scale_param()
     depth_tolerance_m: float = param(0.05, "depth-test tolerance of vertex projection", min=0.0,
-                                     min_exclusive=True)
+                                     min_exclusive=True, scene_length=True)
     min_votes: int = param(1, "vertices seen in fewer views get instance 0", min=1)
     min_instance_vertices: int = param(20, "instances with fewer vertices become 0", min=0)
     stuff_to_zero: bool = param(True, "instances whose majority machine class is stuff get "
@@ -283,6 +305,7 @@ def felzenszwalb_mesh(dataset, config: FelzenszwalbConfig = FelzenszwalbConfig()
                       mesh=None) -> ScenePrediction:
     """Felzenszwalb-Huttenlocher segmentation of the TSDF mesh; stuff segments -> 0."""
     t0 = time.perf_counter()
+    config = for_scene(config, dataset)
     mesh = scene_mesh(dataset, config.tsdf, mesh)
     meta = _mesh_meta(mesh, t0)
     t1 = time.perf_counter()
@@ -359,6 +382,7 @@ def hdbscan_points(dataset, config: HDBSCANConfig = HDBSCANConfig(), *, mesh=Non
     from sklearn.cluster import HDBSCAN
 
     t0 = time.perf_counter()
+    config = for_scene(config, dataset)
     mesh = scene_mesh(dataset, config.tsdf, mesh)
     meta = _mesh_meta(mesh, t0)
     t1 = time.perf_counter()
@@ -423,6 +447,7 @@ def naive_fusion(dataset, config: NaiveFusionConfig = NaiveFusionConfig(), *,
     taken as if the ids were consistent across views (they are not: fails by design).
     Votes for id 0 (no instance) count; the winning raw id is the instance."""
     t0 = time.perf_counter()
+    config = for_scene(config, dataset)
     mesh = scene_mesh(dataset, config.tsdf, mesh)
     meta = _mesh_meta(mesh, t0)
     t1 = time.perf_counter()

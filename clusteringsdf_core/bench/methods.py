@@ -268,7 +268,8 @@ def _baseline(name: str, description: str, function_name: str, config_name: str,
         from clusteringsdf_core.bench import baselines
 
         options = options or {}
-        config = apply_overrides(getattr(baselines, config_name)(), options.get("config"))
+        config = baselines.for_scene(apply_overrides(getattr(baselines, config_name)(),
+                                                     options.get("config")), dataset)
         cache = options.get("cache") or DEFAULT_MESH_CACHE
         _report(options, 0.0, "TSDF mesh")
         mesh, build_s, reused = cache.get(dataset, config.tsdf)

@@ -152,7 +152,7 @@ def synthetic_scenes(seeds: Sequence[int], root: str | Path, *,
                      report: Callable[[str], None] = print, **config_fields) -> list[SceneDataset]:
     """Synthetic scenes of ``SyntheticSceneConfig(seed=s, **config_fields)``, generated
     into ``root/seed_<s>/`` (``root/seed_<s>_<layout>/`` for a layout other than the
-    default; with realistic simulated labels as variant ``sim``, like ``clusteringsdf
+    default, ``_s<scale>`` appended for a scale other than 1; with realistic simulated labels as variant ``sim``, like ``clusteringsdf
     scene``) or reused when a scene of the same config is already there."""
     from clusteringsdf_core.data import segmenter_sim
     from clusteringsdf_core.data.dataset import load_scene
@@ -163,7 +163,8 @@ def synthetic_scenes(seeds: Sequence[int], root: str | Path, *,
     for seed in seeds:
         config = SyntheticSceneConfig(seed=int(seed), **config_fields)
         layout = "" if config.layout == LAYOUTS[0] else f"_{config.layout}"
-        folder = Path(root) / f"seed_{int(seed)}{layout}"
+        scale = "" if config.scale == 1.0 else f"_s{config.scale:g}"
+        folder = Path(root) / f"seed_{int(seed)}{layout}{scale}"
         meta_path = folder / "scene.json"
         stored = None
         if meta_path.exists():

@@ -26,9 +26,14 @@ class ConfigError(ValueError):
 
 
 def param(default: Any, help: str, *, min: float | None = None, max: float | None = None,
-          choices: tuple | None = None, min_exclusive: bool = False) -> Any:
-    """A config field: default, help text and the constraints checked on construction."""
-    meta = {"help": help, "min": min, "max": max, "choices": choices, "min_exclusive": min_exclusive}
+          choices: tuple | None = None, min_exclusive: bool = False, scene_length: bool = False) -> Any:
+    """A config field: default, help text and the constraints checked on construction.
+
+    ``scene_length``: a length in metres that follows the size of the scene (a band, a
+    spacing, a gap, as opposed to a sensor's range): :func:`scale_lengths` multiplies it.
+    """
+    meta = {"help": help, "min": min, "max": max, "choices": choices, "min_exclusive": min_exclusive,
+            "scene_length": scene_length}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     return field(default=default, metadata=meta)
@@ -122,3 +127,35 @@ def build_section(section_cls: type, values: Any, *, partial: bool = False, base
         raise ConfigError(f"{name}.{sorted(missing)[0]}", "missing field")
     base = base if base is not None else section_cls()
     return section_cls(**{**dataclasses.asdict(base), **values})
+
+
+def scale_lengths(section: Any, factor: float) -> Any:
+    """A copy of a section (or of a dataclass of sections, such as the whole tree) with
+    every field declared ``scene_length`` multiplied by ``factor``; nested sections are
+    scaled too. ``factor`` 1 returns ``section`` itself."""
+    if factor == 1.0:
+        return section
+    if not (factor > 0 and math.isfinite(factor)):
+        raise ValueError(f"length factor must be a positive number, got {factor!r}")
+    changes = {}
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if f.metadata.get("scene_length"):
+            changes[f.name] = value * factor
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            changes[f.name] = scale_lengths(value, factor)
+    return dataclasses.replace(section, **changes) if changes else section
+
+
+def scene_length_fields(section_cls: type, prefix: str = "") -> list[str]:
+    """Dotted names of the ``scene_length`` fields of a section class (nested sections
+    included, by their default's class)."""
+    names = []
+    for f in dataclasses.fields(section_cls):
+        if f.metadata.get("scene_length"):
+            names.append(prefix + f.name)
+        else:
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            if dataclasses.is_dataclass(default) and not isinstance(default, type):
+                names += scene_length_fields(type(default), f"{prefix}{f.name}.")
+    return names

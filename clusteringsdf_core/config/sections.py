@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from clusteringsdf_core.config.lengths import REFERENCE_SIDE_M
 from clusteringsdf_core.config.schema import ConfigError, Section, param
 
 
@@ -71,7 +72,7 @@ class ModelConfig(Section):
                                        "segment) are at least this far apart (metres): "
                                        "farthest-point sampling stops below it, and online a new "
                                        "frame adds a centre for a segment farther than this from "
-                                       "every placed one", min=0.0)
+                                       "every placed one", min=0.0, scene_length=True)
     geometric_init: bool = param(True, "geometric initialisation: channel 0 an inverted room "
                                  "box, object channels small spheres")
     init_background_radius: float = param(1.0, "size of the initial inverted background box "
@@ -107,12 +108,12 @@ class RenderConfig(Section):
                                    "(free space in front of the depth with depth_guided)", min=0)
     depth_guided_samples: int = param(16, "samples in the band around the measured depth", min=1)
     depth_guided_band_m: float = param(0.1, "half-width of the depth band, metres", min=0.0,
-                                       min_exclusive=True)
-    near_m: float = param(0.05, "nearest sample distance along a ray, metres", min=0.0)
+                                       min_exclusive=True, scene_length=True)
+    near_m: float = param(0.05, "nearest sample distance along a ray, metres", min=0.0, scene_length=True)
     far_m: float = param(12.0, "farthest sample distance along a ray, metres (rays stop at the map's "
                          "bounds or here, whichever is nearer)", min=0.0,
-                         min_exclusive=True)
-    bounds_padding_m: float = param(0.1, "padding added around the scene bounds, metres", min=0.0)
+                         min_exclusive=True, scene_length=True)
+    bounds_padding_m: float = param(0.1, "padding added around the scene bounds, metres", min=0.0, scene_length=True)
     eval_chunk_rays: int = param(4096, "rays rendered per chunk at evaluation", min=1)
 
     def validate(self) -> None:
@@ -139,7 +140,7 @@ class LossConfig(Section):
                        "the depth surface inside the truncation band, no negative SDF in front of "
                        "it); RGB-D only", min=0.0)
     sdf_truncation_m: float = param(0.1, "truncation band of the SDF loss, metres", min=0.0,
-                                    min_exclusive=True)
+                                    min_exclusive=True, scene_length=True)
     eikonal: float = param(0.1, "weight of the eikonal loss", min=0.0)
     eikonal_method: str = param("autograd_per_channel", "how SDF gradients for the eikonal term "
                                 "are taken: exact per channel (the public code's; here in three "
@@ -159,7 +160,7 @@ class LossConfig(Section):
     label_beta_min_m: float = param(0.0, "with labels_move_geometry false: lower bound of the "
                                     "Laplace beta used for the label opacities, metres (keeps their "
                                     "gradients alive once the geometry's beta has become sharp)",
-                                    min=0.0)
+                                    min=0.0, scene_length=True)
     softmax_temperature: float = param(1.0, "O^s = softmax(O / temperature) over channels; the paper "
                                        "uses 1", min=0.0, min_exclusive=True)
     lambda_diff: float = param(20.0, "l1: weight of L_diff (cluster centres apart)", min=0.0)
@@ -231,7 +232,7 @@ class KeyframeConfig(Section):
                                     "(public code: 0.2)", min=0.0, max=1.0)
     buffer_size: int = param(300, "frames kept by the online buffer", min=1)
     min_translation_m: float = param(0.05, "online: a frame is kept if the camera moved this far "
-                                     "since the last kept frame, metres", min=0.0)
+                                     "since the last kept frame, metres", min=0.0, scene_length=True)
     min_rotation_deg: float = param(5.0, "online: ... or turned this much, degrees", min=0.0)
     eviction: str = param("fewest_labels", "online: which frame leaves a full buffer",
                           choices=("fewest_labels", "oldest", "most_redundant"))
@@ -308,7 +309,7 @@ class ExtractConfig(Section):
                                  "channel)")
     split_gap_m: float = param(0.1, "with split_channels: surface components of one channel closer "
                                "than this (and than two grid cells) are one object, metres",
-                               min=0.0)
+                               min=0.0, scene_length=True)
     match_iou: float = param(0.2, "3D box IoU above which a new extraction keeps the id of a "
                              "previous object", min=0.0, max=1.0)
     confirm_after: int = param(2, "while training, an object gets an id (is published) once it "
@@ -334,6 +335,17 @@ class DataConfig(Section):
     depth_max_m: float = param(10.0, "depth above this is invalid, metres", min=0.0,
                                min_exclusive=True)
     max_frames: int = param(0, "use at most this many training frames (0 = all)", min=0)
+    length_scale: float = param(0.0, "factor on the lengths that follow the scene's size (init_seed_"
+                                "spacing_m, render's band, near, far and padding, the SDF truncation, "
+                                "label_beta_min_m, the key frames' min_translation_m, split_gap_m): "
+                                "0 = derived when a model is made, min(1, largest side of the scene "
+                                "bounds / data.reference_side_m), at least 0.05; 1 = as written. A "
+                                "trainer's saved configuration holds the lengths it used, with 1 here",
+                                min=0.0)
+    reference_side_m: float = param(REFERENCE_SIDE_M, "with length_scale 0: scenes whose bounds are at least this "
+                                    "long on their largest side (rooms, which the lengths are set "
+                                    "for) use the lengths as written; smaller ones (a tabletop) "
+                                    "scale them by their side over this", min=0.0, min_exclusive=True)
 
     def validate(self) -> None:
         if self.depth_max_m <= self.depth_min_m:

@@ -102,8 +102,9 @@ def field_metadata(path: str) -> dict:
 
 
 def field_help(path: str) -> str:
-    """Help text of a dotted field name."""
-    return field_metadata(path)["help"]
+    """Help text of a dotted field name; a scene length says that it is one."""
+    meta = field_metadata(path)
+    return meta["help"] + (" [scene length: times data.length_scale]" if meta.get("scene_length") else "")
 
 
 def field_specs() -> list[tuple[str, Any, str]]:

@@ -44,10 +44,11 @@ from typing import Any, Callable
 import numpy as np
 
 from clusteringsdf_core.config import Config
+from clusteringsdf_core.config.lengths import resolve_lengths
 from clusteringsdf_core.data.classes import SCANNET_REDUCED, ClassTable
 from clusteringsdf_core.data.frame import Frame
 from clusteringsdf_core.online.counters import Counters
-from clusteringsdf_core.online.extent import estimate_bounds, growth_bounds
+from clusteringsdf_core.online.extent import estimate_bounds, frame_growth
 from clusteringsdf_core.online.extraction import ExtractJob, ObjectsResult, extract_tracked, write_map
 from clusteringsdf_core.online.observations import view_summaries
 from clusteringsdf_core.online.persistence import Autosaver, find_checkpoint
@@ -458,14 +459,15 @@ class MappingEngine:
             bounds = estimate_bounds(self._bootstrap, depth_min_m=dc.depth_min_m,
                                      depth_max_m=dc.depth_max_m)
         frames, self._bootstrap = self._bootstrap, []
-        box = SceneBox(bounds, padding_m=self.config.render.bounds_padding_m)
+        config, length_scale = resolve_lengths(self.config, bounds)   # lengths for the scene's size
+        box = SceneBox(bounds, padding_m=config.render.bounds_padding_m)
         if self.bounds_m is None:
-            # The normalisation frame fixes the grids' cells per metre for the map's life:
-            # not finer than a MIN_FRAME_SIDE_M room's, however little the first frames saw.
-            half = max(float((box.bounds_m[1] - box.bounds_m[0]).max()), MIN_FRAME_SIDE_M) / 2
+            # The normalisation frame fixes the grids' cells per metre for the map's life: not finer
+            # than a MIN_FRAME_SIDE_M room's (scaled as the lengths are), however little was seen.
+            half = max(float((box.bounds_m[1] - box.bounds_m[0]).max()), MIN_FRAME_SIDE_M * length_scale) / 2
             centre = box.bounds_m.mean(0)
             box = SceneBox(box.bounds_m, padding_m=0.0, frame_bounds_m=np.stack([centre - half, centre + half]))
-        self._trainer = Trainer(self.config, box, classes=self.classes)
+        self._trainer = Trainer(config, box, classes=self.classes, length_scale=length_scale)
         with self._state_lock:
             # the volume the map covers (padded by render.bounds_padding_m; grows later)
             self._stats.update(state="training", bounds_m=self._trainer.box.bounds_m.tolist())
@@ -487,12 +489,9 @@ class MappingEngine:
 
     def _grow_for(self, frame: Frame) -> None:
         """Enlarge the map for a key frame whose surfaces reach past it (module docstring)."""
-        dc = self.config.data
         trainer = self._trainer
-        pad = self.config.render.bounds_padding_m        # as the first box had
-        seen = estimate_bounds([frame], depth_min_m=dc.depth_min_m, depth_max_m=dc.depth_max_m) \
-            + np.array([[-pad], [pad]])
-        target, capped = growth_bounds(trainer.box.bounds_m, seen, max_side_m=self.max_side_m)
+        target, capped = frame_growth(trainer.box.bounds_m, frame, trainer.config, trainer.length_scale,
+                                      max_side_m=self.max_side_m)
         if capped:
             self.counters.inc("map_growth_capped")
         if target is None or not trainer.grow(target):

@@ -9,7 +9,7 @@ import numpy as np
 from clusteringsdf_core.data.frame import Frame
 from clusteringsdf_core.geometry.camera import backproject
 
-__all__ = ["estimate_bounds", "growth_bounds", "BOUNDS_MARGIN_XY_M", "BOUNDS_MARGIN_Z_M", "RGB_ONLY_REACH_M"]
+__all__ = ["estimate_bounds", "growth_bounds", "frame_growth", "BOUNDS_MARGIN_XY_M", "BOUNDS_MARGIN_Z_M", "RGB_ONLY_REACH_M"]
 
 #: Margins added to the bounds seen in the bootstrap frames (metres): horizontal, vertical.
 #: Small, because the map grows when later frames see past it (:func:`growth_bounds`):
@@ -89,3 +89,14 @@ def growth_bounds(current_m: np.ndarray, frame_bounds_m: np.ndarray, *,
     if np.allclose(new, cur):
         return None, capped
     return new, capped
+
+
+def frame_growth(current_m: np.ndarray, frame: Frame, config, length_scale: float, *,
+                 max_side_m: float = 0.0) -> tuple[np.ndarray | None, bool]:
+    """:func:`growth_bounds` for a key frame of a map trained with ``config`` (its resolved
+    tree): the frame's bounds padded by ``render.bounds_padding_m`` as the first box was,
+    the margins scaled by the map's ``length_scale`` as its other scene lengths were."""
+    dc, pad = config.data, config.render.bounds_padding_m
+    margins = {"margin_xy_m": BOUNDS_MARGIN_XY_M * length_scale, "margin_z_m": BOUNDS_MARGIN_Z_M * length_scale}
+    seen = estimate_bounds([frame], depth_min_m=dc.depth_min_m, depth_max_m=dc.depth_max_m, **margins)
+    return growth_bounds(current_m, seen + np.array([[-pad], [pad]]), max_side_m=max_side_m, **margins)

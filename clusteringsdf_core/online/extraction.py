@@ -59,8 +59,9 @@ def extract_tracked(snapshot, views, device: str, tracker: ObjectTracker, stamp_
                                 resolution=ecfg.live_resolution if live else ecfg.resolution,
                                 class_votes=snapshot.class_votes)
     tracked = tracker.update(extracted, stamp=stamp_s, confirm_new=confirm_new)
-    return [dataclasses.replace(t, num_observations=count_observations(t.object.surface.vertices, views))
-            for t in tracked]
+    s = snapshot.length_scale          # the room values of count_observations, scaled as the model's
+    return [dataclasses.replace(t, num_observations=count_observations(
+        t.object.surface.vertices, views, near_m=0.05 * s, depth_tolerance_m=0.15 * s)) for t in tracked]
 
 
 def write_map(out_dir: Path, result: ObjectsResult, snapshot, classes: ClassTable, *, bounds_m,

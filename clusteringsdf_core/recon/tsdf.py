@@ -39,7 +39,7 @@ class TSDFConfig(Section):
 
     name: ClassVar[str] = "tsdf"
 
-    voxel_size_m: float = param(0.03, "voxel edge length, metres", min=0.001)
+    voxel_size_m: float = param(0.03, "voxel edge length, metres", min=0.001, scene_length=True)
     truncation_voxels: float = param(4.0, "truncation distance in voxels (SDF values are "
                                      "clipped to +-truncation)", min=1.0)
     min_depth_m: float = param(0.1, "depth below this is ignored, metres", min=0.0)
@@ -51,7 +51,8 @@ class TSDFConfig(Section):
                                         "whose footprint at the frame's 90th-percentile depth "
                                         "is at most one voxel (stride 2 is ~4x faster than 1)",
                                         min=0)
-    bounds_margin_m: float = param(0.1, "margin added around the scene bounds, metres", min=0.0)
+    bounds_margin_m: float = param(0.1, "margin added around the scene bounds, metres", min=0.0,
+                                   scene_length=True)
     integrate_color: bool = param(True, "average the RGB colour per voxel (vertex colours)")
     min_weight: float = param(1.0, "voxels observed fewer times are treated as unobserved "
                               "when meshing", min=0.0)

@@ -31,6 +31,9 @@ class Snapshot:
     surface_heights: tuple[float, float] | None = None
     #: machine-class votes per voxel (names the parts of split channels; None: not kept)
     class_votes: ClassVotes | None = None
+    #: the factor the trainer applied to the scene lengths (config.lengths); the lengths
+    #: of extraction and evaluation that are not in the tree follow it
+    length_scale: float = 1.0
 
     def model(self, device: str | torch.device = "cpu") -> ClusteringSDFModel:
         model = ClusteringSDFModel(self.config, SceneBox.from_state_dict(self.box_state))

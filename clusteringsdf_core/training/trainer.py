@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from clusteringsdf_core.config import Config
+from clusteringsdf_core.config.lengths import resolve_lengths, scaled_like
 from clusteringsdf_core.data.classes import SCANNET_REDUCED, ClassTable
 from clusteringsdf_core.data.frame import Frame
 from clusteringsdf_core.losses import clustering as lc
@@ -70,7 +71,14 @@ def as_floats(losses: dict[str, torch.Tensor | float]) -> dict[str, float]:
 
 class Trainer:
     def __init__(self, config: Config, bounds_m: np.ndarray | SceneBox, *,
-                 classes: ClassTable = SCANNET_REDUCED, device: str | torch.device | None = None):
+                 classes: ClassTable = SCANNET_REDUCED, device: str | torch.device | None = None,
+                 length_scale: float | None = None):
+        """``config``'s scene lengths are resolved for the bounds (:mod:`~clusteringsdf_core.
+        config.lengths`; ``self.config`` holds the lengths used, ``self.length_scale`` the
+        factor). ``length_scale``: the factor a caller already applied to ``config``."""
+        config, derived = resolve_lengths(config, bounds_m.bounds_m if isinstance(bounds_m, SceneBox)
+                                          else bounds_m)
+        self.length_scale = derived if length_scale is None else float(length_scale)
         self.config = config
         self.classes = classes
         self.device = resolve_device(str(device) if device is not None else config.trainer.device)
@@ -101,7 +109,8 @@ class Trainer:
         self.class_counts = ChannelClassCounts(config.model.num_channels, len(classes), self.device,
                                                semantic=tc.mode == "semantic")
         # where the segmenter saw which class: names the parts of split channels
-        self.class_votes = (ClassVotes(len(classes)) if config.extract.split_channels and tc.mode == "instance"
+        self.class_votes = (ClassVotes(len(classes), voxel_m=0.1 * self.length_scale)
+                            if config.extract.split_channels and tc.mode == "instance"
                             else None)
         self._last_losses: dict[str, torch.Tensor] = {}
         if tc.mode == "semantic" and config.model.num_channels < len(classes):
@@ -165,7 +174,8 @@ class Trainer:
     def update_live(self, config: Config) -> None:
         """Take the loss weights and learning rate of ``config`` while training goes on
         (the rest of ``config`` needs a new trainer). The optimizer state is kept."""
-        self.config = dataclasses.replace(self.config, loss=config.loss,
+        loss = scaled_like(config.loss, config.data.length_scale, self.length_scale)
+        self.config = dataclasses.replace(self.config, loss=loss,
                                           trainer=self.config.trainer.replace(lr=config.trainer.lr))
         self.model.config = self.config          # the model reads loss.* when rendering
         factor = self.config.trainer.grid_lr_factor
@@ -347,7 +357,7 @@ class Trainer:
         votes = (None if self.class_votes is None
                  else ClassVotes.from_state_dict(self.class_votes.state_dict()))
         return Snapshot(self.iteration, state, self.config, self.box.state_dict(), classes, conf, time.time(),
-                        self.surface_heights(), votes)
+                        self.surface_heights(), votes, self.length_scale)
 
     def surface_heights(self) -> tuple[float, float] | None:
         """(floor z, ceiling z) of the views' depth points (:func:`.views.surface_heights`);
@@ -378,6 +388,7 @@ class Trainer:
             "channel_class_counts": self.class_counts.state(),
             "class_votes": None if self.class_votes is None else self.class_votes.state_dict(),
             "online": self.online,
+            "length_scale": self.length_scale,
             "seeds": self.seeds.state(),
             # online: the key-frame buffer, its views named by uid (files beside the checkpoint)
             "keyframes": self.buffer.state(key=lambda view: view.uid) if self.online else None,
@@ -422,9 +433,14 @@ class Trainer:
         default to the old behaviour)."""
         path = Path(path)
         state = read_checkpoint(path) if state is None else state
-        config = Config.from_dict(state["config"], partial=True)
+        tree = state["config"]
+        if "length_scale" not in tree.get("data", {}):
+            # saved before scene lengths were resolved: its lengths were used as written
+            tree = {**tree, "data": {**tree.get("data", {}), "length_scale": 1.0}}
+        config = Config.from_dict(tree, partial=True)
         classes = ClassTable.from_list(state["classes"])
-        trainer = cls(config, SceneBox.from_state_dict(state["box"]), classes=classes, device=device)
+        trainer = cls(config, SceneBox.from_state_dict(state["box"]), classes=classes, device=device,
+                      length_scale=state.get("length_scale", 1.0))
         if state.get("keyframes"):
             views = read_keyframes(path.parent / KEYFRAME_DIR, keyframe_uids(state), config.trainer.mode,
                                    trainer.device)

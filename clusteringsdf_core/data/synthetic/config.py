@@ -18,7 +18,7 @@ LAYOUTS = ("apart", "touching")
 
 @dataclass(frozen=True)
 class SyntheticSceneConfig:
-    """Parameters of a synthetic scene (all lengths in metres).
+    """Parameters of a synthetic scene (all lengths in metres, before ``scale``).
 
     ``layout`` (one of :data:`LAYOUTS`): ``"apart"`` places every footprint at least
     ``object_gap`` from the others and ``wall_clearance`` from the walls; ``"touching"``
@@ -40,6 +40,10 @@ class SyntheticSceneConfig:
     layout: str = "apart"            # "apart": objects stand apart; "touching": against walls,
                                      # side by side, chairs under tables (see the docstring)
     furniture: str = "auto"          # "auto" | "sweethome3d" | "procedural"
+    scale: float = 1.0               # every length of the generated scene (room, furniture, camera
+                                     # walk) times this, after the layout: 0.15 makes a tabletop
+                                     # (objects of 1.5-30 cm seen from 0.1-0.8 m); the images keep
+                                     # their size and field of view
     width: int = 320
     height: int = 240
     hfov_deg: float = 70.0
@@ -57,6 +61,8 @@ class SyntheticSceneConfig:
             raise ValueError("image size must be at least 8x8")
         if self.num_train < 1 or self.num_test < 0:
             raise ValueError("need at least one training frame")
+        if not (0.0 < self.scale <= 10.0):
+            raise ValueError(f"scale must be in (0, 10], got {self.scale}")
         if self.layout not in LAYOUTS:
             raise ValueError(f"unknown layout {self.layout!r}; choose from {LAYOUTS}")
 

@@ -17,8 +17,9 @@ class SceneRenderer:
     """Ray-casts a labelled, coloured triangle soup (Embree when installed)."""
 
     def __init__(self, mesh: trimesh.Trimesh, face_instance: np.ndarray, face_semantic: np.ndarray,
-                 face_albedo: np.ndarray, face_pattern: np.ndarray):
+                 face_albedo: np.ndarray, face_pattern: np.ndarray, length_scale: float = 1.0):
         self.mesh = mesh
+        self.length_scale = float(length_scale)
         self.face_instance = face_instance.astype(np.int32)
         self.face_semantic = face_semantic.astype(np.int32)
         self.face_albedo = face_albedo.astype(np.float32)
@@ -56,7 +57,7 @@ class SceneRenderer:
             sun /= np.linalg.norm(sun)
             shade = 0.35 + 0.4 * np.clip(nrm @ sun, 0, 1) + 0.35 * cos_view
             pattern = self.face_pattern[tri]
-            stripes = 1.0 + 0.12 * np.sin(pattern[:, 3] * (loc * pattern[:, :3]).sum(1))
+            stripes = 1.0 + 0.12 * np.sin(pattern[:, 3] * (loc * pattern[:, :3]).sum(1) / self.length_scale)
             rgb[ray] = self.face_albedo[tri] * (shade * stripes)[:, None]
             normal_cam[ray] = nrm @ R
             if depth_noise and rng is not None:
@@ -78,7 +79,9 @@ class SceneRenderer:
 
 
 def build_renderer(objects: list[PlacedObject], stuff, rng: np.random.Generator,
-                    classes: ClassTable) -> SceneRenderer:
+                    classes: ClassTable, length_scale: float = 1.0) -> SceneRenderer:
+    """A renderer of the placed objects and the room; ``length_scale``: the factor the
+    geometry was scaled by (the textures' stripes scale with it)."""
     meshes, inst, sem, albedo, pattern = [], [], [], [], []
 
     def add(mesh, instance_id, class_id, colour, pat):
@@ -105,4 +108,4 @@ def build_renderer(objects: list[PlacedObject], stuff, rng: np.random.Generator,
             add(mesh, obj.instance_id, obj.class_id, colour, pat)
     scene = trimesh.util.concatenate(meshes)
     return SceneRenderer(scene, np.concatenate(inst), np.concatenate(sem), np.concatenate(albedo),
-                         np.concatenate(pattern))
+                         np.concatenate(pattern), length_scale=length_scale)

@@ -36,7 +36,9 @@ def generate_scene(config: SyntheticSceneConfig = SyntheticSceneConfig(), *,
     h = config.room_height
     objects, walk = place_objects(config, rng, library, w, d, classes)
     stuff = room_stuff(w, d, h, classes)
-    renderer = build_renderer(objects, stuff, rng, classes)
+    if config.scale != 1.0:
+        _scale_geometry(objects, stuff, config.scale)
+    renderer = build_renderer(objects, stuff, rng, classes, length_scale=config.scale)
     if not renderer.uses_embree:
         log.warning("Embree is not available: ray casting falls back to trimesh's slow "
                     "pure-Python intersector (pip install embreex)")
@@ -45,6 +47,8 @@ def generate_scene(config: SyntheticSceneConfig = SyntheticSceneConfig(), *,
     train_poses = trajectory(rng, walk, config.num_train, inset, config.camera_height, 0.0, 0.1)
     test_poses = trajectory(rng, walk, config.num_test, inset * 1.3, config.camera_height - 0.2,
                              0.37, 0.25)
+    for T in train_poses + test_poses:
+        T[:3, 3] *= config.scale
     total = len(train_poses) + len(test_poses)
     frames: list[Frame] = []
     for i, T in enumerate(train_poses + test_poses):
@@ -56,17 +60,30 @@ def generate_scene(config: SyntheticSceneConfig = SyntheticSceneConfig(), *,
                             normal=out["normal"]))
         if progress:
             progress(i + 1, total)
+    w, d, h = (config.scale * v for v in (w, d, h))
     bounds = np.array([[-w / 2, -d / 2, 0.0], [w / 2, d / 2, h]])
     gt_objects = [GTObject(id=o.instance_id, class_id=o.class_id, name=o.model.name,
                            mesh_file=f"meshes/object_{o.instance_id:04d}.ply", source=o.model.source)
                   for o in objects]
     dataset = SceneDataset(
-        name=f"synthetic_seed{config.seed}" + ("" if config.layout == LAYOUTS[0] else f"_{config.layout}"),
+        name=f"synthetic_seed{config.seed}" + ("" if config.layout == LAYOUTS[0] else f"_{config.layout}")
+        + ("" if config.scale == 1.0 else f"_s{config.scale:g}"),
         train=frames[:len(train_poses)],
         test=frames[len(train_poses):], classes=classes, bounds=bounds, objects=gt_objects,
         meta={"generator": "clusteringsdf synthetic", "config": _jsonable(asdict(config)),
               "furniture": library.kind, "room_size_m": [w, d, h]})
     return SyntheticScene(config, np.array([w, d, h]), objects, stuff, dataset, library.kind)
+
+
+def _scale_geometry(objects, stuff, factor: float) -> None:
+    """Scale the placed objects and the room about the origin (the floor's centre) in place."""
+    S = np.diag([factor, factor, factor, 1.0])
+    for obj in objects:
+        obj.T_world_obj = S @ obj.T_world_obj
+        for mesh, _ in obj.parts_world:
+            mesh.apply_scale(factor)
+    for mesh, _ in stuff:
+        mesh.apply_scale(factor)
 
 
 def _jsonable(value):
@@ -79,8 +96,8 @@ def _jsonable(value):
 
 def stored_config_matches(stored, config: SyntheticSceneConfig) -> bool:
     """Whether ``stored`` (``meta.config`` of a written scene) is ``config``; one written
-    before the ``layout`` field existed is of the default layout."""
-    return isinstance(stored, dict) and {"layout": LAYOUTS[0], **stored} == _jsonable(asdict(config))
+    before the ``layout`` or ``scale`` field existed is of the default layout and scale."""
+    return isinstance(stored, dict) and {"layout": LAYOUTS[0], "scale": 1.0, **stored} == _jsonable(asdict(config))
 
 
 def write_synthetic_scene(scene: SyntheticScene, root: str | Path, *, label_variant: str = "sim",
