@@ -48,7 +48,7 @@ from clusteringsdf_core.config.lengths import resolve_lengths
 from clusteringsdf_core.data.classes import SCANNET_REDUCED, ClassTable
 from clusteringsdf_core.data.frame import Frame
 from clusteringsdf_core.online.counters import Counters
-from clusteringsdf_core.online.extent import estimate_bounds, frame_growth
+from clusteringsdf_core.online.extent import bootstrap_bounds, frame_growth
 from clusteringsdf_core.online.extraction import ExtractJob, ObjectsResult, extract_tracked, write_map
 from clusteringsdf_core.online.observations import view_summaries
 from clusteringsdf_core.online.persistence import Autosaver, find_checkpoint
@@ -453,13 +453,12 @@ class MappingEngine:
         from clusteringsdf_core.model.fields import SceneBox
         from clusteringsdf_core.training import Trainer
 
-        bounds = self.bounds_m
-        if bounds is None:
-            dc = self.config.data
-            bounds = estimate_bounds(self._bootstrap, depth_min_m=dc.depth_min_m,
-                                     depth_max_m=dc.depth_max_m)
+        if self.bounds_m is None:     # the first frames' bounds, and the lengths for the scene's size
+            bounds, config, length_scale = bootstrap_bounds(self._bootstrap, self.config)
+        else:
+            bounds = self.bounds_m
+            config, length_scale = resolve_lengths(self.config, bounds)
         frames, self._bootstrap = self._bootstrap, []
-        config, length_scale = resolve_lengths(self.config, bounds)   # lengths for the scene's size
         box = SceneBox(bounds, padding_m=config.render.bounds_padding_m)
         if self.bounds_m is None:
             # The normalisation frame fixes the grids' cells per metre for the map's life: not finer

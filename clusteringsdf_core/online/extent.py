@@ -9,7 +9,7 @@ import numpy as np
 from clusteringsdf_core.data.frame import Frame
 from clusteringsdf_core.geometry.camera import backproject
 
-__all__ = ["estimate_bounds", "growth_bounds", "frame_growth", "BOUNDS_MARGIN_XY_M", "BOUNDS_MARGIN_Z_M", "RGB_ONLY_REACH_M"]
+__all__ = ["estimate_bounds", "growth_bounds", "frame_growth", "bootstrap_bounds", "BOUNDS_MARGIN_XY_M", "BOUNDS_MARGIN_Z_M", "RGB_ONLY_REACH_M"]
 
 #: Margins added to the bounds seen in the bootstrap frames (metres): horizontal, vertical.
 #: Small, because the map grows when later frames see past it (:func:`growth_bounds`):
@@ -100,3 +100,19 @@ def frame_growth(current_m: np.ndarray, frame: Frame, config, length_scale: floa
     margins = {"margin_xy_m": BOUNDS_MARGIN_XY_M * length_scale, "margin_z_m": BOUNDS_MARGIN_Z_M * length_scale}
     seen = estimate_bounds([frame], depth_min_m=dc.depth_min_m, depth_max_m=dc.depth_max_m, **margins)
     return growth_bounds(current_m, seen + np.array([[-pad], [pad]]), max_side_m=max_side_m, **margins)
+
+
+def bootstrap_bounds(frames: Sequence[Frame], config) -> tuple[np.ndarray, object, float]:
+    """A map's first bounds from its first frames, with its tree resolved for them
+    (:func:`~clusteringsdf_core.config.lengths.resolve_lengths`): ``(bounds, resolved
+    config, factor)``. The factor comes from the bounds with the room margins; the
+    bounds returned carry the margins scaled by it, like the map's other lengths."""
+    from clusteringsdf_core.config.lengths import resolve_lengths
+
+    dc = config.data
+    bounds = estimate_bounds(frames, depth_min_m=dc.depth_min_m, depth_max_m=dc.depth_max_m)
+    resolved, factor = resolve_lengths(config, bounds)
+    if factor != 1.0:
+        bounds = estimate_bounds(frames, depth_min_m=dc.depth_min_m, depth_max_m=dc.depth_max_m,
+                                 margin_xy_m=BOUNDS_MARGIN_XY_M * factor, margin_z_m=BOUNDS_MARGIN_Z_M * factor)
+    return bounds, resolved, factor

@@ -145,3 +145,38 @@ def test_a_scaled_scene_is_the_same_scene_smaller():
         assert np.allclose(b.mesh().extents, a.mesh().extents * 0.15)
     with pytest.raises(ValueError, match="scale"):
         SyntheticSceneConfig(scale=0.0)
+
+
+def test_the_engine_sizes_a_tabletop_map_from_its_first_frames():
+    """A stream of a tabletop: the engine resolves the lengths from the first frames'
+    bounds, and the normalisation frame is not a 4 m room's."""
+    from clusteringsdf_core.online import MappingEngine
+    from clusteringsdf_core.online.engine import MIN_FRAME_SIDE_M
+
+    scene = generate_scene(SyntheticSceneConfig(seed=4, furniture="procedural", width=64, height=48,
+                                                num_train=5, num_test=1, num_objects=3, scale=0.15))
+    config = preset("cpu").merged({"trainer.device": "cpu", "model.num_channels": 4,
+                                   "model.grid_max_resolution": 32, "model.grid_levels": 2,
+                                   "data.image_width": 64, "data.image_height": 48})
+    engine = MappingEngine(config, classes=scene.dataset.classes, bootstrap_frames=5)
+    for frame in scene.dataset.train:
+        engine.put(frame)
+    engine.ingest()
+    trainer = engine.trainer
+    assert trainer is not None
+    side = float((trainer.box.bounds_m[1] - trainer.box.bounds_m[0]).max())
+    room_side = float((scene.dataset.bounds[1] - scene.dataset.bounds[0]).max())
+    assert side < 1.5 * room_side                      # margins scaled with the lengths too
+    factor = trainer.length_scale
+    assert 0.05 <= factor < 0.5
+    assert trainer.config.model.init_seed_spacing_m == pytest.approx(config.model.init_seed_spacing_m * factor)
+    frame_side = 2 * trainer.box.scale
+    assert frame_side < MIN_FRAME_SIDE_M / 2           # cells per metre follow the table, not a room
+    assert frame_side >= MIN_FRAME_SIDE_M * factor - 1e-9
+    # explicit lengths as written: the room's rule comes back
+    pinned = MappingEngine(config.merged({"data.length_scale": 1.0}), classes=scene.dataset.classes,
+                           bootstrap_frames=5)
+    for frame in scene.dataset.train:
+        pinned.put(frame)
+    pinned.ingest()
+    assert pinned.trainer.length_scale == 1.0 and 2 * pinned.trainer.box.scale == pytest.approx(MIN_FRAME_SIDE_M)
