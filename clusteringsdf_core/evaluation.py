@@ -71,6 +71,11 @@ class PartLookup:
                 instance[mask], semantic[mask] = ids[nearest], classes[nearest]
 
 
+#: The floor and ceiling bands of rendered background, as a share of the height between
+#: floor and ceiling (:class:`NeuralLabelRenderer`): 0.15 m in the bench's 2.7 m rooms.
+STUFF_BAND_SHARE = 0.15 / 2.7
+
+
 class NeuralLabelRenderer:
     """Renders (semantic, instance) label maps of a model snapshot at a frame's pose."""
 
@@ -81,9 +86,6 @@ class NeuralLabelRenderer:
         self.classes = classes
         self.channel_classes = snapshot.channel_classes
         self.resolution = resolution
-        # background within this of the floor / ceiling height is floor / ceiling: 0.15 m
-        # in a room, scaled as the model's scene lengths were
-        self.stuff_band_m = 0.15 * snapshot.length_scale if stuff_band_m is None else stuff_band_m
         self.mode = snapshot.config.trainer.mode
         if snapshot.surface_heights is not None:
             self.floor_z, self.ceiling_z = snapshot.surface_heights
@@ -91,6 +93,11 @@ class NeuralLabelRenderer:
             bounds = np.asarray(snapshot.box_state["bounds_m"])
             self.floor_z = bounds[0, 2] + snapshot.config.render.bounds_padding_m
             self.ceiling_z = bounds[1, 2] - snapshot.config.render.bounds_padding_m
+        # background within this of the floor / ceiling height is floor / ceiling: a share
+        # of the height between them (0.15 m of a 2.7 m room), so a scene's stuff bands
+        # follow its size, whatever the scene lengths' factor
+        self.stuff_band_m = (STUFF_BAND_SHARE * max(self.ceiling_z - self.floor_z, 0.0)
+                             if stuff_band_m is None else stuff_band_m)
         names = {c.name for c in classes.classes}
         self.stuff_ids = {n: classes.id_of(n) for n in ("floor", "wall", "ceiling") if n in names}
         self._parts: PartLookup | None = None

@@ -79,12 +79,14 @@ def test_the_trainer_resolves_keeps_and_restores_its_lengths(tmp_path):
     assert trainer.config.loss.sdf_truncation_m == pytest.approx(config.loss.sdf_truncation_m * factor)
     # the box is padded by the scaled padding
     assert np.allclose(trainer.box.bounds_m, TABLE + np.array([[-1], [1]]) * 0.1 * factor)
-    # the lengths outside the tree follow the same factor: the stuff band of rendered labels
+    # the snapshot carries the factor (observation counts use it); rendered stuff bands follow the scene
     from clusteringsdf_core.evaluation import NeuralLabelRenderer
 
     snapshot = trainer.snapshot()
     assert snapshot.length_scale == factor
-    assert NeuralLabelRenderer(snapshot, trainer.classes).stuff_band_m == pytest.approx(0.15 * factor)
+    renderer = NeuralLabelRenderer(snapshot, trainer.classes)
+    # the stuff bands are a share of the height between floor and ceiling: 0.15 m of a 2.7 m room
+    assert renderer.stuff_band_m == pytest.approx((renderer.ceiling_z - renderer.floor_z) * 0.15 / 2.7)
     path = trainer.save_checkpoint(tmp_path / "checkpoint.pt")
     loaded = Trainer.load_checkpoint(path)
     assert loaded.config == trainer.config and loaded.length_scale == pytest.approx(factor)
