@@ -80,8 +80,8 @@ class Trainer:
                                           else bounds_m)
         self.length_scale = derived if length_scale is None else float(length_scale)
         if derived != 1.0:
-            log.info("scene lengths x %.3g for a scene smaller than data.reference_side_m "
-                     "(seed spacing %.3g m, SDF truncation %.3g m)", derived,
+            log.info("scene lengths x %.3g (data.length_scale, or the scene's side over "
+                     "data.reference_side_m): seed spacing %.3g m, SDF truncation %.3g m", derived,
                      config.model.init_seed_spacing_m, config.loss.sdf_truncation_m)
         self.config = config
         self.classes = classes
