@@ -34,7 +34,7 @@ import numpy as np
 
 from clusteringsdf_core.bench.prediction import ScenePrediction
 from clusteringsdf_core.config import Section, param
-from clusteringsdf_core.config.lengths import REFERENCE_SIDE_M, auto_length_scale
+from clusteringsdf_core.config.lengths import REFERENCE_SIDE_M, length_factor
 from clusteringsdf_core.config.schema import scale_lengths
 from clusteringsdf_core.data.frame import Frame
 from clusteringsdf_core.geometry.camera import project
@@ -56,9 +56,7 @@ def _length_scale_param():
 
 def for_scene(config, dataset):
     """``config`` with its scene lengths scaled for ``dataset`` (clusteringsdf_core.config.lengths)."""
-    factor = config.length_scale
-    if not factor:
-        factor = 1.0 if dataset.bounds is None else auto_length_scale(dataset.bounds, REFERENCE_SIDE_M)
+    factor = length_factor(config.length_scale, dataset.bounds, REFERENCE_SIDE_M)
     return scale_lengths(config, factor).replace(length_scale=1.0)
 
 

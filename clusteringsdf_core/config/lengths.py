@@ -25,7 +25,8 @@ import numpy as np
 
 from clusteringsdf_core.config.schema import scale_lengths
 
-__all__ = ["MIN_LENGTH_SCALE", "REFERENCE_SIDE_M", "auto_length_scale", "resolve_lengths", "scaled_like"]
+__all__ = ["MIN_LENGTH_SCALE", "REFERENCE_SIDE_M", "auto_length_scale", "length_factor", "resolve_lengths",
+           "scaled_like"]
 
 #: The default ``data.reference_side_m``: the rooms the lengths were set on are 5-6.5 m.
 REFERENCE_SIDE_M = 4.0
@@ -45,12 +46,20 @@ def auto_length_scale(bounds_m, reference_side_m: float) -> float:
     return float(np.clip(side / reference_side_m, MIN_LENGTH_SCALE, 1.0))
 
 
+def length_factor(length_scale: float, bounds_m, reference_side_m: float) -> float:
+    """The factor a ``length_scale`` field means: itself when > 0, else derived from the
+    bounds (1 when there are none)."""
+    if length_scale:
+        return float(length_scale)
+    return 1.0 if bounds_m is None else auto_length_scale(bounds_m, reference_side_m)
+
+
 def resolve_lengths(config, bounds_m) -> tuple:
     """``(config with its scene lengths scaled and data.length_scale 1, the factor)``.
 
     ``bounds_m`` are the scene's bounds without padding (only read when the factor is
     derived)."""
-    factor = config.data.length_scale or auto_length_scale(bounds_m, config.data.reference_side_m)
+    factor = length_factor(config.data.length_scale, bounds_m, config.data.reference_side_m)
     resolved = scale_lengths(config, factor)
     if resolved.data.length_scale != 1.0:
         resolved = dataclasses.replace(resolved, data=resolved.data.replace(length_scale=1.0))

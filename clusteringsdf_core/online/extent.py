@@ -91,13 +91,18 @@ def growth_bounds(current_m: np.ndarray, frame_bounds_m: np.ndarray, *,
     return new, capped
 
 
+def _margins(length_scale: float) -> dict[str, float]:
+    """The room margins scaled as a map's scene lengths are."""
+    return {"margin_xy_m": BOUNDS_MARGIN_XY_M * length_scale, "margin_z_m": BOUNDS_MARGIN_Z_M * length_scale}
+
+
 def frame_growth(current_m: np.ndarray, frame: Frame, config, length_scale: float, *,
                  max_side_m: float = 0.0) -> tuple[np.ndarray | None, bool]:
     """:func:`growth_bounds` for a key frame of a map trained with ``config`` (its resolved
     tree): the frame's bounds padded by ``render.bounds_padding_m`` as the first box was,
     the margins scaled by the map's ``length_scale`` as its other scene lengths were."""
     dc, pad = config.data, config.render.bounds_padding_m
-    margins = {"margin_xy_m": BOUNDS_MARGIN_XY_M * length_scale, "margin_z_m": BOUNDS_MARGIN_Z_M * length_scale}
+    margins = _margins(length_scale)
     seen = estimate_bounds([frame], depth_min_m=dc.depth_min_m, depth_max_m=dc.depth_max_m, **margins)
     return growth_bounds(current_m, seen + np.array([[-pad], [pad]]), max_side_m=max_side_m, **margins)
 
@@ -114,5 +119,5 @@ def bootstrap_bounds(frames: Sequence[Frame], config) -> tuple[np.ndarray, objec
     resolved, factor = resolve_lengths(config, bounds)
     if factor != 1.0:
         bounds = estimate_bounds(frames, depth_min_m=dc.depth_min_m, depth_max_m=dc.depth_max_m,
-                                 margin_xy_m=BOUNDS_MARGIN_XY_M * factor, margin_z_m=BOUNDS_MARGIN_Z_M * factor)
+                                 **_margins(factor))
     return bounds, resolved, factor
